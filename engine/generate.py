@@ -1,0 +1,160 @@
+"""The embedded engine: prefill the prompt, then decode one token per step, streaming text as it comes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from engine.checkpoint import Checkpoint, default_model_path, load_model
+from engine.kv_cache import KVCache
+from engine.sampling import Sampler
+from engine.tokenizer import StreamDecoder
+from engine.types import (
+    ChatMessage,
+    EngineInfo,
+    Event,
+    GenerationParams,
+    Prompt,
+    PromptTooLong,
+    Stats,
+    TextDelta,
+)
+
+
+class LocalEngine:
+    """One model in this process. Requests run one at a time; each call to `generate` owns the KV cache."""
+
+    def __init__(self, model: str | Path | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        checkpoint = Checkpoint(Path(model) if model else default_model_path())
+        self.checkpoint_path = checkpoint.path
+        self.config = checkpoint.config
+        self.device = torch.device(device)
+        self.model = load_model(checkpoint, dtype, self.device)
+        self.tokenizer = checkpoint.tokenizer()
+        self.info = EngineInfo(
+            model_name=checkpoint.name,
+            architecture=type(self.model).__name__,
+            precision=f"{checkpoint.precision} → {str(dtype).removeprefix('torch.')}",
+            device=str(self.device),
+            context_window=self.config.max_position_embeddings,
+        )
+        self._cache: KVCache | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def context_window(self) -> int:
+        return self.config.max_position_embeddings
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.tokenizer.encode_chat(messages))
+
+    def generate(self, prompt: Prompt, params: GenerationParams) -> Iterator[Event]:
+        started = time.perf_counter()
+        ids = list(prompt) if prompt and isinstance(prompt[0], int) else self.tokenizer.encode_chat(prompt)
+        if len(ids) + params.max_new_tokens > self.context_window:
+            raise PromptTooLong(len(ids), params.max_new_tokens, self.context_window)
+        with self._lock:
+            yield from self._generate(ids, params, started)
+
+    def _kv_cache(self) -> KVCache:
+        # Allocated on first use and kept: a fresh allocation per request would cost more than the prefill.
+        if self._cache is None:
+            cfg = self.config
+            self._cache = KVCache(
+                cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, self.context_window,
+                self.model.lm_head.weight.dtype, self.device,
+            )
+        return self._cache
+
+    @torch.inference_mode()
+    def _forward(self, tokens: list[int], start: int) -> torch.Tensor:
+        """Run `tokens` at positions start.. and return fp32 logits for the position after the last one."""
+        t = torch.tensor([tokens], device=self.device)
+        positions = torch.arange(start, start + len(tokens), device=self.device)
+        return self.model(t, positions, self._kv_cache(), last_only=True)[0, -1]
+
+    def _generate(self, ids: list[int], params: GenerationParams, started: float) -> Iterator[Event]:
+        sampler = Sampler(params, self.device)
+        decoder = StreamDecoder(self.tokenizer)
+        stops = StopStrings(params.stop)
+        stop_ids = self.tokenizer.eos_ids | set(params.stop_token_ids)
+        seen = torch.tensor(ids, device=self.device)
+
+        logits = self._forward(ids, 0)
+        first_token_at = None
+        generated = 0
+        finish = "length"
+        while generated < params.max_new_tokens:
+            token = sampler(logits, seen)
+            generated += 1
+            if first_token_at is None:
+                first_token_at = time.perf_counter()
+            if token in stop_ids:
+                finish = "stop"
+                break
+            text, stopped = stops.push(decoder.push(token))
+            if text:
+                yield TextDelta(text=text)
+            if stopped:
+                finish = "stop"
+                break
+            if generated == params.max_new_tokens:
+                break
+            seen = torch.cat([seen, torch.tensor([token], device=self.device)])
+            logits = self._forward([token], len(ids) + generated - 1)
+        tail = stops.flush()
+        if tail:
+            yield TextDelta(text=tail)
+
+        finished_at = time.perf_counter()
+        first_token_at = first_token_at or finished_at
+        decode_time = finished_at - first_token_at
+        yield Stats(
+            prompt_tokens=len(ids),
+            generated_tokens=generated,
+            ttft_s=first_token_at - started,
+            decode_tok_s=(generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0,
+            finish_reason=finish,
+        )
+
+
+class StopStrings:
+    """Holds back text that might be the start of a stop string, and cuts the output at the first one."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def push(self, piece: str) -> tuple[str, bool]:
+        """Return (text safe to show now, whether a stop string was reached)."""
+        self.pending += piece
+        if not self.stops:
+            out, self.pending = self.pending, ""
+            return out, False
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.pending = self.pending[: min(hits)], ""
+            return out, True
+        keep = max((_overlap(self.pending, s) for s in self.stops), default=0)
+        cut = len(self.pending) - keep
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
+    for n in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:n]):
+            return n
+    return 0

@@ -1,0 +1,137 @@
+"""Llama-family dense decoder (Llama, SmolLM2, Mistral; Qwen2 with q/k/v biases; Qwen3 with QK-norm).
+
+Module names follow the Hugging Face checkpoints, so HF tensors load by their own names;
+`gguf_to_hf` below maps llama.cpp's names onto them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.kv_cache import KVCache
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, self.heads * self.head_dim, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+
+    def forward(
+        self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, layer: int
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = rope(q.transpose(1, 2), positions)
+        k = rope(k.transpose(1, 2), positions)
+        out = cached_attention(q, k, v.transpose(1, 2), cache, layer, int(positions[0]))
+        return self.o_proj(out)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x, rope, positions, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), rope, positions, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaBody(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = LlamaBody(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.rope = RotaryEmbedding(cfg.rotary_dim, cfg.rope_theta, cfg.max_position_embeddings)
+
+    def forward(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, last_only: bool = False
+    ) -> torch.Tensor:
+        """tokens: [B, T] at `positions` [T] (contiguous). Returns fp32 logits [B, T, vocab].
+
+        With `last_only`, logits only for the last position: a long prompt's full logits would not fit in memory.
+        """
+        x = self.model.embed_tokens(tokens)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, self.rope, positions, cache, i)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.model.norm(x)).float()
+
+    def materialize_buffers(self, device: torch.device | str) -> None:
+        """Rotary tables are computed, not loaded: rebuild them on the weights' device."""
+        cfg = self.config
+        self.rope = RotaryEmbedding(cfg.rotary_dim, cfg.rope_theta, cfg.max_position_embeddings).to(device)
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+
+# llama.cpp's tensor names → the HF names above.
+_GGUF_GLOBAL = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_GGUF_LAYER = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_GGUF_BLOCK = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
+
+
+def _unpermute_rope(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Undo llama.cpp's conversion, which interleaves each head's halves for its GPT-J style RoPE."""
+    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def gguf_to_hf(name: str, tensor: torch.Tensor, cfg: ModelConfig) -> tuple[str, torch.Tensor]:
+    if name in _GGUF_GLOBAL:
+        return _GGUF_GLOBAL[name], tensor
+    match = _GGUF_BLOCK.fullmatch(name)
+    if not match or match.group(2) not in _GGUF_LAYER:
+        raise KeyError(name)
+    layer, part, kind = match.groups()
+    if part == "attn_q":
+        tensor = _unpermute_rope(tensor, cfg.num_attention_heads)
+    elif part == "attn_k":
+        tensor = _unpermute_rope(tensor, cfg.num_key_value_heads)
+    return f"model.layers.{layer}.{_GGUF_LAYER[part]}.{kind}", tensor

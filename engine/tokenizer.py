@@ -1,0 +1,80 @@
+"""Tokenization and chat templates through `transformers`, plus streaming detokenization."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+from platformdirs import user_cache_dir
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from engine.types import ChatMessage
+
+
+class Tokenizer:
+    def __init__(self, hf: PreTrainedTokenizerBase, eos_ids: Sequence[int]):
+        self.hf = hf
+        ids = set(eos_ids)
+        if hf.eos_token_id is not None:
+            ids.add(hf.eos_token_id)
+        self.eos_ids = frozenset(ids)
+
+    @classmethod
+    def from_directory(cls, path: Path, eos_ids: Sequence[int]) -> "Tokenizer":
+        return cls(AutoTokenizer.from_pretrained(path), eos_ids)
+
+    @classmethod
+    def from_gguf(cls, path: Path, eos_ids: Sequence[int]) -> "Tokenizer":
+        # Converting a GGUF vocabulary takes seconds; keep the converted tokenizer beside the user's cache.
+        cache = _gguf_tokenizer_cache(path)
+        if not (cache / "tokenizer_config.json").exists():
+            hf = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            hf.save_pretrained(cache)
+        return cls(AutoTokenizer.from_pretrained(cache), eos_ids)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(ids, skip_special_tokens=True)
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return self.hf.apply_chat_template(
+            [m.model_dump() for m in messages], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        # The rendered template already holds every special token the model expects.
+        return self.encode(self.render_chat(messages))
+
+
+def _gguf_tokenizer_cache(path: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    root = Path(os.environ.get("CLINIDOC_CACHE_DIR") or user_cache_dir("clinidoc"))
+    return root / "tokenizers" / key
+
+
+class StreamDecoder:
+    """Turns a growing list of token ids into text pieces without splitting multi-byte characters.
+
+    Decoding token by token breaks characters that span tokens; instead decode a short window that
+    ends at the newest token and emit only what is new and complete.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        before = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self.tokenizer.decode(self.ids[self.prefix_offset :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return after[len(before) :]
+        return ""
