@@ -1,0 +1,99 @@
+"""Opening the SQLite file: connection settings, WAL, foreign keys and the schema version."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from storage.schema import SCHEMA_VERSION, Base
+
+# Seconds a writer waits for another writer's lock before failing. Writes take milliseconds, so
+# reaching this means something is stuck; until then a save should wait rather than fail.
+BUSY_TIMEOUT_S = 30.0
+
+
+class Database:
+    """One SQLite file and the short-lived sessions the storage functions open on it."""
+
+    def __init__(self, path: Path, engine: Engine) -> None:
+        self.path = path
+        self.engine = engine
+        self._reader = sessionmaker(engine)
+        self._writer = sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"))
+
+    def reading(self) -> Session:
+        """A session for reads; use it as a context manager so it closes."""
+        return self._reader()
+
+    def writing(self) -> AbstractContextManager[Session]:
+        """A session that holds the write lock from its start and commits on a clean exit."""
+        return self._writer.begin()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(path: str | Path) -> Database:
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        # URL.create rather than an f-string, so a path with '?' or '#' is not read as URL syntax.
+        URL.create("sqlite", database=str(path)),
+        # Gradio runs handlers in worker threads, and pooled connections move between them.
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+        # Keeps clinical text readable in the file and unicode pages at their real size.
+        json_serializer=lambda obj: json.dumps(obj, ensure_ascii=False),
+    )
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    _enable_wal(engine, path)
+    _create_schema(engine, path)
+    return Database(path, engine)
+
+
+def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: ConnectionPoolEntry) -> None:
+    # pysqlite would BEGIN only before the first INSERT/UPDATE/DELETE, leaving reads outside the
+    # transaction; turning that off leaves BEGIN to _on_begin.
+    dbapi_connection.isolation_level = None
+    # SQLite starts every connection with foreign keys off, and the cascades depend on them.
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _on_begin(conn: Connection) -> None:
+    # Writers BEGIN IMMEDIATE: under WAL, a deferred transaction that reads and then writes fails at
+    # once with SQLITE_BUSY when another writer got in first, instead of waiting out the busy timeout.
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+
+def _enable_wal(engine: Engine, path: Path) -> None:
+    # WAL is a property of the file, so setting it once covers every later connection. It cannot be
+    # switched inside a transaction, hence the raw connection, which _on_connect left in autocommit.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        [(mode,)] = cursor.fetchall()
+    finally:
+        raw.close()
+    if mode != "wal":
+        raise RuntimeError(f"SQLite refused WAL mode for {path} (journal_mode is {mode!r}); keep it on a local disk.")
+
+
+def _create_schema(engine: Engine, path: Path) -> None:
+    # One IMMEDIATE transaction, so several processes or threads opening a new file at once
+    # cannot both decide the tables are missing.
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{path} has schema version {version}, newer than this Clinidoc's {SCHEMA_VERSION}; upgrade Clinidoc."
+            )
+        # Version 0 is a new file. Migrations from older versions go here, keyed on `version`.
+        Base.metadata.create_all(conn)
+        conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")

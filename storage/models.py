@@ -1,0 +1,56 @@
+"""What storage hands back: snapshots of stored rows, detached from the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Role = Literal["user", "assistant"]
+
+
+class _Record(BaseModel):
+    # Frozen because changing a snapshot would not change what is stored.
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class SessionInfo(_Record):
+    id: int
+    title: str
+    user: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentInfo(_Record):
+    id: int
+    session_id: int
+    name: str
+    sha256: str
+    kind: str
+    pages: int
+    tokens: int
+    page_texts: list[str]
+    created_at: datetime
+
+
+class MessageInfo(_Record):
+    id: int
+    session_id: int
+    role: Role
+    text: str
+    disclaimer: str | None
+    model: str | None
+    prompt_version: str | None
+    stats: dict[str, Any] | None
+    created_at: datetime
+
+
+class AuditEvent(_Record):
+    id: int
+    user: str
+    action: str
+    session_id: int | None
+    detail: str | None
+    created_at: datetime

@@ -1,0 +1,356 @@
+"""storage against a real SQLite file: no mocks, each test gets its own file under tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+import storage
+from storage import SessionNotFound, open_database
+from storage.schema import SCHEMA_VERSION
+
+DISCLAIMER = "Not a substitute for clinical judgement."
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "clinidoc.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[storage.Database]:
+    database = open_database(db_path)
+    yield database
+    database.close()
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    """A connection that shares nothing with storage, to see what is really in the file."""
+    return sqlite3.connect(path)
+
+
+def test_open_creates_parent_dirs_and_records_schema_version(db_path: Path) -> None:
+    db = open_database(str(db_path))
+    assert db.path == db_path
+    assert db_path.is_file()
+    with _raw(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"users", "sessions", "documents", "messages", "audit_events"} <= tables
+    db.close()
+
+
+def test_open_twice_is_idempotent(db_path: Path) -> None:
+    first = open_database(db_path)
+    session = storage.create_session(first, "Discharge summary")
+    second = open_database(db_path)
+    assert storage.list_sessions(second) == [session]
+    first.close()
+    second.close()
+
+
+def test_open_from_several_threads_at_once(db_path: Path) -> None:
+    barrier = threading.Barrier(8)
+    opened: list[storage.Database] = []
+    errors: list[Exception] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            opened.append(open_database(db_path))
+        except Exception as exc:  # collected so the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(opened) == 8
+    for db in opened:
+        db.close()
+
+
+def test_refuses_a_file_from_a_newer_schema(db_path: Path) -> None:
+    open_database(db_path).close()
+    with _raw(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        open_database(db_path)
+
+
+def test_wal_is_on_for_a_fresh_connection(db: storage.Database, db_path: Path) -> None:
+    with _raw(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_foreign_keys_are_on_for_every_pooled_connection(db: storage.Database) -> None:
+    connections = [db.engine.connect() for _ in range(3)]
+    try:
+        for conn in connections:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_foreign_keys_are_enforced(db: storage.Database) -> None:
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"), db.writing() as s:
+        s.execute(
+            text(
+                "INSERT INTO documents (session_id, name, sha256, kind, pages, tokens, page_texts, created_at)"
+                " VALUES (999, 'a.pdf', 'x', 'pdf', 0, 0, '[]', '2025-01-01')"
+            )
+        )
+
+
+def test_round_trip(db: storage.Database) -> None:
+    session = storage.create_session(db, "Mrs Smith, cardiology", user="dr.jones")
+    assert session.user == "dr.jones"
+    assert session.created_at == session.updated_at
+    assert session.created_at.utcoffset() == timedelta(0)
+
+    letter = storage.add_document(db, session.id, "letter.pdf", "a" * 64, "pdf", ["page one", "page two"], 120)
+    labs = storage.add_document(db, session.id, "labs.docx", "b" * 64, "docx", ["K+ 4.1"], 12)
+    assert (letter.pages, labs.pages) == (2, 1)
+
+    question = storage.add_message(db, session.id, "user", "What is the potassium?")
+    answer = storage.add_message(
+        db,
+        session.id,
+        "assistant",
+        "Potassium is 4.1 mmol/L.",
+        disclaimer=DISCLAIMER,
+        model="smollm2-135m",
+        prompt_version="qa-v1",
+        stats={"prompt_tokens": 140, "ttft_s": 0.05, "finish_reason": "stop"},
+    )
+
+    assert storage.get_session(db, session.id) == storage.list_sessions(db)[0]
+    assert storage.list_documents(db, session.id) == [letter, labs]
+    assert storage.list_messages(db, session.id) == [question, answer]
+    stored = storage.list_messages(db, session.id)[1]
+    assert stored.role == "assistant"
+    assert stored.disclaimer == DISCLAIMER
+    assert (stored.model, stored.prompt_version) == ("smollm2-135m", "qa-v1")
+    assert stored.stats == {"prompt_tokens": 140, "ttft_s": 0.05, "finish_reason": "stop"}
+    assert storage.list_messages(db, session.id)[0].stats is None
+    assert storage.list_documents(db, session.id)[0].page_texts == ["page one", "page two"]
+    assert all(m.created_at.utcoffset() == timedelta(0) for m in storage.list_messages(db, session.id))
+
+
+def test_get_session_unknown_is_none(db: storage.Database) -> None:
+    assert storage.get_session(db, 999) is None
+
+
+@pytest.mark.parametrize("disclaimer", [None, "", "   \n"])
+def test_assistant_message_without_disclaimer_is_rejected(db: storage.Database, disclaimer: str | None) -> None:
+    session = storage.create_session(db, "s")
+    with pytest.raises(ValueError, match="disclaimer"):
+        storage.add_message(db, session.id, "assistant", "An answer.", disclaimer=disclaimer)
+    assert storage.list_messages(db, session.id) == []
+
+
+def test_the_file_itself_rejects_an_assistant_message_without_disclaimer(db: storage.Database, db_path: Path) -> None:
+    session = storage.create_session(db, "s")
+    with _raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO messages (session_id, role, text, created_at) VALUES (?, 'assistant', 'x', '2025-01-01')",
+            (session.id,),
+        )
+
+
+def test_unknown_role_is_rejected(db: storage.Database) -> None:
+    session = storage.create_session(db, "s")
+    with pytest.raises(ValueError, match="role"):
+        storage.add_message(db, session.id, "system", "You are a helpful assistant.")
+
+
+def test_adding_bumps_updated_at_and_orders_sessions(db: storage.Database) -> None:
+    older = storage.create_session(db, "older")
+    newer = storage.create_session(db, "newer")
+    assert [s.id for s in storage.list_sessions(db)] == [newer.id, older.id]
+
+    message = storage.add_message(db, older.id, "user", "hello")
+    bumped = storage.get_session(db, older.id)
+    assert bumped is not None
+    assert bumped.updated_at == message.created_at > older.updated_at
+    assert bumped.created_at == older.created_at
+    assert [s.id for s in storage.list_sessions(db)] == [older.id, newer.id]
+
+    document = storage.add_document(db, newer.id, "a.txt", "c" * 64, "txt", ["text"], 1)
+    assert storage.list_sessions(db)[0].updated_at == document.created_at
+    assert [s.id for s in storage.list_sessions(db)] == [newer.id, older.id]
+
+
+def test_rename_keeps_position(db: storage.Database) -> None:
+    first = storage.create_session(db, "first")
+    storage.create_session(db, "second")
+    renamed = storage.rename_session(db, first.id, "Renamed")
+    assert renamed.title == "Renamed"
+    assert renamed.updated_at == first.updated_at
+    assert [s.title for s in storage.list_sessions(db)] == ["second", "Renamed"]
+
+
+def test_list_sessions_by_user(db: storage.Database) -> None:
+    mine = storage.create_session(db, "mine", user="alice")
+    theirs = storage.create_session(db, "theirs", user="bob")
+    storage.create_session(db, "mine too", user="alice")
+    assert [s.title for s in storage.list_sessions(db, user="alice")] == ["mine too", "mine"]
+    assert storage.list_sessions(db, user="bob") == [theirs]
+    assert storage.list_sessions(db, user="nobody") == []
+    assert len(storage.list_sessions(db)) == 3
+    assert mine.user == "alice"
+
+
+def test_delete_cascades_but_keeps_audit_events(db: storage.Database, db_path: Path) -> None:
+    doomed = storage.create_session(db, "doomed")
+    kept = storage.create_session(db, "kept")
+    for session in (doomed, kept):
+        storage.add_document(db, session.id, "d.pdf", "d" * 64, "pdf", ["p"], 1)
+        storage.add_message(db, session.id, "user", "q")
+        storage.add_message(db, session.id, "assistant", "a", disclaimer=DISCLAIMER)
+    storage.record_event(db, "local", "upload", session_id=doomed.id, detail="d.pdf")
+
+    storage.delete_session(db, doomed.id)
+    storage.record_event(db, "local", "delete_session", session_id=doomed.id)
+
+    assert storage.get_session(db, doomed.id) is None
+    assert storage.list_documents(db, doomed.id) == []
+    assert storage.list_messages(db, doomed.id) == []
+    with _raw(db_path) as conn:
+        for table in ("documents", "messages"):
+            count = conn.execute(f"SELECT count(*) FROM {table} WHERE session_id = ?", (doomed.id,)).fetchone()[0]
+            assert count == 0, table
+    assert [e.action for e in storage.list_events(db, doomed.id)] == ["upload", "delete_session"]
+    assert len(storage.list_documents(db, kept.id)) == 1
+    assert len(storage.list_messages(db, kept.id)) == 2
+
+    # A new session must not inherit the deleted one's id, or it would inherit its audit trail.
+    assert storage.create_session(db, "after").id > kept.id
+
+
+def test_audit_events(db: storage.Database) -> None:
+    session = storage.create_session(db, "s")
+    storage.record_event(db, "local", "open_app")
+    storage.record_event(db, "local", "ask", session_id=session.id, detail="question 1")
+    events = storage.list_events(db)
+    assert [(e.action, e.session_id, e.detail) for e in events] == [
+        ("open_app", None, None),
+        ("ask", session.id, "question 1"),
+    ]
+    assert events[0].user == "local"
+    assert events[0].created_at.utcoffset() == timedelta(0)
+    assert [e.action for e in storage.list_events(db, session.id)] == ["ask"]
+
+
+def test_unknown_session_ids_raise_session_not_found(db: storage.Database) -> None:
+    with pytest.raises(SessionNotFound, match="42") as excinfo:
+        storage.add_message(db, 42, "user", "hello")
+    assert excinfo.value.session_id == 42
+    assert isinstance(excinfo.value, LookupError)
+    with pytest.raises(SessionNotFound):
+        storage.add_document(db, 42, "a.pdf", "e" * 64, "pdf", ["p"], 1)
+    with pytest.raises(SessionNotFound):
+        storage.rename_session(db, 42, "x")
+    with pytest.raises(SessionNotFound):
+        storage.delete_session(db, 42)
+    assert storage.list_messages(db, 42) == []
+    assert storage.list_documents(db, 42) == []
+
+
+def test_unicode_round_trips(db: storage.Database, db_path: Path) -> None:
+    clinical = "Café patient: digoxin 62.5 µg daily 💊 — naïve ✓ 漢字"
+    session = storage.create_session(db, clinical, user="médecin")
+    storage.add_document(db, session.id, "lettre é.pdf", "f" * 64, "pdf", [clinical, "µg/L 🩺"], 30)
+    storage.add_message(db, session.id, "user", clinical)
+    storage.add_message(
+        db, session.id, "assistant", clinical, disclaimer=f"Avis ⚠️ {clinical}", stats={"note": clinical}
+    )
+    storage.record_event(db, "médecin", "ask", session.id, detail=clinical)
+    db.close()
+
+    reopened = open_database(db_path)
+    [stored] = storage.list_sessions(reopened, user="médecin")
+    assert stored.title == clinical
+    [document] = storage.list_documents(reopened, session.id)
+    assert (document.name, document.page_texts) == ("lettre é.pdf", [clinical, "µg/L 🩺"])
+    user_message, answer = storage.list_messages(reopened, session.id)
+    assert user_message.text == answer.text == clinical
+    assert answer.disclaimer == f"Avis ⚠️ {clinical}"
+    assert answer.stats == {"note": clinical}
+    assert storage.list_events(reopened)[0].detail == clinical
+    reopened.close()
+
+
+def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
+    session = storage.create_session(db, "busy")
+    threads_n, per_thread = 4, 50
+    barrier = threading.Barrier(threads_n)
+    errors: list[Exception] = []
+
+    def write(worker: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(per_thread):
+                storage.add_message(db, session.id, "user", f"{worker}:{i}")
+                storage.record_event(db, f"worker{worker}", "ask", session.id)
+        except Exception as exc:  # collected so the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    messages = storage.list_messages(db, session.id)
+    assert len(messages) == threads_n * per_thread
+    assert len(storage.list_events(db, session.id)) == threads_n * per_thread
+    for worker in range(threads_n):
+        mine = [m.text for m in messages if m.text.startswith(f"{worker}:")]
+        assert mine == [f"{worker}:{i}" for i in range(per_thread)]
+    stored = storage.get_session(db, session.id)
+    assert stored is not None
+    assert stored.updated_at == max(m.created_at for m in messages)
+
+
+def test_data_survives_close_and_reopen(db_path: Path) -> None:
+    db = open_database(db_path)
+    session = storage.create_session(db, "persisted")
+    document = storage.add_document(db, session.id, "a.pdf", "0" * 64, "pdf", ["one", "two", "three"], 9)
+    message = storage.add_message(db, session.id, "assistant", "answer", disclaimer=DISCLAIMER)
+    storage.record_event(db, "local", "ask", session.id)
+    db.close()
+
+    reopened = open_database(db_path)
+    assert reopened.path == db_path
+    [stored] = storage.list_sessions(reopened)
+    assert (stored.id, stored.title, stored.created_at) == (session.id, "persisted", session.created_at)
+    assert stored.updated_at == message.created_at
+    assert storage.list_documents(reopened, session.id) == [document]
+    assert storage.list_messages(reopened, session.id) == [message]
+    assert len(storage.list_events(reopened)) == 1
+    reopened.close()
+
+
+def test_results_are_detached_snapshots(db: storage.Database) -> None:
+    session = storage.create_session(db, "s")
+    assert type(session) is storage.SessionInfo
+    with pytest.raises(ValidationError):
+        session.title = "changed"
+    page_texts = ["original"]
+    document = storage.add_document(db, session.id, "a.txt", "1" * 64, "txt", page_texts, 1)
+    page_texts.append("added later")
+    assert document.page_texts == ["original"]
+    assert storage.list_documents(db, session.id)[0].page_texts == ["original"]
