@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from engine import config as config_mod
+from engine.chat_templates import DEFAULT_TEMPLATES
 from engine.config import ModelConfig
 from engine.models import ARCHITECTURES
 from engine.models.llama import gguf_to_hf
@@ -59,7 +60,7 @@ class Checkpoint:
             self.precision = _gguf_precision(self._reader)
         elif (path / "config.json").exists():
             raw = json.loads((path / "config.json").read_text())
-            self.config = config_mod.from_hf_config(raw)
+            self.config = _with_mtp_layers(config_mod.from_hf_config(raw), self._safetensors_names())
             self.name = path.name
             self.precision = str(raw.get("torch_dtype") or raw.get("dtype") or "float32")
         else:
@@ -68,7 +69,12 @@ class Checkpoint:
     def tokenizer(self) -> Tokenizer:
         if self.is_gguf:
             return Tokenizer.from_gguf(self.path, self.config.eos_token_ids)
-        return Tokenizer.from_directory(self.path, self.config.eos_token_ids)
+        generation = self.path / "generation_config.json"
+        # generation_config.json may list more stop ids than config.json (Ling: <|endoftext|> and <|role_end|>).
+        extra = config_mod.eos_list(json.loads(generation.read_text()).get("eos_token_id")) if generation.exists() else []
+        return Tokenizer.from_directory(
+            self.path, [*self.config.eos_token_ids, *extra], DEFAULT_TEMPLATES.get(self.config.architecture)
+        )
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (HF name, tensor) one at a time, so that only the model's own copy is ever resident."""
@@ -90,16 +96,34 @@ class Checkpoint:
             tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(shape))
             yield gguf_to_hf(t.name, tensor, self.config)
 
-    def _safetensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        from safetensors import safe_open
-
+    def _safetensors_files(self) -> list[Path]:
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
             raise EngineError(f"{self.path} has no .safetensors files.")
-        for file in files:
+        return files
+
+    def _safetensors_names(self) -> set[str]:
+        from safetensors import safe_open
+
+        names: set[str] = set()
+        for file in self._safetensors_files():
+            with safe_open(file, framework="pt") as f:
+                names.update(f.keys())
+        return names
+
+    def _safetensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        from safetensors import safe_open
+
+        for file in self._safetensors_files():
             with safe_open(file, framework="pt") as f:
                 for name in f.keys():
                     yield name, f.get_tensor(name)
+
+
+def _with_mtp_layers(config: ModelConfig, names: set[str]) -> ModelConfig:
+    """An MTP layer is found by its weights, not the config: published configs disagree on how to count it."""
+    mtp = f"model.layers.{config.num_hidden_layers}.eh_proj.weight" in names
+    return config.model_copy(update={"mtp_layers": int(mtp)})
 
 
 def _gguf_precision(reader) -> str:
@@ -108,22 +132,9 @@ def _gguf_precision(reader) -> str:
 
 
 def load_model(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    """Build the model without allocating random weights, then assign the checkpoint's tensors."""
-    cfg = checkpoint.config
+    """Build the model without allocating random weights, then give it the checkpoint's tensors one by one."""
     with torch.device("meta"):
-        model = ARCHITECTURES[cfg.architecture](cfg)
-    expected = set(model.state_dict())
-    state = {}
-    for name, tensor in checkpoint.tensors():
-        if name not in expected:
-            continue  # e.g. rotary tables some exporters save; the engine computes its own
-        state[name] = tensor.to(device=device, dtype=dtype)
-    if cfg.tie_word_embeddings:
-        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
-    missing = expected - set(state)
-    if missing:
-        raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
-    model.load_state_dict(state, assign=True)
-    model.tie_weights()
+        model = ARCHITECTURES[checkpoint.config.architecture](checkpoint.config)
+    model.load_weights(checkpoint.tensors(), dtype, device)
     model.materialize_buffers(device)
     return model.eval()

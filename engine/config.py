@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from engine.moe import MoEConfig
+from engine.rope import RopeScaling
 from engine.types import EngineError
 
 
@@ -22,15 +24,29 @@ class ModelConfig(BaseModel):
     rope_theta: float = 10000.0
     partial_rotary_factor: float = 1.0
     max_position_embeddings: int = 2048
+    rope_scaling: RopeScaling | None = None
     tie_word_embeddings: bool = False
     attention_bias: bool = False  # Qwen2 puts biases on q, k and v
     qk_norm: bool = False  # Qwen3 normalises every q and k head before RoPE
+    moe: MoEConfig | None = None
+    mtp_layers: int = 0  # multi-token-prediction layers stored after the main ones
+    fp8_block_size: list[int] | None = None  # set when the checkpoint stores block-quantized FP8 weights
     bos_token_id: int | None = None
     eos_token_ids: list[int] = []
 
     @property
     def rotary_dim(self) -> int:
         return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def context_window(self) -> int:
+        if self.rope_scaling is None:
+            return self.max_position_embeddings
+        # Configs disagree on what max_position_embeddings means under YaRN: Ling keeps the pretraining length there
+        # (32768, factor 4), Qwen-style configs state the extended one. The larger of the two is what the model is
+        # meant to serve. round(), not int(): factor is often a quotient, and int() would lose a position to float error.
+        scaled = round(self.rope_scaling.original_max_position_embeddings * self.rope_scaling.factor)
+        return max(self.max_position_embeddings, scaled)
 
 
 # Dense decoders that share the Llama layout; each differs by the flags it sets.
@@ -42,24 +58,56 @@ _HF_DENSE = {
 }
 
 
-def _eos_list(value: Any) -> list[int]:
+def eos_list(value: Any) -> list[int]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [int(value)]
 
 
+def _yarn(params: dict[str, Any], max_position_embeddings: int) -> RopeScaling:
+    # Configs often write null for "use the default"; transformers treats null and missing alike.
+    given = {key: value for key, value in params.items() if value is not None}
+    given.setdefault("original_max_position_embeddings", max_position_embeddings)
+    try:
+        return RopeScaling.model_validate({**given, "type": "yarn"})
+    except ValidationError as err:
+        raise EngineError(f"The model's YaRN rope scaling settings are invalid: {err}") from None
+
+
+def _hf_rope_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """rope_theta and rope_scaling from an HF config.
+
+    transformers < 5 writes `rope_scaling` with the theta at the top level; transformers 5 writes `rope_parameters`,
+    which holds the theta as well.
+    """
+    params = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
+    kind = params.get("rope_type") or params.get("type") or "default"
+    if kind not in ("yarn", "default", "none"):
+        raise EngineError(
+            f"This model uses '{kind}' rope scaling; the embedded engine supports only YaRN or no scaling."
+        )
+    return {
+        "rope_theta": params.get("rope_theta") or raw.get("rope_theta", 10000.0),
+        "rope_scaling": _yarn(params, raw.get("max_position_embeddings", 2048)) if kind == "yarn" else None,
+    }
+
+
 def from_hf_config(raw: dict[str, Any]) -> ModelConfig:
+    if "BailingMoeV2ForCausalLM" in raw.get("architectures", []) or raw.get("model_type") == "bailing_moe_v2":
+        return _bailing_moe_v2(raw)
     model_type = raw.get("model_type", "")
     if model_type not in _HF_DENSE:
         raise EngineError(f"Model type '{model_type}' is not supported by the embedded engine.")
-    if raw.get("rope_scaling") or raw.get("quantization_config"):
-        raise EngineError(
-            f"This {model_type} checkpoint uses rope scaling or quantization, which this engine does not read yet."
-        )
-    heads = raw["num_attention_heads"]
+    if raw.get("quantization_config"):
+        raise EngineError(f"This {model_type} checkpoint is quantized, which this engine does not read yet.")
     flags = {"attention_bias": bool(raw.get("attention_bias", False)), **_HF_DENSE[model_type]}
-    return ModelConfig(
-        architecture="llama",
+    return ModelConfig(architecture="llama", **_hf_common(raw), **flags)
+
+
+def _hf_common(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields every HF decoder config spells the same way."""
+    heads = raw["num_attention_heads"]
+    return dict(
         vocab_size=raw["vocab_size"],
         hidden_size=raw["hidden_size"],
         intermediate_size=raw["intermediate_size"],
@@ -68,12 +116,11 @@ def from_hf_config(raw: dict[str, Any]) -> ModelConfig:
         num_key_value_heads=raw.get("num_key_value_heads", heads),
         head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
         rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
-        rope_theta=raw.get("rope_theta", 10000.0),
         max_position_embeddings=raw.get("max_position_embeddings", 2048),
         tie_word_embeddings=raw.get("tie_word_embeddings", False),
         bos_token_id=raw.get("bos_token_id"),
-        eos_token_ids=_eos_list(raw.get("eos_token_id")),
-        **flags,
+        eos_token_ids=eos_list(raw.get("eos_token_id")),
+        **_hf_rope_fields(raw),
     )
 
 
@@ -86,6 +133,12 @@ def from_gguf_metadata(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int,
     def key(name: str, default: Any = None) -> Any:
         return meta.get(f"{arch}.{name}", default)
 
+    # llama.cpp's YaRN has its own knobs (attn_factor, yarn_log_multiplier) with no exact HF counterpart; refusing
+    # beats running a long-context model with the wrong positions.
+    if key("rope.scaling.type", "none") != "none":
+        raise EngineError(
+            f"This GGUF uses '{key('rope.scaling.type')}' rope scaling, which the engine reads only from HF configs."
+        )
     hidden = key("embedding_length")
     heads = key("attention.head_count")
     head_dim = key("attention.key_length") or hidden // heads
@@ -105,5 +158,75 @@ def from_gguf_metadata(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int,
         # llama.cpp omits `output.weight` when the embedding is shared with the output head.
         tie_word_embeddings="output.weight" not in tensor_shapes,
         bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
-        eos_token_ids=_eos_list(meta.get("tokenizer.ggml.eos_token_id")),
+        eos_token_ids=eos_list(meta.get("tokenizer.ggml.eos_token_id")),
     )
+
+
+def _bailing_moe_v2(raw: dict[str, Any]) -> ModelConfig:
+    """Ling-2.0 / AntAngelMed. Values the spec could not verify are read from the file, never assumed."""
+    if raw.get("score_function", "sigmoid") != "sigmoid":
+        raise EngineError(f"BailingMoeV2 with '{raw['score_function']}' routing is not supported.")
+    if raw.get("norm_head"):
+        raise EngineError("BailingMoeV2 checkpoints with a normalised lm_head (norm_head) are not supported.")
+    if raw.get("use_qk_norm") is False:
+        raise EngineError("BailingMoeV2 without QK-norm is not supported.")
+    return ModelConfig(
+        architecture="bailing_moe_v2",
+        **_hf_common(raw),
+        attention_bias=bool(raw.get("use_qkv_bias", False)),
+        qk_norm=True,
+        partial_rotary_factor=raw.get("partial_rotary_factor", 1.0),
+        moe=MoEConfig(
+            num_experts=raw["num_experts"],
+            experts_per_token=raw["num_experts_per_tok"],
+            intermediate_size=raw["moe_intermediate_size"],
+            num_shared_experts=raw.get("num_shared_experts") or 0,
+            shared_intermediate_size=raw.get("moe_shared_expert_intermediate_size"),
+            n_group=raw.get("n_group") or 1,
+            topk_group=raw.get("topk_group") or 1,
+            routed_scaling_factor=raw.get("routed_scaling_factor", 1.0),
+            # HF's BailingMoeV2 normalises whenever top_k > 1, whatever the flag says.
+            norm_topk_prob=raw.get("num_experts_per_tok", 1) > 1 or raw.get("norm_topk_prob", True),
+            first_k_dense_replace=raw.get("first_k_dense_replace", 0),
+        ),
+        fp8_block_size=_fp8_block_size(raw.get("quantization_config")),
+    )
+
+
+def _fp8_block_size(quant: dict[str, Any] | None) -> list[int] | None:
+    if not quant:
+        return None
+    if quant.get("quant_method") != "fp8" or not quant.get("weight_block_size"):
+        raise EngineError(
+            f"Quantization '{quant.get('quant_method')}' is not supported; the engine reads block FP8 checkpoints."
+        )
+    return list(quant["weight_block_size"])
+
+
+def check_context(cfg: ModelConfig, requested: int) -> None:
+    """Refuse a context the model cannot serve as configured; extending it is the explicit `with_yarn`."""
+    if requested <= cfg.context_window:
+        return
+    if cfg.rope_scaling is None:
+        raise EngineError(
+            f"This model was trained for {cfg.context_window} tokens; a context of {requested} needs rope scaling "
+            "(YaRN), which has to be asked for explicitly because it changes the model's output at every length."
+        )
+    raise EngineError(
+        f"This model's context window, with its YaRN scaling, is {cfg.context_window} tokens; "
+        f"a context of {requested} does not fit."
+    )
+
+
+def with_yarn(cfg: ModelConfig, context: int) -> ModelConfig:
+    """`cfg` able to serve `context` tokens: unchanged if they already fit, else with YaRN stretching the native window."""
+    if context <= cfg.context_window:
+        return cfg  # YaRN changes logits at every length, so it is only added when needed
+    if cfg.rope_scaling is not None:
+        raise EngineError(
+            f"This model already uses YaRN for a {cfg.context_window}-token window; "
+            f"the engine does not stretch it further to {context}."
+        )
+    native = cfg.max_position_embeddings
+    scaling = RopeScaling(factor=context / native, original_max_position_embeddings=native)
+    return cfg.model_copy(update={"rope_scaling": scaling})

@@ -40,14 +40,14 @@ class LocalEngine:
             architecture=type(self.model).__name__,
             precision=f"{checkpoint.precision} → {str(dtype).removeprefix('torch.')}",
             device=str(self.device),
-            context_window=self.config.max_position_embeddings,
+            context_window=self.config.context_window,
         )
         self._cache: KVCache | None = None
         self._lock = threading.Lock()
 
     @property
     def context_window(self) -> int:
-        return self.config.max_position_embeddings
+        return self.config.context_window
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -68,7 +68,7 @@ class LocalEngine:
         if self._cache is None:
             cfg = self.config
             self._cache = KVCache(
-                cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, self.context_window,
+                cfg.num_hidden_layers + cfg.mtp_layers, cfg.num_key_value_heads, cfg.head_dim, self.context_window,
                 self.model.lm_head.weight.dtype, self.device,
             )
         return self._cache
@@ -84,7 +84,7 @@ class LocalEngine:
         sampler = Sampler(params, self.device)
         decoder = StreamDecoder(self.tokenizer)
         stops = StopStrings(params.stop)
-        stop_ids = self.tokenizer.eos_ids | set(params.stop_token_ids)
+        stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.tokenizer.eos_ids)
         seen = torch.tensor(ids, device=self.device)
 
         logits = self._forward(ids, 0)

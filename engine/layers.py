@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.kv_cache import KVCache
+from engine.rope import RopeScaling, rope_inv_freq
 
 
 class RMSNorm(nn.Module):
@@ -23,16 +24,20 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """NeoX-style (rotate-half) RoPE on the first `rotary_dim` dims of each head; the rest pass through."""
+    """NeoX-style (rotate-half) RoPE on the first `rotary_dim` dims of each head; the rest pass through.
 
-    def __init__(self, rotary_dim: int, theta: float, max_positions: int):
+    With YaRN, cos and sin carry the attention factor, so only the rotary dims of q and k are scaled (as HF and vLLM do).
+    """
+
+    def __init__(self, rotary_dim: int, theta: float, max_positions: int, scaling: RopeScaling | None = None):
         super().__init__()
         self.rotary_dim = rotary_dim
-        inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim))
+        inv_freq, attention_factor = rope_inv_freq(rotary_dim, theta, scaling)
+        # One vectorised fp32 table: 131072 positions x 64 dims is 32 MB each for cos and sin.
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos() * attention_factor, persistent=False)
+        self.register_buffer("sin", angles.sin() * attention_factor, persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x: [B, heads, T, head_dim]; positions: [T]."""
@@ -74,3 +79,8 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rotary_for(cfg) -> RotaryEmbedding:
+    """The rotary tables a model config asks for, covering its whole context window."""
+    return RotaryEmbedding(cfg.rotary_dim, cfg.rope_theta, cfg.context_window, cfg.rope_scaling)

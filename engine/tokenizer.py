@@ -14,16 +14,18 @@ from engine.types import ChatMessage
 
 
 class Tokenizer:
-    def __init__(self, hf: PreTrainedTokenizerBase, eos_ids: Sequence[int]):
+    def __init__(self, hf: PreTrainedTokenizerBase, eos_ids: Sequence[int], fallback_template: str | None = None):
         self.hf = hf
+        if not hf.chat_template and fallback_template:
+            hf.chat_template = fallback_template
         ids = set(eos_ids)
         if hf.eos_token_id is not None:
             ids.add(hf.eos_token_id)
         self.eos_ids = frozenset(ids)
 
     @classmethod
-    def from_directory(cls, path: Path, eos_ids: Sequence[int]) -> "Tokenizer":
-        return cls(AutoTokenizer.from_pretrained(path), eos_ids)
+    def from_directory(cls, path: Path, eos_ids: Sequence[int], fallback_template: str | None = None) -> "Tokenizer":
+        return cls(AutoTokenizer.from_pretrained(path), eos_ids, fallback_template)
 
     @classmethod
     def from_gguf(cls, path: Path, eos_ids: Sequence[int]) -> "Tokenizer":

@@ -36,6 +36,7 @@ class GenerationParams(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] = Field(default_factory=list)
+    ignore_eos: bool = False  # benchmarks need a fixed number of tokens
 
 
 class TextDelta(BaseModel):

@@ -7,13 +7,15 @@ Module names follow the Hugging Face checkpoints, so HF tensors load by their ow
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import torch
 from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, rotary_for
+from engine.weights import assign, model_dtype_for, require_all
 
 
 class Attention(nn.Module):
@@ -70,7 +72,7 @@ class LlamaForCausalLM(nn.Module):
         self.config = cfg
         self.model = LlamaBody(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-        self.rope = RotaryEmbedding(cfg.rotary_dim, cfg.rope_theta, cfg.max_position_embeddings)
+        self.rope = rotary_for(cfg)
 
     def forward(
         self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, last_only: bool = False
@@ -88,8 +90,19 @@ class LlamaForCausalLM(nn.Module):
 
     def materialize_buffers(self, device: torch.device | str) -> None:
         """Rotary tables are computed, not loaded: rebuild them on the weights' device."""
-        cfg = self.config
-        self.rope = RotaryEmbedding(cfg.rotary_dim, cfg.rope_theta, cfg.max_position_embeddings).to(device)
+        self.rope = rotary_for(self.config).to(device)
+
+    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device) -> None:
+        expected = dict(self.named_parameters())
+        loaded: set[str] = set()
+        for name, tensor in tensors:
+            if name in expected:  # skips e.g. rotary tables some exporters save; the engine computes its own
+                assign(self, name, tensor.to(device=device, dtype=model_dtype_for(name, tensor, dtype, ())))
+                loaded.add(name)
+        if self.config.tie_word_embeddings:
+            loaded.add("lm_head.weight")
+        require_all(self, loaded)
+        self.tie_weights()
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:

@@ -1,0 +1,161 @@
+"""BailingMoeV2 (Ling-2.0, AntAngelMed): fused QKV with per-head QK-norm and partial RoPE, a few dense
+layers, then MoE layers with a sigmoid group-limited router and shared experts; optionally one MTP layer.
+
+Module names follow the checkpoint (`model.word_embeddings`, `attention.query_key_value`, …) so most
+tensors load by their own names. Per-expert tensors `mlp.experts.{e}.{gate,up,down}_proj.weight` are
+stacked into `mlp.experts.gate_up` / `mlp.experts.down` by `load_weights` below.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.kv_cache import KVCache
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, rotary_for
+from engine.moe import MoEBlock
+from engine.types import EngineError
+from engine.weights import assign, model_dtype_for, require_all
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        qkv_out = (self.heads + 2 * self.kv_heads) * self.head_dim
+        self.query_key_value = nn.Linear(cfg.hidden_size, qkv_out, bias=cfg.attention_bias)
+        self.query_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.key_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.dense = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+
+    def forward(self, x, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, layer: int):
+        B, T, _ = x.shape
+        qkv = self.query_key_value(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
+        q, k, v = qkv.split([self.heads, self.kv_heads, self.kv_heads], dim=2)
+        q = rope(self.query_layernorm(q).transpose(1, 2), positions)
+        k = rope(self.key_layernorm(k).transpose(1, 2), positions)
+        out = cached_attention(q, k, v.transpose(1, 2), cache, layer, int(positions[0]))
+        return self.dense(out)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        moe = cfg.moe
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.attention = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        if layer < moe.first_k_dense_replace:
+            self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
+        else:
+            self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size))
+
+    def forward(self, x, rope, positions, cache, layer):
+        x = x + self.attention(self.input_layernorm(x), rope, positions, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class MTPLayer(DecoderLayer):
+    """Multi-token prediction: from the main model's normed hidden state at position i and the embedding
+    of token i+1, a full decoder layer predicts token i+2 through the shared lm_head."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__(cfg, layer)
+        self.enorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.final_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class BailingMoeV2Body(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        layers: list[nn.Module] = [DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers)]
+        layers += [MTPLayer(cfg, cfg.num_hidden_layers + i) for i in range(cfg.mtp_layers)]
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class BailingMoeV2ForCausalLM(nn.Module):
+    # Tensors that stay fp32 whatever dtype the model runs in: selection must not lose bias precision.
+    keep_fp32 = ("mlp.gate.expert_bias",)
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = BailingMoeV2Body(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.rope = rotary_for(cfg)
+
+    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The final normed hidden states [B, T, H]: what lm_head and the MTP layer read."""
+        x = self.model.word_embeddings(tokens)
+        for i in range(self.config.num_hidden_layers):
+            x = self.model.layers[i](x, self.rope, positions, cache, i)
+        return self.model.norm(x)
+
+    def forward(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, last_only: bool = False
+    ) -> torch.Tensor:
+        h = self.hidden(tokens, positions, cache)
+        if last_only:
+            h = h[:, -1:]
+        return self.lm_head(h).float()
+
+    def draft_next(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One MTP step. hidden: [B, T, H] normed states at `positions`; tokens: [B, T] the tokens that follow
+        each of those positions. Returns (logits for the token after `tokens` [B, T, V] fp32, the MTP state to
+        feed back as `hidden` for a further step)."""
+        layer_index = self.config.num_hidden_layers
+        mtp: MTPLayer = self.model.layers[layer_index]
+        e = mtp.enorm(self.model.word_embeddings(tokens))
+        u = mtp.eh_proj(torch.cat([e, mtp.hnorm(hidden)], dim=-1))
+        r = DecoderLayer.forward(mtp, u, self.rope, positions, cache, layer_index)
+        out = mtp.final_layernorm(r)
+        return self.lm_head(out).float(), out
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.word_embeddings.weight
+
+    def materialize_buffers(self, device: torch.device | str) -> None:
+        self.rope = rotary_for(self.config).to(device)
+
+    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device) -> None:
+        """Assign checkpoint tensors by name, stacking per-expert weights into their layer's tensors."""
+        expected = dict(self.named_parameters())
+        stacked: dict[str, torch.Tensor] = {}
+        loaded: set[str] = set()
+        for name, tensor in tensors:
+            tensor = tensor.to(device=device, dtype=model_dtype_for(name, tensor, dtype, self.keep_fp32))
+            match = _EXPERT.fullmatch(name)
+            if match:
+                prefix, expert, proj = match.groups()
+                target = f"{prefix}.down" if proj == "down" else f"{prefix}.gate_up"
+                if target not in stacked:
+                    stacked[target] = torch.full(expected[target].shape, float("nan"), dtype=dtype, device=device)
+                offset = tensor.shape[0] if proj == "up" else 0
+                stacked[target][int(expert), offset : offset + tensor.shape[0]] = tensor
+            elif name in expected:
+                assign(self, name, tensor)
+                loaded.add(name)
+        for name, tensor in stacked.items():
+            # NaN marks rows no checkpoint tensor filled: a missing expert must fail here, not route to garbage.
+            if tensor.isnan().any():
+                raise EngineError(f"The checkpoint lacks some experts of {name}.")
+            assign(self, name, tensor)
+            loaded.add(name)
+        if self.config.tie_word_embeddings:
+            loaded.add("lm_head.weight")
+        require_all(self, loaded)
+        self.tie_weights()
+
+
+_EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight")

@@ -1,0 +1,104 @@
+"""Mixture-of-experts pieces: the sigmoid group-limited router and experts stored as stacked tensors.
+
+All tokens of a step are routed at once; the (token, expert) pairs are sorted by expert and every expert
+that received tokens runs once over its contiguous slice, in one grouped matmul call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel
+from torch import nn
+
+
+class MoEConfig(BaseModel):
+    num_experts: int
+    experts_per_token: int
+    intermediate_size: int
+    num_shared_experts: int = 1
+    shared_intermediate_size: int | None = None  # falls back to intermediate_size × num_shared_experts
+    n_group: int = 1
+    topk_group: int = 1
+    routed_scaling_factor: float = 1.0
+    norm_topk_prob: bool = True
+    first_k_dense_replace: int = 0
+
+    @property
+    def shared_size(self) -> int:
+        return self.shared_intermediate_size or self.intermediate_size * self.num_shared_experts
+
+
+class SigmoidRouter(nn.Module):
+    """DeepSeek-V3 style routing: sigmoid scores; a learned bias steers *which* experts are chosen only;
+    experts may come only from the `topk_group` groups whose two best (biased) scores sum highest."""
+
+    def __init__(self, hidden: int, cfg: MoEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.empty(cfg.num_experts, hidden))
+        self.expert_bias = nn.Parameter(torch.zeros(cfg.num_experts, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [N, hidden] → (weights [N, k] fp32, expert ids [N, k])."""
+        cfg = self.cfg
+        scores = F.linear(x.float(), self.weight.float()).sigmoid()
+        choice = scores + self.expert_bias
+        groups = choice.view(-1, cfg.n_group, cfg.num_experts // cfg.n_group)
+        group_scores = groups.topk(2, dim=-1).values.sum(-1)
+        keep = torch.zeros_like(group_scores, dtype=torch.bool)
+        keep.scatter_(1, group_scores.topk(cfg.topk_group, dim=-1).indices, True)
+        choice = groups.masked_fill(~keep[..., None], float("-inf")).view(-1, cfg.num_experts)
+        ids = choice.topk(cfg.experts_per_token, dim=-1).indices
+        weights = scores.gather(1, ids)
+        if cfg.norm_topk_prob:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        return weights * cfg.routed_scaling_factor, ids
+
+
+class StackedExperts(nn.Module):
+    """All routed experts of a layer as two tensors: gate and up fused [E, 2I, H], down [E, H, I]."""
+
+    def __init__(self, hidden: int, cfg: MoEConfig):
+        super().__init__()
+        self.num_experts = cfg.num_experts
+        self.gate_up = nn.Parameter(torch.empty(cfg.num_experts, 2 * cfg.intermediate_size, hidden))
+        self.down = nn.Parameter(torch.empty(cfg.num_experts, hidden, cfg.intermediate_size))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x: [N, H]; weights, ids: [N, k]. Returns Σ_k weights · expert(x) as [N, H] in x's dtype."""
+        k = ids.shape[1]
+        flat = ids.flatten()
+        order = flat.argsort(stable=True)
+        token_of = order // k
+        counts = torch.bincount(flat, minlength=self.num_experts)
+        offsets = counts.cumsum(0).to(torch.int32)
+
+        xs = x[token_of]
+        gate, up = grouped_mm(xs, self.gate_up, offsets).chunk(2, dim=-1)
+        ys = grouped_mm(F.silu(gate) * up, self.down, offsets)
+        # The reference sums the weighted expert outputs in fp32 before casting back.
+        ys = ys.float() * weights.flatten()[order, None]
+        out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+        return out.index_add_(0, token_of, ys).to(x.dtype)
+
+
+def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Rows of x in consecutive groups (ends at `offsets`), group g multiplied by w[g]^T ([E, out, in])."""
+    return torch._grouped_mm(x, w.transpose(1, 2), offs=offsets)
+
+
+class MoEBlock(nn.Module):
+    """Routed experts plus always-on shared experts, whose output is added unscaled."""
+
+    def __init__(self, hidden: int, cfg: MoEConfig, shared_expert: nn.Module):
+        super().__init__()
+        self.gate = SigmoidRouter(hidden, cfg)
+        self.experts = StackedExperts(hidden, cfg)
+        self.shared_experts = shared_expert
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        weights, ids = self.gate(flat)
+        routed = self.experts(flat, weights, ids)
+        return (routed + self.shared_experts(flat)).view_as(x)

@@ -1,0 +1,273 @@
+"""BailingMoeV2 against transformers' Glm4MoeForCausalLM, which implements the same router, shared experts,
+partial rotary and QK-norm: a tiny random Glm4Moe is written out under BailingMoeV2's own tensor names
+(q/k/v fused, experts split per expert) and both models must agree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from engine import GenerationParams, LocalEngine, TextDelta
+from engine.kv_cache import KVCache
+from engine.models.bailing_moe_v2 import BailingMoeV2ForCausalLM
+
+TINY = dict(
+    hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+    num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+    max_position_embeddings=512, n_routed_experts=16, num_experts_per_tok=4, n_group=4, topk_group=2,
+    n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1,
+)
+ROPE = {"rope_type": "default", "rope_theta": 600000.0, "partial_rotary_factor": 0.5}
+
+
+def glm4_moe_reference(vocab_size: int):
+    from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
+
+    config = Glm4MoeConfig(
+        vocab_size=vocab_size, use_qk_norm=True, attention_bias=False, norm_topk_prob=True,
+        num_mtp_layers=0, tie_word_embeddings=False, rope_parameters=ROPE, **TINY,
+    )
+    torch.manual_seed(0)
+    model = Glm4MoeForCausalLM(config).eval()
+    with torch.no_grad():
+        # Wide random weights give decisive logits, and a random correction bias must steer selection only.
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.normal_(0, 0.3 if "mlp.gate" in name else 0.1)
+        for layer in model.model.layers[TINY["first_k_dense_replace"]:]:
+            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.5)
+    return model
+
+
+def bailing_tensors(reference) -> dict[str, torch.Tensor]:
+    """Glm4Moe's state dict under BailingMoeV2 checkpoint names."""
+    out = {}
+    intermediate = TINY["moe_intermediate_size"]
+    for name, t in reference.state_dict().items():
+        name = name.replace("model.embed_tokens", "model.word_embeddings")
+        if ".self_attn.q_proj." in name:
+            prefix = name.split(".self_attn.")[0]
+            parts = [reference.state_dict()[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+            out[f"{prefix}.attention.query_key_value.weight"] = torch.cat(parts)
+        elif ".self_attn.k_proj." in name or ".self_attn.v_proj." in name:
+            continue
+        elif name.endswith("mlp.experts.gate_up_proj"):
+            prefix = name.removesuffix(".gate_up_proj")
+            for e, w in enumerate(t):
+                out[f"{prefix}.{e}.gate_proj.weight"] = w[:intermediate]
+                out[f"{prefix}.{e}.up_proj.weight"] = w[intermediate:]
+        elif name.endswith("mlp.experts.down_proj"):
+            prefix = name.removesuffix(".down_proj")
+            for e, w in enumerate(t):
+                out[f"{prefix}.{e}.down_proj.weight"] = w
+        else:
+            name = (name.replace("self_attn.o_proj", "attention.dense")
+                    .replace("self_attn.q_norm", "attention.query_layernorm")
+                    .replace("self_attn.k_norm", "attention.key_layernorm")
+                    .replace("mlp.gate.e_score_correction_bias", "mlp.gate.expert_bias"))
+            out[name] = t
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def bailing_config(vocab_size: int) -> dict:
+    return {
+        "architectures": ["BailingMoeV2ForCausalLM"], "model_type": "bailing_moe_v2", "vocab_size": vocab_size,
+        "hidden_size": TINY["hidden_size"], "intermediate_size": TINY["intermediate_size"],
+        "moe_intermediate_size": TINY["moe_intermediate_size"], "num_hidden_layers": TINY["num_hidden_layers"],
+        "num_attention_heads": TINY["num_attention_heads"], "num_key_value_heads": TINY["num_key_value_heads"],
+        "head_dim": TINY["head_dim"], "rms_norm_eps": TINY["rms_norm_eps"],
+        "max_position_embeddings": TINY["max_position_embeddings"], "rope_theta": ROPE["rope_theta"],
+        "partial_rotary_factor": ROPE["partial_rotary_factor"], "rope_scaling": None,
+        "num_experts": TINY["n_routed_experts"], "num_experts_per_tok": TINY["num_experts_per_tok"],
+        "num_shared_experts": TINY["n_shared_experts"], "n_group": TINY["n_group"], "topk_group": TINY["topk_group"],
+        "routed_scaling_factor": TINY["routed_scaling_factor"], "first_k_dense_replace": TINY["first_k_dense_replace"],
+        "use_qk_norm": True, "use_rmsnorm": True, "score_function": "sigmoid", "norm_topk_prob": True,
+        "moe_router_enable_expert_bias": True, "tie_word_embeddings": False, "use_qkv_bias": False,
+        "eos_token_id": 2, "torch_dtype": "float32",
+    }
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, local_engine):
+    """(reference Glm4Moe, our engine on the converted checkpoint, its directory)."""
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("bailing")
+    vocab = local_engine.config.vocab_size
+    reference = glm4_moe_reference(vocab)
+    tensors = bailing_tensors(reference)
+    # Two shards, as real checkpoints come, to exercise loading across files.
+    names = sorted(tensors)
+    save_file({k: tensors[k] for k in names[::2]}, directory / "model-00001-of-00002.safetensors")
+    save_file({k: tensors[k] for k in names[1::2]}, directory / "model-00002-of-00002.safetensors")
+    (directory / "config.json").write_text(json.dumps(bailing_config(vocab)))
+    local_engine.tokenizer.hf.save_pretrained(directory)
+    return reference, LocalEngine(directory), directory
+
+
+def prompt_ids(engine: LocalEngine, n: int = 64) -> list[int]:
+    text = "Medications: lisinopril 10 mg daily, metformin 500 mg twice daily, atorvastatin 20 mg nightly. " * 8
+    ids = engine.tokenizer.encode(text)[:n]
+    assert len(ids) == n
+    return ids
+
+
+def capture_routes(model, gate_modules) -> list:
+    routes = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: routes.append(out[-1].sort(-1).values)) for m in gate_modules]
+    return routes, hooks
+
+
+def test_engine_builds_bailing_architecture(pair):
+    _, engine, _ = pair
+    assert isinstance(engine.model, BailingMoeV2ForCausalLM)
+    assert engine.info.architecture == "BailingMoeV2ForCausalLM"
+    assert engine.model.model.layers[0].mlp.__class__.__name__ == "GatedMLP"
+    assert engine.model.model.layers[1].mlp.gate.expert_bias.dtype == torch.float32
+
+
+def test_same_experts_and_logits_as_glm4_moe(pair):
+    reference, engine, _ = pair
+    ids = prompt_ids(engine)
+    ref_routes, ref_hooks = capture_routes(reference, [l.mlp.gate for l in reference.model.layers[1:]])
+    our_routes, our_hooks = capture_routes(engine.model, [l.mlp.gate for l in engine.model.model.layers[1:]])
+    cfg = engine.config
+    cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
+    with torch.inference_mode():
+        theirs = reference(torch.tensor([ids])).logits[0]
+        ours = engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+    for h in ref_hooks + our_hooks:
+        h.remove()
+    assert len(ref_routes) == len(our_routes) == TINY["num_hidden_layers"] - 1
+    for layer, (a, b) in enumerate(zip(ref_routes, our_routes)):
+        assert torch.equal(a, b), f"routed experts differ in MoE layer {layer + 1}"
+    assert (ours - theirs).abs().max().item() < 1e-4
+
+
+def test_the_bias_changes_selection_but_not_weights(pair):
+    _, engine, _ = pair
+    router = engine.model.model.layers[1].mlp.gate
+    x = torch.randn(32, TINY["hidden_size"])
+    with torch.inference_mode():
+        weights, ids = router(x)
+        scores = torch.sigmoid(x @ router.weight.T)
+        expected = scores.gather(1, ids)
+        expected = expected / expected.sum(-1, keepdim=True) * TINY["routed_scaling_factor"]
+    assert torch.allclose(weights, expected, atol=1e-6)
+    # Every chosen expert lies in one of the topk_group groups kept.
+    groups = ids // (TINY["n_routed_experts"] // TINY["n_group"])
+    assert all(len(set(row.tolist())) <= TINY["topk_group"] for row in groups)
+
+
+def test_greedy_32_tokens_match_glm4_moe(pair):
+    reference, engine, _ = pair
+    ids = prompt_ids(engine, 20)
+    with torch.inference_mode():
+        out = reference.generate(
+            torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32, min_new_tokens=32, do_sample=False,
+        )
+    expected = engine.tokenizer.decode(out[0, len(ids):].tolist())
+    events = list(engine.generate(ids, GenerationParams(max_new_tokens=32, ignore_eos=True)))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == expected
+    assert events[-1].generated_tokens == 32
+
+
+def test_missing_expert_is_refused(tmp_path, pair):
+    from safetensors.torch import load_file, save_file
+
+    from engine import EngineError
+
+    _, _, directory = pair
+    tensors = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(f))
+    del tensors["model.layers.2.mlp.experts.7.up_proj.weight"]
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text((directory / "config.json").read_text())
+    with pytest.raises(EngineError, match="experts"):
+        LocalEngine(tmp_path)
+
+
+def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, local_engine):
+    """The MTP layer (model.layers.{L}) is found by its weights; draft_next follows the spec:
+    final_layernorm(layer(eh_proj([enorm(embed(next token)), hnorm(hidden)]))) through the shared lm_head,
+    with its own KV slot."""
+    from safetensors.torch import save_file
+
+    from engine.config import from_hf_config
+    from engine.layers import RMSNorm
+
+    raw = bailing_config(local_engine.config.vocab_size)
+    cfg = from_hf_config(raw).model_copy(update={"mtp_layers": 1})
+    torch.manual_seed(1)
+    model = BailingMoeV2ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(1.0 if "norm" in name else 0.0, 0.1 if "norm" in name else 0.2)
+    state = {k: v for k, v in model.state_dict().items() if "experts" not in k or "shared" in k}
+    for name, t in model.state_dict().items():
+        if name.endswith("experts.gate_up"):
+            for e, w in enumerate(t):
+                state[name.replace("gate_up", f"{e}.gate_proj.weight")] = w[: TINY["moe_intermediate_size"]]
+                state[name.replace("gate_up", f"{e}.up_proj.weight")] = w[TINY["moe_intermediate_size"]:]
+        elif name.endswith("experts.down"):
+            for e, w in enumerate(t):
+                state[name.replace("down", f"{e}.down_proj.weight")] = w
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(raw))  # the config itself says nothing of MTP
+    local_engine.tokenizer.hf.save_pretrained(tmp_path)
+    engine = LocalEngine(tmp_path)
+    assert engine.config.mtp_layers == 1
+
+    m, L = engine.model, cfg.num_hidden_layers
+    ids = prompt_ids(engine, 12)
+    cache = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
+    positions = torch.arange(len(ids) - 1)
+    with torch.inference_mode():
+        hidden = m.hidden(torch.tensor([ids[:-1]]), positions, cache)
+        main_keys = cache.keys[:L].clone()
+        next_tokens = torch.tensor([ids[1:]])
+        logits, state_out = m.draft_next(hidden, next_tokens, positions, cache)
+
+        mtp = m.model.layers[L]
+        u = mtp.eh_proj(torch.cat([mtp.enorm(m.model.word_embeddings(next_tokens)), mtp.hnorm(hidden)], -1))
+        fresh = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
+        r = u + mtp.attention(mtp.input_layernorm(u), m.rope, positions, fresh, L)
+        r = r + mtp.mlp(mtp.post_attention_layernorm(r))
+        expected_state = mtp.final_layernorm(r)
+    assert isinstance(mtp.enorm, RMSNorm)
+    assert torch.allclose(state_out, expected_state, atol=1e-5)
+    assert torch.allclose(logits, m.lm_head(expected_state).float(), atol=1e-4)
+    assert torch.equal(cache.keys[:L], main_keys), "the MTP step must write only its own KV slot"
+    assert cache.keys[L, :, :, : len(positions)].abs().sum() > 0
+
+
+def test_ling_chat_template_is_used_when_the_tokenizer_has_none(pair):
+    from engine import ChatMessage
+
+    _, _, directory = pair
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    (directory / "chat_template.jinja").unlink(missing_ok=True)
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 7]}))
+    engine = LocalEngine(directory)
+    conversation = [
+        ChatMessage(role="system", content="You are a helpful assistant"),
+        ChatMessage(role="user", content="Hello"),
+        ChatMessage(role="assistant", content="Hi there"),
+        ChatMessage(role="user", content="How are you?"),
+    ]
+    # The rendering llama.cpp prints for its built-in `bailing2` template.
+    assert engine.tokenizer.render_chat(conversation) == (
+        "<role>SYSTEM</role>You are a helpful assistant\ndetailed thinking off<|role_end|>"
+        "<role>HUMAN</role>Hello<|role_end|><role>ASSISTANT</role>Hi there<|role_end|>"
+        "<role>HUMAN</role>How are you?<|role_end|><role>ASSISTANT</role>"
+    )
+    assert engine.tokenizer.render_chat(conversation[1:2]) == (
+        "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hello<|role_end|><role>ASSISTANT</role>"
+    )
+    assert {2, 7} <= engine.tokenizer.eos_ids
