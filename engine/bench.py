@@ -1,9 +1,13 @@
 """Decode speed and time to first token: the engine against `transformers` generate on the same weights.
 
     python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256] [--runs 3]
+    python -m engine.bench --moe [--new-tokens 64] [--prompt-tokens 256]
 
-Both run the same prompt tokens greedily for the same number of new tokens in this one process, so the
-printed ratio compares like with like on this machine.
+The first compares a dense model (default SmolLM2-135M-Instruct); `--moe` builds a tiny-but-wide random
+BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and compares it with the same weights in
+transformers' Glm4MoeForCausalLM, both with its per-expert loop ("eager") and its default grouped matmul.
+Every runner gets the same prompt tokens, greedy, the same number of new tokens, in this one process, so the
+printed ratios compare like with like on this machine.
 """
 
 from __future__ import annotations
@@ -69,13 +73,57 @@ def median_runs(fn, runs: int) -> tuple[float, float]:
     return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
 
+def print_table(rows: list[tuple[str, float, float]], prompt_tokens: int) -> None:
+    """rows: (runner, time to first token, decode tokens/s); the first row is the engine, the peer of every ratio."""
+    print("| runner | time to first token (s) | prefill tokens/s | decode tokens/s | engine speed-up (prefill / decode) |")
+    print("|---|---|---|---|---|")
+    ours = rows[0]
+    for name, ttft, decode in rows:
+        ratio = "—" if name == ours[0] else f"{ttft / ours[1]:.2f}x / {ours[2] / decode:.2f}x"
+        print(f"| {name} | {ttft:.3f} | {prompt_tokens / ttft:.0f} | {decode:.1f} | {ratio} |")
+
+
+def bench_moe(args) -> None:
+    import tempfile
+
+    from engine.checkpoint import Checkpoint, default_model_path
+    from engine.reference import random_glm4_moe, save_as_bailing
+
+    tokenizer = Checkpoint(default_model_path()).tokenizer()
+    reference = random_glm4_moe(
+        len(tokenizer.hf), hidden_size=1024, intermediate_size=2816, moe_intermediate_size=512,
+        num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2, head_dim=128,
+        max_position_embeddings=4096, n_routed_experts=64, num_experts_per_tok=8, n_group=8, topk_group=4,
+        n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=None,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        save_as_bailing(reference, Path(directory))
+        tokenizer.hf.save_pretrained(directory)
+        engine = LocalEngine(directory)
+    ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
+    rows = [("clinidoc engine (BailingMoeV2, grouped experts)", *median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs))]
+    for implementation in ("eager", "grouped_mm"):
+        reference.set_experts_implementation(implementation)
+        timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+        rows.append((f"transformers Glm4Moe generate, experts={implementation}", *timing))
+    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers, fp32, "
+          f"threads {torch.get_num_threads()}")
+    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
+    print_table(rows, len(ids))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--moe", action="store_true", help="the BailingMoeV2 benchmark instead")
     parser.add_argument("--prompt-file", type=Path)
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="with --moe")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.moe:
+        bench_moe(args)
+        return
 
     from transformers import AutoModelForCausalLM
 
@@ -94,11 +142,7 @@ def main() -> None:
 
     print(f"model: {engine.info.model_name} ({engine.info.precision}), threads: {torch.get_num_threads()}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
-    print("| runner | time to first token (s) | decode tokens/s |")
-    print("|---|---|---|")
-    print(f"| clinidoc engine | {ours[0]:.3f} | {ours[1]:.1f} |")
-    print(f"| transformers generate | {theirs[0]:.3f} | {theirs[1]:.1f} |")
-    print(f"| ratio engine / transformers | {theirs[0] / ours[0]:.2f}x faster | {ours[1] / theirs[1]:.2f}x |")
+    print_table([("clinidoc engine", *ours), ("transformers generate", *theirs)], len(ids))
 
 
 if __name__ == "__main__":

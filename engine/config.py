@@ -35,6 +35,10 @@ class ModelConfig(BaseModel):
     eos_token_ids: list[int] = []
 
     @property
+    def fp8(self) -> bool:
+        return self.fp8_block_size is not None
+
+    @property
     def rotary_dim(self) -> int:
         return int(self.head_dim * self.partial_rotary_factor)
 
@@ -98,8 +102,6 @@ def from_hf_config(raw: dict[str, Any]) -> ModelConfig:
     model_type = raw.get("model_type", "")
     if model_type not in _HF_DENSE:
         raise EngineError(f"Model type '{model_type}' is not supported by the embedded engine.")
-    if raw.get("quantization_config"):
-        raise EngineError(f"This {model_type} checkpoint is quantized, which this engine does not read yet.")
     flags = {"attention_bias": bool(raw.get("attention_bias", False)), **_HF_DENSE[model_type]}
     return ModelConfig(architecture="llama", **_hf_common(raw), **flags)
 
@@ -120,6 +122,7 @@ def _hf_common(raw: dict[str, Any]) -> dict[str, Any]:
         tie_word_embeddings=raw.get("tie_word_embeddings", False),
         bos_token_id=raw.get("bos_token_id"),
         eos_token_ids=eos_list(raw.get("eos_token_id")),
+        fp8_block_size=_fp8_block_size(raw.get("quantization_config")),
         **_hf_rope_fields(raw),
     )
 
@@ -189,7 +192,6 @@ def _bailing_moe_v2(raw: dict[str, Any]) -> ModelConfig:
             norm_topk_prob=raw.get("num_experts_per_tok", 1) > 1 or raw.get("norm_topk_prob", True),
             first_k_dense_replace=raw.get("first_k_dense_replace", 0),
         ),
-        fp8_block_size=_fp8_block_size(raw.get("quantization_config")),
     )
 
 
@@ -201,21 +203,6 @@ def _fp8_block_size(quant: dict[str, Any] | None) -> list[int] | None:
             f"Quantization '{quant.get('quant_method')}' is not supported; the engine reads block FP8 checkpoints."
         )
     return list(quant["weight_block_size"])
-
-
-def check_context(cfg: ModelConfig, requested: int) -> None:
-    """Refuse a context the model cannot serve as configured; extending it is the explicit `with_yarn`."""
-    if requested <= cfg.context_window:
-        return
-    if cfg.rope_scaling is None:
-        raise EngineError(
-            f"This model was trained for {cfg.context_window} tokens; a context of {requested} needs rope scaling "
-            "(YaRN), which has to be asked for explicitly because it changes the model's output at every length."
-        )
-    raise EngineError(
-        f"This model's context window, with its YaRN scaling, is {cfg.context_window} tokens; "
-        f"a context of {requested} does not fit."
-    )
 
 
 def with_yarn(cfg: ModelConfig, context: int) -> ModelConfig:

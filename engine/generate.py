@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import torch
 
 from engine.checkpoint import Checkpoint, default_model_path, load_model
+from engine.config import with_yarn
 from engine.kv_cache import KVCache
 from engine.sampling import Sampler
 from engine.tokenizer import StreamDecoder
@@ -28,17 +29,32 @@ from engine.types import (
 class LocalEngine:
     """One model in this process. Requests run one at a time; each call to `generate` owns the KV cache."""
 
-    def __init__(self, model: str | Path | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        quantize: Literal["fp8"] | None = None,
+        context: int | None = None,
+    ):
+        """`quantize="fp8"` stores a full-precision checkpoint's projections as block FP8 while loading;
+        `context` beyond the model's window stretches it with YaRN."""
         checkpoint = Checkpoint(Path(model) if model else default_model_path())
         self.checkpoint_path = checkpoint.path
-        self.config = checkpoint.config
+        config = checkpoint.config
+        if quantize == "fp8" and not config.fp8:
+            config = config.model_copy(update={"fp8_block_size": [128, 128]})
+        if context:
+            config = with_yarn(config, context)
+        self.config = config
         self.device = torch.device(device)
-        self.model = load_model(checkpoint, dtype, self.device)
+        self.model = load_model(checkpoint, config, dtype, self.device)
         self.tokenizer = checkpoint.tokenizer()
+        compute = str(dtype).removeprefix("torch.")
         self.info = EngineInfo(
             model_name=checkpoint.name,
             architecture=type(self.model).__name__,
-            precision=f"{checkpoint.precision} → {str(dtype).removeprefix('torch.')}",
+            precision=f"{checkpoint.precision} → {'FP8 blocks × ' + compute if config.fp8 else compute}",
             device=str(self.device),
             context_window=self.config.context_window,
         )

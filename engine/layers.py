@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.fp8 import Fp8Linear
 from engine.kv_cache import KVCache
 from engine.rope import RopeScaling, rope_inv_freq
 
@@ -68,14 +69,21 @@ def cached_attention(
     return out.transpose(1, 2).reshape(q.shape[0], T, -1)
 
 
+def linear(in_features: int, out_features: int, bias: bool = False, fp8: bool = False) -> nn.Module:
+    """A projection whose weight is held in full precision, or in block FP8 when the model runs quantized."""
+    if fp8:
+        return Fp8Linear(in_features, out_features, bias=bias)
+    return nn.Linear(in_features, out_features, bias=bias)
+
+
 class GatedMLP(nn.Module):
     """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, hidden: int, intermediate: int):
+    def __init__(self, hidden: int, intermediate: int, fp8: bool = False):
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_proj = linear(hidden, intermediate, fp8=fp8)
+        self.up_proj = linear(hidden, intermediate, fp8=fp8)
+        self.down_proj = linear(intermediate, hidden, fp8=fp8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
+from engine.fp8 import BLOCK, FP8, dequantize_block_fp8
+
 
 class MoEConfig(BaseModel):
     num_experts: int
@@ -57,13 +59,27 @@ class SigmoidRouter(nn.Module):
 
 
 class StackedExperts(nn.Module):
-    """All routed experts of a layer as two tensors: gate and up fused [E, 2I, H], down [E, H, I]."""
+    """All routed experts of a layer as three tensors: gate_proj, up_proj [E, I, H] and down_proj [E, H, I].
 
-    def __init__(self, hidden: int, cfg: MoEConfig):
+    With FP8, each holds block-quantized e4m3 values plus `*_scale_inv`, and only the experts that received
+    tokens are dequantized, one step at a time, so the weights stay at one byte per parameter.
+    """
+
+    def __init__(self, hidden: int, cfg: MoEConfig, fp8: bool = False):
         super().__init__()
-        self.num_experts = cfg.num_experts
-        self.gate_up = nn.Parameter(torch.empty(cfg.num_experts, 2 * cfg.intermediate_size, hidden))
-        self.down = nn.Parameter(torch.empty(cfg.num_experts, hidden, cfg.intermediate_size))
+        self.num_experts, self.fp8 = cfg.num_experts, fp8
+        shapes = {
+            "gate_proj": (cfg.num_experts, cfg.intermediate_size, hidden),
+            "up_proj": (cfg.num_experts, cfg.intermediate_size, hidden),
+            "down_proj": (cfg.num_experts, hidden, cfg.intermediate_size),
+        }
+        for name, shape in shapes.items():
+            if fp8:
+                self.register_buffer(name, torch.empty(shape, dtype=FP8))
+                blocks = (shape[0], -(-shape[1] // BLOCK), -(-shape[2] // BLOCK))
+                self.register_buffer(name + "_scale_inv", torch.empty(blocks, dtype=torch.float32))
+            else:
+                self.register_parameter(name, nn.Parameter(torch.empty(shape), requires_grad=False))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x: [N, H]; weights, ids: [N, k]. Returns Σ_k weights · expert(x) as [N, H] in x's dtype."""
@@ -72,15 +88,30 @@ class StackedExperts(nn.Module):
         order = flat.argsort(stable=True)
         token_of = order // k
         counts = torch.bincount(flat, minlength=self.num_experts)
+        gate, up, down, counts = self._weights(counts, x.dtype)
         offsets = counts.cumsum(0).to(torch.int32)
 
         xs = x[token_of]
-        gate, up = grouped_mm(xs, self.gate_up, offsets).chunk(2, dim=-1)
-        ys = grouped_mm(F.silu(gate) * up, self.down, offsets)
+        h = F.silu(grouped_mm(xs, gate, offsets)) * grouped_mm(xs, up, offsets)
+        ys = grouped_mm(h, down, offsets)
         # The reference sums the weighted expert outputs in fp32 before casting back.
         ys = ys.float() * weights.flatten()[order, None]
         out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
         return out.index_add_(0, token_of, ys).to(x.dtype)
+
+    def _weights(self, counts: torch.Tensor, dtype: torch.dtype):
+        """(gate, up, down, tokens per expert) for the grouped matmuls."""
+        if not self.fp8:
+            return self.gate_proj, self.up_proj, self.down_proj, counts
+        active = counts.nonzero().flatten()
+        dequantized = [
+            torch.stack([
+                dequantize_block_fp8(getattr(self, name)[e], getattr(self, name + "_scale_inv")[e], dtype)
+                for e in active.tolist()
+            ])
+            for name in ("gate_proj", "up_proj", "down_proj")
+        ]
+        return (*dequantized, counts[active])
 
 
 def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -91,10 +122,10 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
 class MoEBlock(nn.Module):
     """Routed experts plus always-on shared experts, whose output is added unscaled."""
 
-    def __init__(self, hidden: int, cfg: MoEConfig, shared_expert: nn.Module):
+    def __init__(self, hidden: int, cfg: MoEConfig, shared_expert: nn.Module, fp8: bool = False):
         super().__init__()
         self.gate = SigmoidRouter(hidden, cfg)
-        self.experts = StackedExperts(hidden, cfg)
+        self.experts = StackedExperts(hidden, cfg, fp8)
         self.shared_experts = shared_expert
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,31 +1,86 @@
-"""Putting checkpoint tensors into a model built on the meta device, one tensor at a time."""
+"""Putting checkpoint tensors into a model built on the meta device, one tensor at a time.
+
+A model may declare, by name, tensors kept in fp32 (`keep_fp32`) and checkpoint tensors that are slices of one
+of its stacked tensors (`stacked_name`, e.g. per-expert weights). Where the model holds a weight in block FP8
+and the checkpoint has it in full precision, the weight is quantized as it arrives (`--quantize fp8`), so the
+full-precision copy never exists beside the model.
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
 
 import torch
 from torch import nn
 
+from engine.fp8 import FP8, quantize_block_fp8
 from engine.types import EngineError
 
-FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+SCALE_SUFFIX = "_scale_inv"
 
 
-def model_dtype_for(name: str, tensor: torch.Tensor, dtype: torch.dtype, keep_fp32: tuple[str, ...]) -> torch.dtype:
-    """FP8 weights stay FP8 and their scales fp32; named exceptions stay fp32; everything else runs in `dtype`."""
-    if tensor.dtype in FP8_DTYPES:
-        return tensor.dtype
-    if name.endswith("weight_scale_inv") or name.endswith(keep_fp32):
-        return torch.float32
-    return dtype
+def load_weights(
+    model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device: torch.device | str
+) -> None:
+    targets = model.state_dict(keep_vars=True)
+    keep_fp32: tuple[str, ...] = getattr(model, "keep_fp32", ())
+    stacked_name = getattr(model, "stacked_name", lambda name: (name, None))
+    stacks: dict[str, torch.Tensor] = {}
+    filled: dict[str, set[int]] = defaultdict(set)
 
+    def put(name: str, tensor: torch.Tensor, index: int | None) -> None:
+        target = targets[name]
+        if target.dtype == FP8:
+            want = FP8
+        elif name.endswith(SCALE_SUFFIX) or name.endswith(keep_fp32):
+            want = torch.float32
+        else:
+            want = dtype
+        tensor = tensor.to(device=device, dtype=want)
+        if index is None:
+            _assign(model, name, tensor)
+            filled[name].add(0)
+            return
+        if name not in stacks:
+            stacks[name] = torch.empty(target.shape, dtype=want, device=device)
+        stacks[name][index] = tensor
+        filled[name].add(index)
 
-def assign(root: nn.Module, name: str, tensor: torch.Tensor) -> None:
-    """Replace the meta placeholder `name` with the loaded tensor, without a copy."""
-    module_name, _, attr = name.rpartition(".")
-    setattr(root.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))
+    for checkpoint_name, tensor in tensors:
+        name, index = stacked_name(checkpoint_name)
+        if name not in targets:
+            continue  # e.g. rotary tables some exporters save; the engine computes its own
+        if targets[name].dtype == FP8 and tensor.dtype != FP8:
+            tensor, scale = quantize_block_fp8(tensor.to(device))
+            put(name + SCALE_SUFFIX, scale, index)
+        put(name, tensor, index)
 
-
-def require_all(model: nn.Module, loaded: set[str]) -> None:
-    missing = {name for name, p in model.named_parameters() if p.is_meta} - loaded
+    for name, tensor in stacks.items():
+        if len(filled[name]) != tensor.shape[0]:
+            raise EngineError(f"The checkpoint lacks some of the {tensor.shape[0]} experts of {name}.")
+        _assign(model, name, tensor)
+    if getattr(model.config, "tie_word_embeddings", False):
+        filled["lm_head.weight"].add(0)
+    missing = [name for name in targets if name not in filled]
     if missing:
         raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
+    model.tie_weights()
+
+
+def _assign(root: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Replace the meta placeholder `name` with the loaded tensor, without a copy."""
+    module_name, _, attr = name.rpartition(".")
+    module = root.get_submodule(module_name)
+    if attr in module._buffers:
+        module._buffers[attr] = tensor
+    else:
+        setattr(module, attr, nn.Parameter(tensor, requires_grad=False))
+
+
+def resident_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's weights, counting a tied tensor once."""
+    seen: dict[int, int] = {}
+    for tensor in model.state_dict().values():
+        seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+    return sum(seen.values())

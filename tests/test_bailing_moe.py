@@ -5,6 +5,7 @@ partial rotary and QK-norm: a tiny random Glm4Moe is written out under BailingMo
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 from engine import GenerationParams, LocalEngine, TextDelta
 from engine.kv_cache import KVCache
 from engine.models.bailing_moe_v2 import BailingMoeV2ForCausalLM
+from engine.reference import random_glm4_moe, save_as_bailing
 
 TINY = dict(
     hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
@@ -19,90 +21,14 @@ TINY = dict(
     max_position_embeddings=512, n_routed_experts=16, num_experts_per_tok=4, n_group=4, topk_group=2,
     n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1,
 )
-ROPE = {"rope_type": "default", "rope_theta": 600000.0, "partial_rotary_factor": 0.5}
-
-
-def glm4_moe_reference(vocab_size: int):
-    from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
-
-    config = Glm4MoeConfig(
-        vocab_size=vocab_size, use_qk_norm=True, attention_bias=False, norm_topk_prob=True,
-        num_mtp_layers=0, tie_word_embeddings=False, rope_parameters=ROPE, **TINY,
-    )
-    torch.manual_seed(0)
-    model = Glm4MoeForCausalLM(config).eval()
-    with torch.no_grad():
-        # Wide random weights give decisive logits, and a random correction bias must steer selection only.
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.normal_(0, 0.3 if "mlp.gate" in name else 0.1)
-        for layer in model.model.layers[TINY["first_k_dense_replace"]:]:
-            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.5)
-    return model
-
-
-def bailing_tensors(reference) -> dict[str, torch.Tensor]:
-    """Glm4Moe's state dict under BailingMoeV2 checkpoint names."""
-    out = {}
-    intermediate = TINY["moe_intermediate_size"]
-    for name, t in reference.state_dict().items():
-        name = name.replace("model.embed_tokens", "model.word_embeddings")
-        if ".self_attn.q_proj." in name:
-            prefix = name.split(".self_attn.")[0]
-            parts = [reference.state_dict()[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
-            out[f"{prefix}.attention.query_key_value.weight"] = torch.cat(parts)
-        elif ".self_attn.k_proj." in name or ".self_attn.v_proj." in name:
-            continue
-        elif name.endswith("mlp.experts.gate_up_proj"):
-            prefix = name.removesuffix(".gate_up_proj")
-            for e, w in enumerate(t):
-                out[f"{prefix}.{e}.gate_proj.weight"] = w[:intermediate]
-                out[f"{prefix}.{e}.up_proj.weight"] = w[intermediate:]
-        elif name.endswith("mlp.experts.down_proj"):
-            prefix = name.removesuffix(".down_proj")
-            for e, w in enumerate(t):
-                out[f"{prefix}.{e}.down_proj.weight"] = w
-        else:
-            name = (name.replace("self_attn.o_proj", "attention.dense")
-                    .replace("self_attn.q_norm", "attention.query_layernorm")
-                    .replace("self_attn.k_norm", "attention.key_layernorm")
-                    .replace("mlp.gate.e_score_correction_bias", "mlp.gate.expert_bias"))
-            out[name] = t
-    return {k: v.contiguous() for k, v in out.items()}
-
-
-def bailing_config(vocab_size: int) -> dict:
-    return {
-        "architectures": ["BailingMoeV2ForCausalLM"], "model_type": "bailing_moe_v2", "vocab_size": vocab_size,
-        "hidden_size": TINY["hidden_size"], "intermediate_size": TINY["intermediate_size"],
-        "moe_intermediate_size": TINY["moe_intermediate_size"], "num_hidden_layers": TINY["num_hidden_layers"],
-        "num_attention_heads": TINY["num_attention_heads"], "num_key_value_heads": TINY["num_key_value_heads"],
-        "head_dim": TINY["head_dim"], "rms_norm_eps": TINY["rms_norm_eps"],
-        "max_position_embeddings": TINY["max_position_embeddings"], "rope_theta": ROPE["rope_theta"],
-        "partial_rotary_factor": ROPE["partial_rotary_factor"], "rope_scaling": None,
-        "num_experts": TINY["n_routed_experts"], "num_experts_per_tok": TINY["num_experts_per_tok"],
-        "num_shared_experts": TINY["n_shared_experts"], "n_group": TINY["n_group"], "topk_group": TINY["topk_group"],
-        "routed_scaling_factor": TINY["routed_scaling_factor"], "first_k_dense_replace": TINY["first_k_dense_replace"],
-        "use_qk_norm": True, "use_rmsnorm": True, "score_function": "sigmoid", "norm_topk_prob": True,
-        "moe_router_enable_expert_bias": True, "tie_word_embeddings": False, "use_qkv_bias": False,
-        "eos_token_id": 2, "torch_dtype": "float32",
-    }
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, local_engine):
     """(reference Glm4Moe, our engine on the converted checkpoint, its directory)."""
-    from safetensors.torch import save_file
-
     directory = tmp_path_factory.mktemp("bailing")
-    vocab = local_engine.config.vocab_size
-    reference = glm4_moe_reference(vocab)
-    tensors = bailing_tensors(reference)
-    # Two shards, as real checkpoints come, to exercise loading across files.
-    names = sorted(tensors)
-    save_file({k: tensors[k] for k in names[::2]}, directory / "model-00001-of-00002.safetensors")
-    save_file({k: tensors[k] for k in names[1::2]}, directory / "model-00002-of-00002.safetensors")
-    (directory / "config.json").write_text(json.dumps(bailing_config(vocab)))
+    reference = random_glm4_moe(local_engine.config.vocab_size, eos_token_id=2, **TINY)
+    save_as_bailing(reference, directory, shards=2)
     local_engine.tokenizer.hf.save_pretrained(directory)
     return reference, LocalEngine(directory), directory
 
@@ -191,7 +117,7 @@ def test_missing_expert_is_refused(tmp_path, pair):
         LocalEngine(tmp_path)
 
 
-def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, local_engine):
+def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair, local_engine):
     """The MTP layer (model.layers.{L}) is found by its weights; draft_next follows the spec:
     final_layernorm(layer(eh_proj([enorm(embed(next token)), hnorm(hidden)]))) through the shared lm_head,
     with its own KV slot."""
@@ -200,22 +126,21 @@ def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, local_engine):
     from engine.config import from_hf_config
     from engine.layers import RMSNorm
 
-    raw = bailing_config(local_engine.config.vocab_size)
+    _, _, directory = pair
+    raw = json.loads((directory / "config.json").read_text())
     cfg = from_hf_config(raw).model_copy(update={"mtp_layers": 1})
     torch.manual_seed(1)
     model = BailingMoeV2ForCausalLM(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.normal_(1.0 if "norm" in name else 0.0, 0.1 if "norm" in name else 0.2)
-    state = {k: v for k, v in model.state_dict().items() if "experts" not in k or "shared" in k}
+    state = {}
     for name, t in model.state_dict().items():
-        if name.endswith("experts.gate_up"):
-            for e, w in enumerate(t):
-                state[name.replace("gate_up", f"{e}.gate_proj.weight")] = w[: TINY["moe_intermediate_size"]]
-                state[name.replace("gate_up", f"{e}.up_proj.weight")] = w[TINY["moe_intermediate_size"]:]
-        elif name.endswith("experts.down"):
-            for e, w in enumerate(t):
-                state[name.replace("down", f"{e}.down_proj.weight")] = w
+        stacked = re.fullmatch(r"(.*\.mlp\.experts)\.(gate_proj|up_proj|down_proj)", name)
+        if stacked:
+            state.update({f"{stacked[1]}.{e}.{stacked[2]}.weight": w for e, w in enumerate(t)})
+        else:
+            state[name] = t
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
     (tmp_path / "config.json").write_text(json.dumps(raw))  # the config itself says nothing of MTP
     local_engine.tokenizer.hf.save_pretrained(tmp_path)
@@ -271,3 +196,64 @@ def test_ling_chat_template_is_used_when_the_tokenizer_has_none(pair):
         "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hello<|role_end|><role>ASSISTANT</role>"
     )
     assert {2, 7} <= engine.tokenizer.eos_ids
+
+
+FP8_QUANTIZED = re.compile(
+    r".*\.(attention\.query_key_value|attention\.dense|mlp\.(gate|up|down)_proj|"
+    r"mlp\.shared_experts\.\w+_proj|mlp\.experts\.\d+\.\w+_proj)\.weight"
+)
+
+
+def test_fp8_checkpoint_loads_and_stays_close(tmp_path, pair):
+    """A checkpoint in the Ling FP8 format (block e4m3 + weight_scale_inv for the projections the spec lists;
+    embeddings, lm_head, router and norms full precision) runs with 1-byte weights and logits near the original."""
+    from safetensors.torch import load_file, save_file
+
+    from engine.fp8 import FP8, quantize_block_fp8
+    from engine.weights import resident_bytes
+
+    reference, engine, directory = pair
+    tensors = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(f))
+    quantized = {}
+    for name, t in tensors.items():
+        if FP8_QUANTIZED.fullmatch(name):
+            quantized[name], quantized[name + "_scale_inv"] = quantize_block_fp8(t)
+        else:
+            quantized[name] = t
+    save_file(quantized, tmp_path / "model.safetensors")
+    config = json.loads((directory / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                     "weight_block_size": [128, 128]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    engine.tokenizer.hf.save_pretrained(tmp_path)
+
+    fp8_engine = LocalEngine(tmp_path)
+    layer = fp8_engine.model.model.layers[1]
+    assert layer.mlp.experts.gate_proj.dtype == FP8
+    assert layer.attention.query_key_value.weight.dtype == FP8
+    assert layer.mlp.gate.weight.dtype == torch.float32 and fp8_engine.model.lm_head.weight.dtype == torch.float32
+    assert "FP8" in fp8_engine.info.precision
+
+    # Quantizing the full-precision checkpoint while loading gives the same model.
+    on_the_fly = LocalEngine(directory, quantize="fp8")
+    ids = prompt_ids(engine, 32)
+    cfg = engine.config
+
+    def logits(e):
+        cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
+        with torch.inference_mode():
+            return e.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+
+    full, fp8, fly = logits(engine), logits(fp8_engine), logits(on_the_fly)
+    assert torch.equal(fp8, fly)
+    relative = ((fp8 - full).norm() / full.norm()).item()
+    print(f"tiny BailingMoeV2 FP8 vs fp32: relative logit error {relative:.4f}, "
+          f"max abs {(fp8 - full).abs().max().item():.4f}, "
+          f"weights {resident_bytes(fp8_engine.model)} vs {resident_bytes(engine.model)} bytes")
+    # e4m3 keeps 3 mantissa bits: each projection is ~2.5% off, this random model chains a dozen of them, and
+    # a perturbed input can flip which experts the router picks.
+    assert relative < 0.15
+    experts = layer.mlp.experts
+    assert experts.gate_proj.nbytes == experts.gate_proj.numel()  # one byte per expert weight

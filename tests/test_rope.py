@@ -11,7 +11,7 @@ from transformers.modeling_rope_utils import _compute_yarn_parameters
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 from transformers.models.stablelm.modeling_stablelm import StableLmRotaryEmbedding
 
-from engine.config import check_context, from_gguf_metadata, from_hf_config, with_yarn
+from engine.config import from_gguf_metadata, from_hf_config, with_yarn
 from engine.layers import RotaryEmbedding
 from engine.rope import RopeScaling, rope_inv_freq
 from engine.types import EngineError
@@ -141,18 +141,6 @@ def test_unsupported_rope_scaling_is_refused():
         from_hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "yarn"}})  # no factor
     with pytest.raises(EngineError, match="'yarn' rope scaling"):
         from_gguf_metadata({"general.architecture": "llama", "llama.rope.scaling.type": "yarn"}, {})
-
-
-def test_check_context_refuses_more_than_the_window():
-    cfg = from_hf_config(SMOLLM2)
-    check_context(cfg, 8192)
-    with pytest.raises(EngineError, match=r"8192 tokens.*16384") as err:
-        check_context(cfg, 16384)
-    assert "YaRN" in str(err.value)
-    scaled = with_yarn(cfg, 16384)
-    check_context(scaled, 16384)
-    with pytest.raises(EngineError, match=r"16384 tokens.*16385"):
-        check_context(scaled, 16385)
 
 
 def test_with_yarn_extends_only_when_needed():

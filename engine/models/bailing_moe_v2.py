@@ -9,17 +9,14 @@ stacked into `mlp.experts.gate_up` / `mlp.experts.down` by `load_weights` below.
 from __future__ import annotations
 
 import re
-from typing import Iterable
 
 import torch
 from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, rotary_for
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, linear, rotary_for
 from engine.moe import MoEBlock
-from engine.types import EngineError
-from engine.weights import assign, model_dtype_for, require_all
 
 
 class Attention(nn.Module):
@@ -27,10 +24,10 @@ class Attention(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         qkv_out = (self.heads + 2 * self.kv_heads) * self.head_dim
-        self.query_key_value = nn.Linear(cfg.hidden_size, qkv_out, bias=cfg.attention_bias)
+        self.query_key_value = linear(cfg.hidden_size, qkv_out, cfg.attention_bias, cfg.fp8)
         self.query_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.key_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.dense = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+        self.dense = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
 
     def forward(self, x, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, layer: int):
         B, T, _ = x.shape
@@ -50,9 +47,9 @@ class DecoderLayer(nn.Module):
         self.attention = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if layer < moe.first_k_dense_replace:
-            self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
+            self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
         else:
-            self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size))
+            self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size, cfg.fp8), cfg.fp8)
 
     def forward(self, x, rope, positions, cache, layer):
         x = x + self.attention(self.input_layernorm(x), rope, positions, cache, layer)
@@ -128,34 +125,14 @@ class BailingMoeV2ForCausalLM(nn.Module):
     def materialize_buffers(self, device: torch.device | str) -> None:
         self.rope = rotary_for(self.config).to(device)
 
-    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device) -> None:
-        """Assign checkpoint tensors by name, stacking per-expert weights into their layer's tensors."""
-        expected = dict(self.named_parameters())
-        stacked: dict[str, torch.Tensor] = {}
-        loaded: set[str] = set()
-        for name, tensor in tensors:
-            tensor = tensor.to(device=device, dtype=model_dtype_for(name, tensor, dtype, self.keep_fp32))
-            match = _EXPERT.fullmatch(name)
-            if match:
-                prefix, expert, proj = match.groups()
-                target = f"{prefix}.down" if proj == "down" else f"{prefix}.gate_up"
-                if target not in stacked:
-                    stacked[target] = torch.full(expected[target].shape, float("nan"), dtype=dtype, device=device)
-                offset = tensor.shape[0] if proj == "up" else 0
-                stacked[target][int(expert), offset : offset + tensor.shape[0]] = tensor
-            elif name in expected:
-                assign(self, name, tensor)
-                loaded.add(name)
-        for name, tensor in stacked.items():
-            # NaN marks rows no checkpoint tensor filled: a missing expert must fail here, not route to garbage.
-            if tensor.isnan().any():
-                raise EngineError(f"The checkpoint lacks some experts of {name}.")
-            assign(self, name, tensor)
-            loaded.add(name)
-        if self.config.tie_word_embeddings:
-            loaded.add("lm_head.weight")
-        require_all(self, loaded)
-        self.tie_weights()
+    @staticmethod
+    def stacked_name(name: str) -> tuple[str, int | None]:
+        """Per-expert checkpoint tensors are slices of the layer's stacked expert tensors."""
+        match = _EXPERT.fullmatch(name)
+        if not match:
+            return name, None
+        prefix, expert, proj, suffix = match.groups()
+        return f"{prefix}.{proj}{suffix.removeprefix('weight')}", int(expert)
 
 
-_EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight")
+_EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(\w+_proj)\.(weight|weight_scale_inv)")

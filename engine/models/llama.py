@@ -7,25 +7,23 @@ Module names follow the Hugging Face checkpoints, so HF tensors load by their ow
 from __future__ import annotations
 
 import re
-from typing import Iterable
 
 import torch
 from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, rotary_for
-from engine.weights import assign, model_dtype_for, require_all
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, linear, rotary_for
 
 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.hidden_size, self.heads * self.head_dim, bias=cfg.attention_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=cfg.attention_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=cfg.attention_bias)
-        self.o_proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+        self.q_proj = linear(cfg.hidden_size, self.heads * self.head_dim, cfg.attention_bias, cfg.fp8)
+        self.k_proj = linear(cfg.hidden_size, self.kv_heads * self.head_dim, cfg.attention_bias, cfg.fp8)
+        self.v_proj = linear(cfg.hidden_size, self.kv_heads * self.head_dim, cfg.attention_bias, cfg.fp8)
+        self.o_proj = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
         if cfg.qk_norm:
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
@@ -51,7 +49,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
 
     def forward(self, x, rope, positions, cache, layer):
         x = x + self.self_attn(self.input_layernorm(x), rope, positions, cache, layer)
@@ -91,18 +89,6 @@ class LlamaForCausalLM(nn.Module):
     def materialize_buffers(self, device: torch.device | str) -> None:
         """Rotary tables are computed, not loaded: rebuild them on the weights' device."""
         self.rope = rotary_for(self.config).to(device)
-
-    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device) -> None:
-        expected = dict(self.named_parameters())
-        loaded: set[str] = set()
-        for name, tensor in tensors:
-            if name in expected:  # skips e.g. rotary tables some exporters save; the engine computes its own
-                assign(self, name, tensor.to(device=device, dtype=model_dtype_for(name, tensor, dtype, ())))
-                loaded.add(name)
-        if self.config.tie_word_embeddings:
-            loaded.add("lm_head.weight")
-        require_all(self, loaded)
-        self.tie_weights()
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:

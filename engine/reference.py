@@ -1,0 +1,100 @@
+"""A BailingMoeV2 checkpoint made from transformers' Glm4MoeForCausalLM, for tests and benchmarks.
+
+transformers has no BailingMoeV2 class, but Glm4Moe implements the same router (sigmoid scores, correction
+bias for selection, group-limited top-k, normalised weights × routed_scaling_factor), shared experts, partial
+NeoX rotary and per-head QK-norm. Its weights written under BailingMoeV2's names (q/k/v fused, stacked experts
+split per expert) give a checkpoint whose correct outputs transformers can compute.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# The first MoE layers of the tiny model route with a bias this wide, so that it changes which experts win.
+_BIAS_STD = 0.5
+
+
+def random_glm4_moe(vocab_size: int, seed: int = 0, rope_theta: float = 600000.0, **dims):
+    """A Glm4MoeForCausalLM with random weights wide enough to give decisive logits.
+
+    `dims` are Glm4MoeConfig fields (hidden_size, n_routed_experts, …)."""
+    from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
+
+    config = Glm4MoeConfig(
+        vocab_size=vocab_size, use_qk_norm=True, attention_bias=False, norm_topk_prob=True, num_mtp_layers=0,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta, "partial_rotary_factor": 0.5},
+        **dims,
+    )
+    torch.manual_seed(seed)
+    model = Glm4MoeForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.normal_(0, 0.3 if "mlp.gate" in name else 0.1)
+        for layer in model.model.layers[config.first_k_dense_replace :]:
+            layer.mlp.gate.e_score_correction_bias.normal_(0, _BIAS_STD)
+    return model
+
+
+def bailing_config(reference) -> dict:
+    c = reference.config
+    return {
+        "architectures": ["BailingMoeV2ForCausalLM"], "model_type": "bailing_moe_v2", "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+        "moe_intermediate_size": c.moe_intermediate_size, "num_hidden_layers": c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_key_value_heads,
+        "head_dim": c.head_dim, "rms_norm_eps": c.rms_norm_eps, "max_position_embeddings": c.max_position_embeddings,
+        "rope_theta": c.rope_parameters["rope_theta"], "partial_rotary_factor": c.rope_parameters["partial_rotary_factor"],
+        "rope_scaling": None, "num_experts": c.n_routed_experts, "num_experts_per_tok": c.num_experts_per_tok,
+        "num_shared_experts": c.n_shared_experts, "n_group": c.n_group, "topk_group": c.topk_group,
+        "routed_scaling_factor": c.routed_scaling_factor, "first_k_dense_replace": c.first_k_dense_replace,
+        "use_qk_norm": True, "use_rmsnorm": True, "score_function": "sigmoid", "norm_topk_prob": True,
+        "moe_router_enable_expert_bias": True, "tie_word_embeddings": False, "use_qkv_bias": False,
+        "eos_token_id": c.eos_token_id, "torch_dtype": "float32",
+    }
+
+
+def bailing_tensors(reference) -> dict[str, torch.Tensor]:
+    """The reference's state dict under BailingMoeV2 checkpoint names."""
+    state = reference.state_dict()
+    intermediate = reference.config.moe_intermediate_size
+    out = {}
+    for name, t in state.items():
+        name = name.replace("model.embed_tokens", "model.word_embeddings")
+        if ".self_attn.q_proj." in name:
+            prefix = name.split(".self_attn.")[0]
+            parts = [state[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+            out[f"{prefix}.attention.query_key_value.weight"] = torch.cat(parts)
+        elif ".self_attn.k_proj." in name or ".self_attn.v_proj." in name:
+            continue
+        elif name.endswith("mlp.experts.gate_up_proj"):
+            prefix = name.removesuffix(".gate_up_proj")
+            for e, w in enumerate(t):
+                out[f"{prefix}.{e}.gate_proj.weight"] = w[:intermediate]
+                out[f"{prefix}.{e}.up_proj.weight"] = w[intermediate:]
+        elif name.endswith("mlp.experts.down_proj"):
+            prefix = name.removesuffix(".down_proj")
+            for e, w in enumerate(t):
+                out[f"{prefix}.{e}.down_proj.weight"] = w
+        else:
+            out[name.replace("self_attn.o_proj", "attention.dense")
+                .replace("self_attn.q_norm", "attention.query_layernorm")
+                .replace("self_attn.k_norm", "attention.key_layernorm")
+                .replace("mlp.gate.e_score_correction_bias", "mlp.gate.expert_bias")] = t
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def save_as_bailing(reference, directory: Path, shards: int = 1) -> None:
+    """Write config.json and the tensors, split over `shards` files as real checkpoints come."""
+    from safetensors.torch import save_file
+
+    tensors = bailing_tensors(reference)
+    names = sorted(tensors)
+    for i in range(shards):
+        part = {k: tensors[k] for k in names[i::shards]}
+        save_file(part, directory / f"model-{i + 1:05d}-of-{shards:05d}.safetensors")
+    (directory / "config.json").write_text(json.dumps(bailing_config(reference)))
