@@ -1,25 +1,30 @@
-"""Decode speed and time to first token: the engine against `transformers` generate on the same weights.
+"""Engine benchmarks, each against a peer run in this same process on the same weights.
 
-    python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256] [--runs 3]
-    python -m engine.bench --moe [--new-tokens 64] [--prompt-tokens 256]
+    python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: engine vs transformers
+    python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
+    python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
 
-The first compares a dense model (default SmolLM2-135M-Instruct); `--moe` builds a tiny-but-wide random
-BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and compares it with the same weights in
-transformers' Glm4MoeForCausalLM, both with its per-expert loop ("eager") and its default grouped matmul.
-Every runner gets the same prompt tokens, greedy, the same number of new tokens, in this one process, so the
-printed ratios compare like with like on this machine.
+Dense compares time to first token and decode speed with `transformers` generate (default model SmolLM2-135M).
+`--moe` builds a tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and runs
+the same weights in transformers' Glm4MoeForCausalLM, with its per-expert loop ("eager") and its grouped matmul.
+`--fp8` loads SmolLM2 (when installed) and the tiny-but-wide MoE with BF16 weights and with block FP8 weights
+(quantized at load), and reports weight memory, logit error and decode speed. Runners get the same prompt tokens,
+greedy decoding and the same number of new tokens, so the printed ratios compare like with like on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from engine import ChatMessage, GenerationParams, LocalEngine, Stats
+from engine import ChatMessage, EngineError, GenerationParams, LocalEngine, Stats
+from engine.kv_cache import KVCache
+from engine.tokenizer import Tokenizer
 
 DEFAULT_PROMPT = (
     "Summarise the following text in five bullet points.\n\n"
@@ -27,6 +32,12 @@ DEFAULT_PROMPT = (
     "needs a new roof membrane before winter; the contractor's estimate arrived on Monday. The east building's "
     "elevator passed inspection. The south building reported two water leaks in the basement, both repaired, "
     "and the committee asked for a survey of the drainage. The budget for next year will be presented in March."
+)
+WIDE_MOE = dict(
+    hidden_size=1024, intermediate_size=2816, moe_intermediate_size=512, num_hidden_layers=8,
+    num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
+    n_routed_experts=64, num_experts_per_tok=8, n_group=8, topk_group=4, n_shared_experts=1,
+    routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=None,
 )
 
 
@@ -40,13 +51,15 @@ def bench_engine(engine: LocalEngine, ids: list[int], new_tokens: int) -> tuple[
 class _FirstTokenClock:
     """A transformers streamer that notes when the first generated token arrives (the prompt comes first)."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device):
+        self.device = device
         self.calls = 0
         self.first_token_at: float | None = None
 
     def put(self, value):
         self.calls += 1
         if self.calls == 2:
+            _sync(self.device)
             self.first_token_at = time.perf_counter()
 
     def end(self):
@@ -54,17 +67,24 @@ class _FirstTokenClock:
 
 
 def bench_transformers(model, ids: list[int], new_tokens: int) -> tuple[float, float]:
-    clock = _FirstTokenClock()
-    input_ids = torch.tensor([ids])
+    device = model.device
+    clock = _FirstTokenClock(device)
+    input_ids = torch.tensor([ids], device=device)
     started = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(
             input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
             min_new_tokens=new_tokens, do_sample=False, streamer=clock,
         )
+    _sync(device)
     finished = time.perf_counter()
     assert out.shape[1] - len(ids) == new_tokens
     return clock.first_token_at - started, (new_tokens - 1) / (finished - clock.first_token_at)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def median_runs(fn, runs: int) -> tuple[float, float]:
@@ -73,7 +93,7 @@ def median_runs(fn, runs: int) -> tuple[float, float]:
     return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
 
-def print_table(rows: list[tuple[str, float, float]], prompt_tokens: int) -> None:
+def print_speed_table(rows: list[tuple[str, float, float]], prompt_tokens: int) -> None:
     """rows: (runner, time to first token, decode tokens/s); the first row is the engine, the peer of every ratio."""
     print("| runner | time to first token (s) | prefill tokens/s | decode tokens/s | engine speed-up (prefill / decode) |")
     print("|---|---|---|---|---|")
@@ -83,48 +103,17 @@ def print_table(rows: list[tuple[str, float, float]], prompt_tokens: int) -> Non
         print(f"| {name} | {ttft:.3f} | {prompt_tokens / ttft:.0f} | {decode:.1f} | {ratio} |")
 
 
-def bench_moe(args) -> None:
-    import tempfile
-
-    from engine.checkpoint import Checkpoint, default_model_path
+def wide_moe_checkpoint(directory: Path, tokenizer: Tokenizer):
+    """Write the tiny-but-wide random BailingMoeV2 to `directory`; returns its transformers twin."""
     from engine.reference import random_glm4_moe, save_as_bailing
 
-    tokenizer = Checkpoint(default_model_path()).tokenizer()
-    reference = random_glm4_moe(
-        len(tokenizer.hf), hidden_size=1024, intermediate_size=2816, moe_intermediate_size=512,
-        num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2, head_dim=128,
-        max_position_embeddings=4096, n_routed_experts=64, num_experts_per_tok=8, n_group=8, topk_group=4,
-        n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=None,
-    )
-    with tempfile.TemporaryDirectory() as directory:
-        save_as_bailing(reference, Path(directory))
-        tokenizer.hf.save_pretrained(directory)
-        engine = LocalEngine(directory)
-    ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
-    rows = [("clinidoc engine (BailingMoeV2, grouped experts)", *median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs))]
-    for implementation in ("eager", "grouped_mm"):
-        reference.set_experts_implementation(implementation)
-        timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
-        rows.append((f"transformers Glm4Moe generate, experts={implementation}", *timing))
-    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers, fp32, "
-          f"threads {torch.get_num_threads()}")
-    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
-    print_table(rows, len(ids))
+    reference = random_glm4_moe(len(tokenizer.hf), **WIDE_MOE)
+    save_as_bailing(reference, directory)
+    tokenizer.hf.save_pretrained(directory)
+    return reference
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--moe", action="store_true", help="the BailingMoeV2 benchmark instead")
-    parser.add_argument("--prompt-file", type=Path)
-    parser.add_argument("--prompt-tokens", type=int, default=256, help="with --moe")
-    parser.add_argument("--new-tokens", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    if args.moe:
-        bench_moe(args)
-        return
-
+def bench_dense(args) -> None:
     from transformers import AutoModelForCausalLM
 
     engine = LocalEngine(args.model)
@@ -142,7 +131,89 @@ def main() -> None:
 
     print(f"model: {engine.info.model_name} ({engine.info.precision}), threads: {torch.get_num_threads()}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
-    print_table([("clinidoc engine", *ours), ("transformers generate", *theirs)], len(ids))
+    print_speed_table([("clinidoc engine", *ours), ("transformers generate", *theirs)], len(ids))
+
+
+def bench_moe(args, tokenizer: Tokenizer) -> None:
+    dtype = getattr(torch, args.dtype)
+    with tempfile.TemporaryDirectory() as directory:
+        reference = wide_moe_checkpoint(Path(directory), tokenizer).to(device=args.device, dtype=dtype)
+        engine = LocalEngine(directory, device=args.device, dtype=dtype)
+    ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
+    rows = [("clinidoc engine (grouped experts)", *median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs))]
+    for implementation in ("eager", "grouped_mm"):
+        reference.set_experts_implementation(implementation)
+        timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+        rows.append((f"transformers Glm4Moe generate, experts={implementation}", *timing))
+    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers; {args.dtype} on "
+          f"{args.device}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
+    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
+    print_speed_table(rows, len(ids))
+
+
+def bench_fp8(args, tokenizer: Tokenizer) -> None:
+    from engine.checkpoint import default_model_path
+    from engine.weights import resident_bytes
+
+    print(f"FP8 (block 128x128 e4m3, quantized at load) against BF16 weights on {args.device}, torch {torch.__version__}")
+    print(f"logits over the same {args.prompt_tokens}-token prompt; decode: {args.new_tokens} new tokens, "
+          f"median of {args.runs} runs after a warm-up\n")
+    print("| model | weights BF16 (MiB) | weights FP8 (MiB) | relative logit error | max abs logit error "
+          "| top-1 agreement | decode tok/s BF16 | decode tok/s FP8 |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as directory:
+        wide_moe_checkpoint(Path(directory), tokenizer)
+        models = [("tiny-but-wide BailingMoeV2 (random)", directory)]
+        try:
+            models.insert(0, ("SmolLM2-135M-Instruct", str(default_model_path())))
+        except EngineError:  # the default model is not installed on this machine
+            pass
+        for label, path in models:
+            bf16 = LocalEngine(path, device=args.device, dtype=torch.bfloat16)
+            fp8 = LocalEngine(path, device=args.device, dtype=torch.bfloat16, quantize="fp8")
+            ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
+            full, quantized = _prompt_logits(bf16, ids), _prompt_logits(fp8, ids)
+            relative = ((quantized - full).norm() / full.norm()).item()
+            agreement = (quantized.argmax(-1) == full.argmax(-1)).float().mean().item()
+            speed = [median_runs(lambda e=e: bench_engine(e, ids, args.new_tokens), args.runs)[1] for e in (bf16, fp8)]
+            print(f"| {label} | {resident_bytes(bf16.model) / 2**20:.0f} | {resident_bytes(fp8.model) / 2**20:.0f} "
+                  f"| {relative:.4f} | {(quantized - full).abs().max().item():.3f} | {agreement:.3f} "
+                  f"| {speed[0]:.1f} | {speed[1]:.1f} |")
+            del bf16, fp8
+
+
+def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
+    cfg = engine.config
+    cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
+    with torch.inference_mode():
+        tokens = torch.tensor([ids], device=engine.device)
+        return engine.model(tokens, torch.arange(len(ids), device=engine.device), cache)[0].float().cpu()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--moe", action="store_true", help="BailingMoeV2 against transformers Glm4Moe")
+    mode.add_argument("--fp8", action="store_true", help="FP8 weights against BF16 weights")
+    parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="--moe compute dtype")
+    parser.add_argument("--prompt-file", type=Path)
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe and --fp8 prompt length")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not (args.moe or args.fp8):
+        bench_dense(args)
+        return
+    if args.tokenizer:
+        tokenizer = Tokenizer.from_directory(args.tokenizer, [])
+    else:
+        from engine.checkpoint import Checkpoint, default_model_path
+
+        tokenizer = Checkpoint(default_model_path()).tokenizer()
+    (bench_moe if args.moe else bench_fp8)(args, tokenizer)
 
 
 if __name__ == "__main__":

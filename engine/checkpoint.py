@@ -57,7 +57,7 @@ class Checkpoint:
             self.config = config_mod.from_gguf_metadata(
                 meta, {t.name: tuple(int(d) for d in t.shape) for t in self._reader.tensors}
             )
-            self.name = meta.get("general.name") or path.stem
+            self.name = path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1: what the user downloaded, not the training run
             self.precision = _gguf_precision(self._reader)
         elif (path / "config.json").exists():
             raw = json.loads((path / "config.json").read_text())

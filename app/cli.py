@@ -1,0 +1,84 @@
+"""The `clinidoc` command: `serve` the browser UI, or `ask` one question about one file in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
+from app.display import model_line, record_line, stats_line
+from app.settings import Settings
+from engine import EngineError, load_engine
+from storage import open_database
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {key: value for key in ("model", "host", "port") if (value := getattr(args, key, None)) is not None}
+    settings = Settings(**overrides)
+    try:
+        return args.command(args, settings)
+    except EngineError as err:
+        print(f"clinidoc: {err}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinidoc", description="On-prem clinical document assistant.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the browser UI on this machine")
+    serve.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
+    serve.add_argument("--host", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 7860)")
+    serve.set_defaults(command=_serve)
+
+    ask = commands.add_parser("ask", help="answer one question about one file, in the terminal")
+    ask.add_argument("file", type=Path, help="the patient record: PDF, DOCX, TXT or MD")
+    ask.add_argument("question")
+    ask.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
+    ask.set_defaults(command=_ask)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Gradio fixes its upload folder when it is imported; patient files belong under the data dir.
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.data_dir / "uploads")
+    from app.ui import serve
+
+    serve(_assistant(settings), settings)
+    return 0
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    # The terminal is for the answer. Parser warnings about a damaged file would only repeat, less
+    # clearly, the one-line reason printed below.
+    logging.basicConfig(level=logging.ERROR)
+    # Read the file before loading the model, so a bad file fails in a moment, not after the load.
+    upload = read_upload([(args.file, args.file.name)], settings.max_upload_bytes)
+    if upload.failures:
+        print(upload.failures[0], file=sys.stderr)
+        return 2
+    assistant = _assistant(settings)
+    view = assistant.start_session(upload)
+    assert view is not None, "a readable file always starts a session"
+    print(record_line(view.record), file=sys.stderr)
+    for event in assistant.ask(view.session.id, args.question):
+        if isinstance(event, AnswerDelta):
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Answer):
+            print(f"\n\n{event.disclaimer}\n{stats_line(event.stats)}")
+        elif isinstance(event, Notice):
+            print(event.text, file=sys.stderr)
+            return 1
+    return 0
+
+
+def _assistant(settings: Settings) -> Assistant:
+    print("Loading the model…", file=sys.stderr, flush=True)
+    engine = load_engine(settings.model)
+    print(model_line(engine.info), file=sys.stderr)
+    return Assistant(engine, open_database(settings.db_path), settings)

@@ -1,0 +1,24 @@
+"""Where Clinidoc keeps its data and how it serves, read from CLINIDOC_* environment variables."""
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLINIDOC_")
+
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("clinidoc")))
+    db_path: Path = Field(default_factory=lambda values: values["data_dir"] / "clinidoc.sqlite3")
+    model: str | None = None  # a GGUF file or HF directory; None is the bundled SmolLM2-135M-Instruct
+    host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
+    port: int = 7860
+    max_new_tokens: int = Field(384, ge=1)
+    max_upload_mb: int = Field(50, ge=1)
+    user: str = "local"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024

@@ -1,0 +1,96 @@
+"""The chat panel: questions about the open record, answers streamed with the disclaimer under each."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Iterator
+
+import gradio as gr
+
+from app.assistant import Answer, AnswerDelta, Assistant, Notice, SessionView
+from app.ui.status_bar import last_answer_text
+from storage import MessageInfo
+
+ChatHistory = list[dict[str, str]]
+
+ASK, STOP = "Ask", "Stop"
+
+
+class ChatPanel:
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self.chatbot = gr.Chatbot(
+            show_label=False,
+            height="62vh",
+            placeholder="Upload a patient's record or reopen a session, then ask about it here.",
+            buttons=["copy"],
+            feedback_options=None,
+            elem_id="chat",
+        )
+        self.question = gr.Textbox(
+            placeholder="Ask a question about this record",
+            show_label=False,
+            lines=1,
+            max_lines=6,
+            submit_btn=ASK,
+            interactive=False,
+        )
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.chatbot, self.question]
+
+    def show(self, view: SessionView | None) -> list[Any]:
+        history = [] if view is None else [_bubble(message) for message in view.messages]
+        return [history, gr.Textbox(value="", interactive=view is not None)]
+
+    def register(self, session_id: gr.State, last_answer: gr.Markdown) -> gr.events.Dependency:
+        """Wire the question box; returns the ask event so the page can chain on it."""
+        asking = self.question.submit(
+            self.ask,
+            inputs=[session_id, self.question, self.chatbot],
+            outputs=[self.chatbot, self.question, last_answer],
+            # One model in memory: answers are generated one at a time, across all browser tabs.
+            concurrency_id="engine",
+            concurrency_limit=1,
+            show_progress="minimal",
+        )
+        # Stopping closes the stream, and an answer abandoned mid-stream is not stored.
+        self.question.stop(None, cancels=[asking])
+        # Runs whether the answer finished or was stopped.
+        return asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
+
+    def ask(self, session_id: int | None, question: str, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
+        question = question.strip()
+        if session_id is None or not question:
+            return
+        history = [*history, {"role": "user", "content": question}]
+        # Stop takes the place of Ask while the answer streams; until its first words arrive, the chat
+        # shows that it is waiting.
+        yield history, gr.Textbox(value="", submit_btn=False, stop_btn=STOP), gr.skip()
+        answer = ""
+        for event in self.assistant.ask(session_id, question):
+            if isinstance(event, AnswerDelta):
+                answer += event.text
+                yield [*history, _assistant(answer)], gr.skip(), gr.skip()
+            elif isinstance(event, Answer):
+                done = _assistant(_answer(event.text, event.disclaimer))
+                yield [*history, done], gr.skip(), last_answer_text(event.stats)
+            elif isinstance(event, Notice):
+                notice = f'<p class="notice"><b>Not answered.</b> {escape(event.text)}</p>'
+                yield [*history, _assistant(notice)], gr.skip(), gr.skip()
+
+
+def _bubble(message: MessageInfo) -> dict[str, str]:
+    if message.role == "assistant" and message.disclaimer:
+        return _assistant(_answer(message.text, message.disclaimer))
+    return {"role": message.role, "content": message.text}
+
+
+def _assistant(content: str) -> dict[str, str]:
+    return {"role": "assistant", "content": content}
+
+
+def _answer(text: str, disclaimer: str) -> str:
+    # The disclaimer is part of every answer bubble, so no answer can be read or copied without it.
+    return f'{text}\n\n<p class="disclaimer">{escape(disclaimer)}</p>'

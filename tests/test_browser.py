@@ -1,0 +1,132 @@
+"""The real server in a real browser: upload, ask, watch the answer arrive, and nothing leaves 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator, NamedTuple
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from prompts import disclaimer
+from storage import list_documents, list_messages, list_sessions, open_database
+
+CLINIDOC = Path(sys.executable).with_name("clinidoc")
+RHINITIS = "mtsamples_allergic_rhinitis.txt"
+QUESTION = "What medications is she taking?"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+class Server(NamedTuple):
+    url: str
+    data_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"clinidoc serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    pytest.fail(f"clinidoc serve did not answer within {timeout_s:.0f} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("clinidoc")
+    log = data_dir / "serve.log"
+    url = f"http://127.0.0.1:{free_port()}/"
+    env = {**os.environ, "CLINIDOC_DATA_DIR": str(data_dir), "CLINIDOC_MAX_NEW_TOKENS": "48"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(CLINIDOC), "serve", "--port", str(urlparse(url).port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until_serving(url, process, log)
+        yield Server(url, data_dir)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def leaves_the_machine(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme not in ("data", "blob") and parsed.hostname != "127.0.0.1"
+
+
+def open_page(browser: Browser, server: Server, requests: list[str]) -> Page:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.on("request", lambda request: requests.append(request.url))
+    page = context.new_page()
+    page.goto(server.url)
+    return page
+
+
+def test_a_clinician_uploads_a_record_asks_and_reopens_the_session(
+    browser: Browser, server: Server, corpus: Path
+) -> None:
+    requests: list[str] = []
+    page = open_page(browser, server, requests)
+
+    page.locator("input[type=file]").set_input_files(corpus / RHINITIS)
+    expect(page.get_by_text(re.compile(r"Record: [\d,]+ tokens of [\d,]+ available"))).to_be_visible(timeout=60_000)
+    expect(page.locator(".document-list")).to_contain_text(RHINITIS)
+
+    question = page.get_by_placeholder("Ask a question about this record")
+    question.fill(QUESTION)
+    question.press("Enter")
+    chat = page.locator("#chat")
+    expect(chat.get_by_text(QUESTION)).to_be_visible()
+    expect(chat.locator(".disclaimer")).to_have_text(disclaimer(), timeout=180_000)
+    expect(page.locator("#status-last-answer")).to_contain_text("tokens/s")
+
+    # Reopened in a fresh tab, the session shows its conversation and takes the next question.
+    page = open_page(browser, server, requests)
+    page.locator(".session-list label", has_text=RHINITIS).click()
+    chat = page.locator("#chat")
+    expect(chat.get_by_text(QUESTION)).to_be_visible()
+    expect(chat.locator(".disclaimer")).to_have_count(1)
+    expect(page.get_by_placeholder("Ask a question about this record")).to_be_editable()
+
+    assert requests and [url for url in requests if leaves_the_machine(url)] == []
+
+    db = open_database(server.data_dir / "clinidoc.sqlite3")
+    (session,) = list_sessions(db)
+    assert [document.name for document in list_documents(db, session.id)] == [RHINITIS]
+    user, assistant = list_messages(db, session.id)
+    assert (user.role, user.text) == ("user", QUESTION)
+    assert assistant.role == "assistant" and assistant.text and assistant.disclaimer == disclaimer()
