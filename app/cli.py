@@ -17,7 +17,8 @@ from storage import open_database
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    overrides = {key: value for key in ("model", "host", "port") if (value := getattr(args, key, None)) is not None}
+    keys = ("model", "device", "quantize", "context", "host", "port")
+    overrides = {key: value for key in keys if (value := getattr(args, key, None)) is not None}
     settings = Settings(**overrides)
     try:
         return args.command(args, settings)
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the browser UI on this machine")
-    serve.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
+    _model_arguments(serve)
     serve.add_argument("--host", help="address to bind (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, help="port to listen on (default: 7860)")
     serve.set_defaults(command=_serve)
@@ -39,9 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer one question about one file, in the terminal")
     ask.add_argument("file", type=Path, help="the patient record: PDF, DOCX, TXT or MD")
     ask.add_argument("question")
-    ask.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
+    _model_arguments(ask)
     ask.set_defaults(command=_ask)
     return parser
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", help="cpu (default) or cuda")
+    parser.add_argument("--quantize", choices=["fp8"], help="hold the model's projections as block FP8")
+    parser.add_argument("--context", type=int, help="context window in tokens; beyond the model's own, YaRN")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,6 +87,6 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def _assistant(settings: Settings) -> Assistant:
     print("Loading the model…", file=sys.stderr, flush=True)
-    engine = load_engine(settings.model)
+    engine = load_engine(settings.model, settings.device, settings.quantize, settings.context)
     print(model_line(engine.info), file=sys.stderr)
     return Assistant(engine, open_database(settings.db_path), settings)

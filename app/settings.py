@@ -1,6 +1,7 @@
 """Where Clinidoc keeps its data and how it serves, read from CLINIDOC_* environment variables."""
 
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -13,6 +14,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("clinidoc")))
     db_path: Path = Field(default_factory=lambda values: values["data_dir"] / "clinidoc.sqlite3")
     model: str | None = None  # a GGUF file or HF directory; None is the bundled SmolLM2-135M-Instruct
+    device: str = "cpu"  # or "cuda"
+    quantize: Literal["fp8"] | None = None  # store a full-precision model's projections as block FP8
+    context: int | None = None  # a context window beyond the model's own is reached with YaRN
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)

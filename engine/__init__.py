@@ -1,5 +1,9 @@
 """Clinidoc's inference engine: tokens in, tokens out. It knows nothing of clinics."""
 
+from typing import Literal
+
+import torch
+
 from engine.checkpoint import default_model_path
 from engine.generate import LocalEngine
 from engine.types import (
@@ -15,9 +19,15 @@ from engine.types import (
 )
 
 
-def load_engine(model: str | None = None, device: str = "cpu") -> Engine:
-    """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct."""
-    return LocalEngine(model, device=device)
+def load_engine(
+    model: str | None = None, device: str = "cpu", quantize: Literal["fp8"] | None = None, context: int | None = None
+) -> Engine:
+    """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct.
+
+    CPUs here emulate bf16 slowly, so they compute in fp32; GPUs compute in bf16.
+    """
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    return LocalEngine(model, device=device, dtype=dtype, quantize=quantize, context=context)
 
 
 __all__ = [
