@@ -20,14 +20,17 @@ from engine.types import (
 
 
 def load_engine(
-    model: str | None = None, device: str = "cpu", quantize: Literal["fp8"] | None = None, context: int | None = None
+    model: str | None = None,
+    device: str = "cpu",
+    quantize: Literal["none", "bf16", "fp8"] = "none",
+    context: int | None = None,
 ) -> Engine:
     """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct.
 
     CPUs here emulate bf16 slowly, so they compute in fp32; GPUs compute in bf16.
     """
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    return LocalEngine(model, device=device, dtype=dtype, quantize=quantize, context=context)
+    return LocalEngine(model, device=device, dtype=dtype, quantize=None if quantize == "none" else quantize, context=context)
 
 
 __all__ = [

@@ -128,24 +128,34 @@ def bench_dense(args) -> None:
     ids = engine.tokenizer.encode_chat([ChatMessage(role="user", content=text)])
     ours = median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs)
     theirs = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+    # What the app serves on a CPU: the same weights held as bf16, arithmetic in fp32.
+    served = LocalEngine(args.model, quantize="bf16")
+    served_timing = median_runs(lambda: bench_engine(served, ids, args.new_tokens), args.runs)
 
     print(f"model: {engine.info.model_name} ({engine.info.precision}), threads: {torch.get_num_threads()}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
-    print_speed_table([("clinidoc engine", *ours), ("transformers generate", *theirs)], len(ids))
+    rows = [("clinidoc engine", *ours), ("transformers generate", *theirs)]
+    print_speed_table(rows, len(ids))
+    print(f"\nclinidoc engine with bf16 weights (the app's CPU default): time to first token {served_timing[0]:.3f} s, "
+          f"decode {served_timing[1]:.1f} tokens/s, {served_timing[1] / theirs[1]:.2f}x transformers' decode")
 
 
 def bench_moe(args, tokenizer: Tokenizer) -> None:
+    """With --dtype bfloat16 both hold bf16 weights; on a CPU the engine still computes in fp32 (as it serves)."""
     dtype = getattr(torch, args.dtype)
+    compute = torch.float32 if args.device == "cpu" else dtype
+    quantize = "bf16" if dtype == torch.bfloat16 else None
     with tempfile.TemporaryDirectory() as directory:
         reference = wide_moe_checkpoint(Path(directory), tokenizer).to(device=args.device, dtype=dtype)
-        engine = LocalEngine(directory, device=args.device, dtype=dtype)
+        engine = LocalEngine(directory, device=args.device, dtype=compute, quantize=quantize)
     ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
-    rows = [("clinidoc engine (grouped experts)", *median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs))]
+    rows = [(f"clinidoc engine ({engine.info.precision.split('→ ')[-1]})",
+             *median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs))]
     for implementation in ("eager", "grouped_mm"):
         reference.set_experts_implementation(implementation)
         timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
-        rows.append((f"transformers Glm4Moe generate, experts={implementation}", *timing))
-    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers; {args.dtype} on "
+        rows.append((f"transformers Glm4Moe generate, {args.dtype}, experts={implementation}", *timing))
+    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers; {args.dtype} weights on "
           f"{args.device}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
     print_speed_table(rows, len(ids))
@@ -198,7 +208,7 @@ def main() -> None:
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", help="--moe compute dtype")
+    parser.add_argument("--dtype", default="float32", help="--moe weight dtype (float32 or bfloat16)")
     parser.add_argument("--prompt-file", type=Path)
     parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe and --fp8 prompt length")
     parser.add_argument("--new-tokens", type=int, default=256)

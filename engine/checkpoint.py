@@ -132,11 +132,17 @@ def _gguf_precision(reader) -> str:
     return "GGUF " + "/".join(sorted(kinds))
 
 
-def load_model(checkpoint: Checkpoint, config: ModelConfig, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+def load_model(
+    checkpoint: Checkpoint,
+    config: ModelConfig,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    weight_dtype: torch.dtype | None = None,
+) -> nn.Module:
     """Build the model `config` describes (the checkpoint's, perhaps quantized or stretched) without allocating
     random weights, then give it the checkpoint's tensors one by one."""
     with torch.device("meta"):
         model = ARCHITECTURES[config.architecture](config)
-    load_weights(model, checkpoint.tensors(), dtype, device)
+    load_weights(model, checkpoint.tensors(), dtype, device, weight_dtype)
     model.materialize_buffers(device)
     return model.eval()

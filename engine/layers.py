@@ -69,11 +69,48 @@ def cached_attention(
     return out.transpose(1, 2).reshape(q.shape[0], T, -1)
 
 
+# Up to this many rows (tokens) a matmul with narrow weights runs in the weights' dtype: it is bound by reading the
+# weights, so fewer bytes win. Beyond it, CPUs without bf16 arithmetic (AVX2) are faster upcasting the weight to fp32.
+NARROW_ROWS = 16
+
+
+class Scratch:
+    """Reusable buffers for weights converted on the fly, one per use site, shared by all layers (which run one
+    after another). A fresh allocation of many megabytes page-faults on every call, which on these CPUs costs
+    several times the conversion itself."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def converted(self, site: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        buffer = self._buffers.get(site)
+        if buffer is None or buffer.numel() < tensor.numel() or buffer.dtype != dtype or buffer.device != tensor.device:
+            buffer = torch.empty(tensor.numel(), dtype=dtype, device=tensor.device)
+            self._buffers[site] = buffer
+        return buffer[: tensor.numel()].view(tensor.shape).copy_(tensor)
+
+
+SCRATCH = Scratch()
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose weight may be stored narrower than the activations (bf16 weights, fp32 activations)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if w.dtype == x.dtype:
+            return F.linear(x, w, self.bias)
+        if x.shape[:-1].numel() <= NARROW_ROWS:
+            return F.linear(x.to(w.dtype), w, self.bias).to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, SCRATCH.converted("linear", w, x.dtype), bias)
+
+
 def linear(in_features: int, out_features: int, bias: bool = False, fp8: bool = False) -> nn.Module:
-    """A projection whose weight is held in full precision, or in block FP8 when the model runs quantized."""
+    """A projection whose weight is held as loaded (full or half precision), or in block FP8 when quantized."""
     if fp8:
         return Fp8Linear(in_features, out_features, bias=bias)
-    return nn.Linear(in_features, out_features, bias=bias)
+    return Linear(in_features, out_features, bias=bias)
 
 
 class GatedMLP(nn.Module):

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from engine.fp8 import BLOCK, FP8, dequantize_block_fp8
+from engine.layers import NARROW_ROWS, SCRATCH
 
 
 class MoEConfig(BaseModel):
@@ -88,10 +89,10 @@ class StackedExperts(nn.Module):
         order = flat.argsort(stable=True)
         token_of = order // k
         counts = torch.bincount(flat, minlength=self.num_experts)
-        gate, up, down, counts = self._weights(counts, x.dtype)
+        gate, up, down, counts = self._weights(counts, x.dtype, tokens=x.shape[0])
         offsets = counts.cumsum(0).to(torch.int32)
 
-        xs = x[token_of]
+        xs = x[token_of].to(gate.dtype)
         h = F.silu(grouped_mm(xs, gate, offsets)) * grouped_mm(xs, up, offsets)
         ys = grouped_mm(h, down, offsets)
         # The reference sums the weighted expert outputs in fp32 before casting back.
@@ -99,17 +100,27 @@ class StackedExperts(nn.Module):
         out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
         return out.index_add_(0, token_of, ys).to(x.dtype)
 
-    def _weights(self, counts: torch.Tensor, dtype: torch.dtype):
-        """(gate, up, down, tokens per expert) for the grouped matmuls."""
-        if not self.fp8:
+    def _weights(self, counts: torch.Tensor, dtype: torch.dtype, tokens: int):
+        """(gate, up, down, tokens per expert) for the grouped matmuls, in the dtype they should run in.
+
+        Stored weights run as they are when they match the activations, or when they are narrower (bf16) and the
+        step is a few tokens, bound by reading weights. Many tokens make the step bound by arithmetic, which these
+        CPUs do fast only in fp32: narrow weights are then upcast. FP8 experts are dequantized, only those that
+        received tokens.
+        """
+        names = ("gate_proj", "up_proj", "down_proj")
+        stored = self.gate_proj.dtype
+        if stored == dtype or (stored != FP8 and tokens <= NARROW_ROWS):
             return self.gate_proj, self.up_proj, self.down_proj, counts
+        if stored != FP8:
+            return (*(SCRATCH.converted(f"experts.{n}", getattr(self, n), dtype) for n in names), counts)
         active = counts.nonzero().flatten()
         dequantized = [
             torch.stack([
-                dequantize_block_fp8(getattr(self, name)[e], getattr(self, name + "_scale_inv")[e], dtype)
-                for e in active.tolist()
+                dequantize_block_fp8(w, s, dtype)
+                for w, s in zip(getattr(self, name)[active], getattr(self, name + "_scale_inv")[active])
             ])
-            for name in ("gate_proj", "up_proj", "down_proj")
+            for name in names
         ]
         return (*dequantized, counts[active])
 

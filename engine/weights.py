@@ -21,9 +21,15 @@ SCALE_SUFFIX = "_scale_inv"
 
 
 def load_weights(
-    model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, device: torch.device | str
+    model: nn.Module,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    dtype: torch.dtype,
+    device: torch.device | str,
+    weight_dtype: torch.dtype | None = None,
 ) -> None:
+    """`dtype` is what the model computes in; projection weights may be stored in a narrower `weight_dtype`."""
     targets = model.state_dict(keep_vars=True)
+    projections = _projection_tensors(model)
     keep_fp32: tuple[str, ...] = getattr(model, "keep_fp32", ())
     stacked_name = getattr(model, "stacked_name", lambda name: (name, None))
     stacks: dict[str, torch.Tensor] = {}
@@ -35,6 +41,8 @@ def load_weights(
             want = FP8
         elif name.endswith(SCALE_SUFFIX) or name.endswith(keep_fp32):
             want = torch.float32
+        elif name in projections and weight_dtype is not None:
+            want = weight_dtype
         else:
             want = dtype
         tensor = tensor.to(device=device, dtype=want)
@@ -66,6 +74,17 @@ def load_weights(
     if missing:
         raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
     model.tie_weights()
+
+
+def _projection_tensors(model: nn.Module) -> set[str]:
+    """Names of the matmul operands: linear layers' weights and biases, and stacked expert weights."""
+    from engine.moe import StackedExperts
+
+    names = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, StackedExperts)):
+            names.update(f"{module_name}.{p}" for p, _ in module.named_parameters(recurse=False))
+    return names
 
 
 def _assign(root: nn.Module, name: str, tensor: torch.Tensor) -> None:

@@ -257,3 +257,23 @@ def test_fp8_checkpoint_loads_and_stays_close(tmp_path, pair):
     assert relative < 0.15
     experts = layer.mlp.experts
     assert experts.gate_proj.nbytes == experts.gate_proj.numel()  # one byte per expert weight
+
+
+def test_bf16_experts_stay_close_in_prefill_and_decode(pair):
+    """Stacked experts held in bf16: a long prefill upcasts them, one-token steps multiply in bf16."""
+    _, engine, directory = pair
+    half = LocalEngine(directory, quantize="bf16")
+    assert half.model.model.layers[1].mlp.experts.gate_proj.dtype == torch.bfloat16
+    ids = prompt_ids(engine, 40)
+    cfg = engine.config
+
+    def cache():
+        return KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
+
+    with torch.inference_mode():
+        full = engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        prefill = half.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        stepwise = cache()
+        steps = torch.cat([half.model(torch.tensor([[t]]), torch.tensor([i]), stepwise)[0] for i, t in enumerate(ids)])
+    for got in (prefill, steps):
+        assert ((got - full).norm() / full.norm()).item() < 0.03

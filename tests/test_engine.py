@@ -200,3 +200,26 @@ def test_smollm2_quantized_to_fp8_at_load(local_engine):
     assert agreement >= 0.7
     # The tied embedding (113 MiB in fp32) stays; the 30 layers' projections shrink four-fold.
     assert resident_bytes(fp8_engine.model) < 0.55 * resident_bytes(local_engine.model)
+
+
+def test_bf16_weights_with_fp32_arithmetic(local_engine):
+    """`quantize="bf16"`: projections held in bf16 (half the bytes to read per decoded token), arithmetic in fp32;
+    a many-token prefill (weights upcast) and one-token decode steps (bf16 matmuls) both stay near fp32."""
+    half = LocalEngine(quantize="bf16")
+    layer = half.model.model.layers[0]
+    assert layer.self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert layer.input_layernorm.weight.dtype == torch.float32
+    ids = local_engine.tokenizer.encode("Assessment and plan: continue aspirin 81 mg daily, recheck lipids in 3 months.")
+    cfg = local_engine.config
+
+    def cache():
+        return KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
+
+    with torch.inference_mode():
+        full = local_engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        prefill = half.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        stepwise_cache = cache()
+        steps = [half.model(torch.tensor([[t]]), torch.tensor([i]), stepwise_cache)[0] for i, t in enumerate(ids)]
+    for got in (prefill, torch.cat(steps)):
+        assert ((got - full).norm() / full.norm()).item() < 0.02
+        assert torch.equal(got.argmax(-1), full.argmax(-1))

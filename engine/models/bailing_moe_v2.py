@@ -64,7 +64,7 @@ class MTPLayer(DecoderLayer):
         super().__init__(cfg, layer)
         self.enorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.eh_proj = linear(2 * cfg.hidden_size, cfg.hidden_size)
         self.final_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
@@ -86,7 +86,7 @@ class BailingMoeV2ForCausalLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.model = BailingMoeV2Body(cfg)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = linear(cfg.hidden_size, cfg.vocab_size)
         self.rope = rotary_for(cfg)
 
     def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
