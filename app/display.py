@@ -17,7 +17,8 @@ def model_line(info: EngineInfo) -> str:
 
 
 def stats_line(stats: Stats) -> str:
-    return (
+    line = (
         f"{stats.decode_tok_s:.1f} tokens/s · first token after {stats.ttft_s:.2f} s · "
         f"{stats.generated_tokens:,} tokens generated from a {stats.prompt_tokens:,}-token prompt"
     )
+    return f"{line} ({stats.cached_tokens:,} read from cache)" if stats.cached_tokens else line

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     # fp8 quarters them (slower on a CPU, for fitting large models); none keeps the checkpoint's precision.
     quantize: Literal["none", "bf16", "fp8"] = "bf16"
     context: int | None = None  # a context window beyond the model's own is reached with YaRN
+    prefix_cache_mb: int = Field(1024, ge=0)  # KV of earlier requests kept so follow-ups skip re-reading the record
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)

@@ -24,13 +24,17 @@ def load_engine(
     device: str = "cpu",
     quantize: Literal["none", "bf16", "fp8"] = "none",
     context: int | None = None,
+    prefix_cache_bytes: int = 1 << 30,
 ) -> Engine:
     """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct.
 
     CPUs here emulate bf16 slowly, so they compute in fp32; GPUs compute in bf16.
     """
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    return LocalEngine(model, device=device, dtype=dtype, quantize=None if quantize == "none" else quantize, context=context)
+    return LocalEngine(
+        model, device=device, dtype=dtype, quantize=None if quantize == "none" else quantize, context=context,
+        prefix_cache_bytes=prefix_cache_bytes,
+    )
 
 
 __all__ = [

@@ -12,6 +12,7 @@ import torch
 from engine.checkpoint import Checkpoint, default_model_path, load_model
 from engine.config import with_yarn
 from engine.kv_cache import KVCache
+from engine.prefix_cache import PrefixCache
 from engine.sampling import Sampler
 from engine.tokenizer import StreamDecoder
 from engine.types import (
@@ -36,10 +37,14 @@ class LocalEngine:
         dtype: torch.dtype = torch.float32,
         quantize: Literal["fp8", "bf16"] | None = None,
         context: int | None = None,
+        prefix_cache_bytes: int = 1 << 30,
+        prefill_chunk: int = 512,
     ):
         """`dtype` is what the model computes in. `quantize` stores the projections narrower while loading:
         "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU).
-        `context` beyond the model's window stretches it with YaRN."""
+        `context` beyond the model's window stretches it with YaRN. `prefix_cache_bytes` bounds the KV kept from
+        earlier requests for reuse; prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
+        activation memory of a long record."""
         checkpoint = Checkpoint(Path(model) if model else default_model_path())
         self.checkpoint_path = checkpoint.path
         config = checkpoint.config
@@ -61,6 +66,8 @@ class LocalEngine:
             device=str(self.device),
             context_window=self.config.context_window,
         )
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.prefill_chunk = prefill_chunk
         self._cache: KVCache | None = None
         self._lock = threading.Lock()
 
@@ -99,44 +106,59 @@ class LocalEngine:
         positions = torch.arange(start, start + len(tokens), device=self.device)
         return self.model(t, positions, self._kv_cache(), last_only=True)[0, -1]
 
+    def _prefill(self, ids: list[int], start: int) -> torch.Tensor:
+        """Run ids[start:] (the earlier positions are already cached) a chunk at a time; logits of the last."""
+        for chunk_start in range(start, len(ids), self.prefill_chunk):
+            logits = self._forward(ids[chunk_start : chunk_start + self.prefill_chunk], chunk_start)
+        return logits
+
     def _generate(self, ids: list[int], params: GenerationParams, started: float) -> Iterator[Event]:
         sampler = Sampler(params, self.device)
         decoder = StreamDecoder(self.tokenizer)
         stops = StopStrings(params.stop)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.tokenizer.eos_ids)
-        seen = torch.tensor(ids, device=self.device)
-
-        logits = self._forward(ids, 0)
+        cache = self._kv_cache()
+        reused = self.prefix_cache.restore(ids, cache)
+        tokens = list(ids)  # the prompt, then every sampled token; the first `fed` have their KV in the cache
+        fed = reused
         first_token_at = None
         generated = 0
         finish = "length"
-        while generated < params.max_new_tokens:
-            token = sampler(logits, seen)
-            generated += 1
-            if first_token_at is None:
-                first_token_at = time.perf_counter()
-            if token in stop_ids:
-                finish = "stop"
-                break
-            text, stopped = stops.push(decoder.push(token))
-            if text:
-                yield TextDelta(text=text)
-            if stopped:
-                finish = "stop"
-                break
-            if generated == params.max_new_tokens:
-                break
-            seen = torch.cat([seen, torch.tensor([token], device=self.device)])
-            logits = self._forward([token], len(ids) + generated - 1)
-        tail = stops.flush()
-        if tail:
-            yield TextDelta(text=tail)
+        try:
+            logits = self._prefill(ids, reused)
+            fed = len(ids)
+            while generated < params.max_new_tokens:
+                token = sampler(logits, torch.tensor(tokens, device=self.device))
+                tokens.append(token)
+                generated += 1
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                if token in stop_ids:
+                    finish = "stop"
+                    break
+                text, stopped = stops.push(decoder.push(token))
+                if text:
+                    yield TextDelta(text=text)
+                if stopped:
+                    finish = "stop"
+                    break
+                if generated == params.max_new_tokens:
+                    break
+                logits = self._forward([token], fed)
+                fed += 1
+            tail = stops.flush()
+            if tail:
+                yield TextDelta(text=tail)
+        finally:
+            # Also when the consumer stops reading (the UI's Stop button): what was computed stays reusable.
+            self.prefix_cache.store(tokens[:fed], cache)
 
         finished_at = time.perf_counter()
         first_token_at = first_token_at or finished_at
         decode_time = finished_at - first_token_at
         yield Stats(
             prompt_tokens=len(ids),
+            cached_tokens=reused,
             generated_tokens=generated,
             ttft_s=first_token_at - started,
             decode_tok_s=(generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0,

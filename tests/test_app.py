@@ -145,6 +145,8 @@ def test_a_reopened_session_continues_its_conversation(
     assert prompt[2].content == first.text
     assert prompt[3].content == "And what is the plan?"
     assert isinstance(second, Answer)
+    # The follow-up reads the record from the engine's prefix cache instead of prefilling it again.
+    assert second.stats.cached_tokens >= first.stats.prompt_tokens - 2
     assert len(list_messages(restarted.db, view.session.id)) == 4
 
 
