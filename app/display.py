@@ -21,4 +21,8 @@ def stats_line(stats: Stats) -> str:
         f"{stats.decode_tok_s:.1f} tokens/s · first token after {stats.ttft_s:.2f} s · "
         f"{stats.generated_tokens:,} tokens generated from a {stats.prompt_tokens:,}-token prompt"
     )
-    return f"{line} ({stats.cached_tokens:,} read from cache)" if stats.cached_tokens else line
+    if stats.cached_tokens:
+        line += f" ({stats.cached_tokens:,} read from cache)"
+    if stats.drafted:
+        line += f" · {stats.accepted:,} of {stats.drafted:,} drafted tokens accepted"
+    return line

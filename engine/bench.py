@@ -3,6 +3,8 @@
     python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: engine vs transformers
     python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
+    python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
+    python -m engine.bench --speculative FILE...                                     prompt-lookup drafting on/off
 
 Dense compares time to first token and decode speed with `transformers` generate (default model SmolLM2-135M).
 `--moe` builds a tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and runs
@@ -192,6 +194,72 @@ def bench_fp8(args, tokenizer: Tokenizer) -> None:
             del bf16, fp8
 
 
+def bench_prefix(args) -> None:
+    """Time to first token of a follow-up question on a long record: with the first question's KV cached, and
+    with the cache emptied, on the same engine and the same prompt."""
+    engine = LocalEngine(args.model, quantize="bf16")
+    text = args.prompt_file.read_text() if args.prompt_file else DEFAULT_PROMPT
+    budget = args.prompt_tokens
+    record = text
+    while engine.count_tokens(record + text) < budget:
+        record += "\n" + text
+    system = ChatMessage(role="system", content="Answer from this record only.\n" + record)
+    first = [system, ChatMessage(role="user", content="List the main points.")]
+    params = GenerationParams(max_new_tokens=args.new_tokens, ignore_eos=True)
+    answer = "".join(e.text for e in engine.generate(first, params) if not isinstance(e, Stats))
+    follow_up = [*first, ChatMessage(role="assistant", content=answer),
+                 ChatMessage(role="user", content="Which of them is the most urgent?")]
+
+    def ttft(clear: bool) -> tuple[float, int]:
+        if clear:
+            engine.prefix_cache.clear()
+        stats = [e for e in engine.generate(follow_up, params) if isinstance(e, Stats)][0]
+        # Leave the cache as the first question left it, so each cached run reuses the same prefix.
+        engine.prefix_cache.clear()
+        list(engine.generate(first, params))
+        return stats.ttft_s, stats.cached_tokens
+
+    cached = [ttft(clear=False) for _ in range(args.runs)]
+    uncached = [ttft(clear=True) for _ in range(args.runs)]
+    cached_s = statistics.median(t for t, _ in cached)
+    uncached_s = statistics.median(t for t, _ in uncached)
+    prompt_tokens = engine.count_prompt_tokens(follow_up)
+    print(f"model: {engine.info.model_name} ({engine.info.precision}), threads {torch.get_num_threads()}")
+    print(f"follow-up prompt: {prompt_tokens} tokens, of which {cached[0][1]} were cached from the first question; "
+          f"median of {args.runs} runs\n")
+    print("| follow-up question | time to first token (s) |")
+    print("|---|---|")
+    print(f"| prefix cached | {cached_s:.3f} |")
+    print(f"| cache emptied | {uncached_s:.3f} |")
+    print(f"| cached / uncached | {cached_s / uncached_s:.1%} |")
+
+
+def bench_speculative(args) -> None:
+    """Greedy summaries of each file, with and without prompt-lookup drafting, on the same engine."""
+    engine = LocalEngine(args.model)
+    print(f"model: {engine.info.model_name} ({engine.info.precision}), threads {torch.get_num_threads()}, "
+          f"greedy, {args.new_tokens} new tokens, prefix cache emptied before every run\n")
+    print("| document | prompt tokens | decode tok/s plain | decode tok/s prompt lookup | speed-up "
+          "| drafted | accepted | tokens per forward pass | outputs identical |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in args.files:
+        messages = [ChatMessage(role="user", content=f"Summarise this clinical note.\n\n{path.read_text()}")]
+
+        def run(draft_tokens: int) -> tuple[str, Stats]:
+            engine.prefix_cache.clear()
+            params = GenerationParams(max_new_tokens=args.new_tokens, draft_tokens=draft_tokens)
+            events = list(engine.generate(messages, params))
+            return "".join(e.text for e in events[:-1]), events[-1]
+
+        run(0)  # warm-up
+        plain_text, plain = run(0)
+        fast_text, fast = run(8)
+        steps = fast.generated_tokens - fast.accepted
+        print(f"| {path.name} | {plain.prompt_tokens} | {plain.decode_tok_s:.1f} | {fast.decode_tok_s:.1f} "
+              f"| {fast.decode_tok_s / plain.decode_tok_s:.2f}x | {fast.drafted} | {fast.accepted} "
+              f"| {fast.generated_tokens / max(steps, 1):.2f} | {fast_text == plain_text} |")
+
+
 def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
     cfg = engine.config
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
@@ -205,15 +273,24 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--moe", action="store_true", help="BailingMoeV2 against transformers Glm4Moe")
     mode.add_argument("--fp8", action="store_true", help="FP8 weights against BF16 weights")
+    mode.add_argument("--prefix", action="store_true", help="follow-up time to first token, cached vs not")
+    mode.add_argument("--speculative", action="store_true", help="summaries of FILES with and without drafting")
+    parser.add_argument("files", nargs="*", type=Path, help="--speculative: the documents to summarise")
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="--moe weight dtype (float32 or bfloat16)")
     parser.add_argument("--prompt-file", type=Path)
-    parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe and --fp8 prompt length")
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe, --fp8, --prefix prompt length")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.prefix:
+        bench_prefix(args)
+        return
+    if args.speculative:
+        bench_speculative(args)
+        return
     if not (args.moe or args.fp8):
         bench_dense(args)
         return

@@ -14,6 +14,7 @@ from engine.config import with_yarn
 from engine.kv_cache import KVCache
 from engine.prefix_cache import PrefixCache
 from engine.sampling import Sampler
+from engine.speculative import PromptLookupDrafter, SpeculationStats, verify
 from engine.tokenizer import StreamDecoder
 from engine.types import (
     ChatMessage,
@@ -56,6 +57,7 @@ class LocalEngine:
         self.device = torch.device(device)
         self.dtype = dtype
         weight_dtype = torch.bfloat16 if quantize == "bf16" else None
+        self.narrow_weights = weight_dtype is not None and weight_dtype != dtype
         self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype)
         self.tokenizer = checkpoint.tokenizer()
         compute = str(dtype).removeprefix("torch.")
@@ -112,50 +114,62 @@ class LocalEngine:
             logits = self._forward(ids[chunk_start : chunk_start + self.prefill_chunk], chunk_start)
         return logits
 
+    @torch.inference_mode()
+    def _forward_all(self, tokens: list[int], start: int) -> torch.Tensor:
+        """Run `tokens` at positions start.. and return fp32 logits for every one of them: [len(tokens), vocab]."""
+        t = torch.tensor([tokens], device=self.device)
+        positions = torch.arange(start, start + len(tokens), device=self.device)
+        return self.model(t, positions, self._kv_cache())[0]
+
     def _generate(self, ids: list[int], params: GenerationParams, started: float) -> Iterator[Event]:
         sampler = Sampler(params, self.device)
         decoder = StreamDecoder(self.tokenizer)
         stops = StopStrings(params.stop)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.tokenizer.eos_ids)
+        # Drafts are verified several tokens per matmul. With bf16 weights that matmul rounds its bf16 output
+        # differently from a one-token step, which can flip near-ties: drafting stays off there to stay lossless.
+        drafter = PromptLookupDrafter() if params.draft_tokens and not self.narrow_weights else None
+        speculation = SpeculationStats()
         cache = self._kv_cache()
         reused = self.prefix_cache.restore(ids, cache)
-        tokens = list(ids)  # the prompt, then every sampled token; the first `fed` have their KV in the cache
+        tokens = list(ids)  # the prompt, then every committed token; the first `fed` have their KV in the cache
         fed = reused
         first_token_at = None
-        generated = 0
         finish = "length"
         try:
-            logits = self._prefill(ids, reused)
+            new = [sampler(self._prefill(ids, reused), torch.tensor(ids, device=self.device))]
             fed = len(ids)
-            while generated < params.max_new_tokens:
-                token = sampler(logits, torch.tensor(tokens, device=self.device))
-                tokens.append(token)
-                generated += 1
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                if token in stop_ids:
-                    finish = "stop"
-                    break
-                text, stopped = stops.push(decoder.push(token))
-                if text:
-                    yield TextDelta(text=text)
+            while True:
+                stopped = False
+                for token in new:
+                    tokens.append(token)
+                    first_token_at = first_token_at or time.perf_counter()
+                    if token in stop_ids:
+                        stopped = True
+                        break
+                    text, stopped = stops.push(decoder.push(token))
+                    if text:
+                        yield TextDelta(text=text)
+                    if stopped or len(tokens) - len(ids) == params.max_new_tokens:
+                        break
                 if stopped:
                     finish = "stop"
+                if stopped or len(tokens) - len(ids) == params.max_new_tokens:
                     break
-                if generated == params.max_new_tokens:
-                    break
-                logits = self._forward([token], fed)
-                fed += 1
+                left = params.max_new_tokens - (len(tokens) - len(ids))
+                new, accepted = self._step(tokens, fed, left, params, drafter, sampler, speculation)
+                fed += 1 + accepted
             tail = stops.flush()
             if tail:
                 yield TextDelta(text=tail)
         finally:
             # Also when the consumer stops reading (the UI's Stop button): what was computed stays reusable.
-            self.prefix_cache.store(tokens[:fed], cache)
+            self.prefix_cache.store(tokens[: min(fed, len(tokens))], cache)
 
         finished_at = time.perf_counter()
         first_token_at = first_token_at or finished_at
         decode_time = finished_at - first_token_at
+        generated = len(tokens) - len(ids)
         yield Stats(
             prompt_tokens=len(ids),
             cached_tokens=reused,
@@ -163,7 +177,33 @@ class LocalEngine:
             ttft_s=first_token_at - started,
             decode_tok_s=(generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0,
             finish_reason=finish,
+            drafted=speculation.drafted,
+            accepted=speculation.accepted,
         )
+
+    def _step(
+        self,
+        tokens: list[int],
+        fed: int,
+        left: int,
+        params: GenerationParams,
+        drafter: PromptLookupDrafter | None,
+        sampler: Sampler,
+        speculation: SpeculationStats,
+    ) -> tuple[list[int], int]:
+        """Feed the last committed token (and a draft, if the drafter has one) in one forward pass.
+
+        Returns the tokens to commit next and how many draft tokens were accepted; the KV of the last token and the
+        accepted drafts is then valid, and that of rejected drafts is overwritten by the next step."""
+        room = self.context_window - 1 - fed
+        drafting = drafter is not None and speculation.paying_off
+        draft = drafter.propose(tokens, min(params.draft_tokens, left - 1, room)) if drafting else []
+        seen = torch.tensor(tokens, device=self.device)
+        if not draft:
+            return [sampler(self._forward([tokens[-1]], fed), seen)], 0
+        new = verify(draft, self._forward_all([tokens[-1], *draft], fed), params, seen, sampler.generator)
+        speculation.record(len(draft), len(new) - 1)
+        return new, len(new) - 1
 
 
 def _weights_label(quantize: str | None, fp8: bool) -> str:

@@ -37,6 +37,9 @@ class GenerationParams(BaseModel):
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] = Field(default_factory=list)
     ignore_eos: bool = False  # benchmarks need a fixed number of tokens
+    # Speculative decoding with prompt lookup: up to this many tokens copied from the prompt or the answer so far
+    # are checked in one forward pass. Lossless (greedy output is unchanged); 0 turns it off.
+    draft_tokens: int = Field(8, ge=0)
 
 
 class TextDelta(BaseModel):

@@ -223,3 +223,24 @@ def test_bf16_weights_with_fp32_arithmetic(local_engine):
     for got in (prefill, torch.cat(steps)):
         assert ((got - full).norm() / full.norm()).item() < 0.02
         assert torch.equal(got.argmax(-1), full.argmax(-1))
+
+
+@pytest.mark.parametrize(
+    "note", ["mtsamples_allergic_rhinitis.txt", "mtsamples_moyamoya.txt", "mtsamples_ed_back_pain.txt"]
+)
+def test_prompt_lookup_speculation_leaves_greedy_output_unchanged(local_engine, corpus, note):
+    messages = [ChatMessage(role="user", content="Repeat the medications and the plan of this note:\n\n"
+                            + (corpus / note).read_text())]
+    plain, plain_stats = _generate_text(local_engine, messages, max_new_tokens=48, draft_tokens=0)
+    fast, fast_stats = _generate_text(local_engine, messages, max_new_tokens=48, draft_tokens=8)
+    assert fast == plain
+    assert plain_stats.drafted == 0
+    assert fast_stats.drafted > 0 and 0 <= fast_stats.accepted <= fast_stats.drafted
+
+
+def test_speculation_with_sampling_is_seeded_and_bounded(local_engine):
+    ids = local_engine.tokenizer.encode("Medications: aspirin 81 mg daily. Medications: aspirin 81 mg daily. Medications:")
+    params = dict(max_new_tokens=24, temperature=0.8, top_p=0.95, seed=3, draft_tokens=6, ignore_eos=True)
+    first, stats = _generate_text(local_engine, ids, **params)
+    again, _ = _generate_text(local_engine, ids, **params)
+    assert first == again and stats.generated_tokens == 24
