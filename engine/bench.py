@@ -130,7 +130,7 @@ def bench_dense(args) -> None:
     ids = engine.tokenizer.encode_chat([ChatMessage(role="user", content=text)])
     ours = median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs)
     theirs = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
-    # What the app serves on a CPU: the same weights held as bf16, arithmetic in fp32.
+    # `--quantize bf16`: the same weights held as bf16, arithmetic in fp32.
     served = LocalEngine(args.model, quantize="bf16")
     served_timing = median_runs(lambda: bench_engine(served, ids, args.new_tokens), args.runs)
 
@@ -138,7 +138,7 @@ def bench_dense(args) -> None:
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
     rows = [("clinidoc engine", *ours), ("transformers generate", *theirs)]
     print_speed_table(rows, len(ids))
-    print(f"\nclinidoc engine with bf16 weights (the app's CPU default): time to first token {served_timing[0]:.3f} s, "
+    print(f"\nclinidoc engine with bf16 weights (--quantize bf16): time to first token {served_timing[0]:.3f} s, "
           f"decode {served_timing[1]:.1f} tokens/s, {served_timing[1] / theirs[1]:.2f}x transformers' decode")
 
 
