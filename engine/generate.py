@@ -135,7 +135,7 @@ class LocalEngine:
         tokens = list(ids)  # the prompt, then every committed token; the first `fed` have their KV in the cache
         fed = reused
         first_token_at = None
-        finish = "length"
+        finish = "length"  # until a stop id or stop string ends the answer first
         try:
             new = [sampler(self._prefill(ids, reused), torch.tensor(ids, device=self.device))]
             fed = len(ids)
@@ -144,19 +144,17 @@ class LocalEngine:
                 for token in new:
                     tokens.append(token)
                     first_token_at = first_token_at or time.perf_counter()
-                    if token in stop_ids:
-                        stopped = True
-                        break
-                    text, stopped = stops.push(decoder.push(token))
-                    if text:
-                        yield TextDelta(text=text)
+                    stopped = token in stop_ids
+                    if not stopped:
+                        text, stopped = stops.push(decoder.push(token))
+                        if text:
+                            yield TextDelta(text=text)
                     if stopped or len(tokens) - len(ids) == params.max_new_tokens:
                         break
-                if stopped:
-                    finish = "stop"
-                if stopped or len(tokens) - len(ids) == params.max_new_tokens:
-                    break
                 left = params.max_new_tokens - (len(tokens) - len(ids))
+                if stopped or left == 0:
+                    finish = "stop" if stopped else "length"
+                    break
                 new, accepted = self._step(tokens, fed, left, params, drafter, sampler, speculation)
                 fed += 1 + accepted
             tail = stops.flush()
