@@ -260,6 +260,40 @@ def bench_speculative(args) -> None:
               f"| {fast.generated_tokens / max(steps, 1):.2f} | {fast_text == plain_text} |")
 
 
+def bench_memory(args, tokenizer: Tokenizer) -> None:
+    """Peak resident memory of one long prefill against the formula weights + KV + working set.
+
+    A random one-layer Llama (so that a 128K-token prefill finishes on a CPU) stretched with YaRN to the prompt."""
+    import resource
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    n = args.prompt_tokens
+    config = LlamaConfig(
+        vocab_size=len(tokenizer.hf), hidden_size=256, intermediate_size=512, num_hidden_layers=1,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=32, max_position_embeddings=8192,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        LlamaForCausalLM(config).save_pretrained(directory)
+        tokenizer.hf.save_pretrained(directory)
+        engine = LocalEngine(directory, context=n + 1)
+    ids = torch.randint(0, config.vocab_size, (n,)).tolist()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    engine._prefill(ids, 0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    weights = sum(t.nbytes for t in engine.model.state_dict().values())
+    kv = engine._kv_cache().nbytes
+    rope = engine.model.rope.cos.nbytes * 2
+    chunk = engine.prefill_chunk
+    mask = chunk * (n + 1)  # bool mask of a chunk's queries against every key so far
+    grown = peak - before
+    print("| prompt tokens | context | weights MiB | KV MiB | rope tables MiB | chunk mask MiB "
+          "| RSS growth in prefill MiB | of which beyond KV MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {n:,} | {engine.context_window:,} | {weights / 2**20:.1f} | {kv / 2**20:.0f} | {rope / 2**20:.0f} "
+          f"| {mask / 2**20:.0f} | {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} | {peak / 2**20:.0f} |")
+
+
 def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
     cfg = engine.config
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
@@ -275,6 +309,7 @@ def main() -> None:
     mode.add_argument("--fp8", action="store_true", help="FP8 weights against BF16 weights")
     mode.add_argument("--prefix", action="store_true", help="follow-up time to first token, cached vs not")
     mode.add_argument("--speculative", action="store_true", help="summaries of FILES with and without drafting")
+    mode.add_argument("--memory", action="store_true", help="peak memory of a --prompt-tokens prefill")
     parser.add_argument("files", nargs="*", type=Path, help="--speculative: the documents to summarise")
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
@@ -291,7 +326,7 @@ def main() -> None:
     if args.speculative:
         bench_speculative(args)
         return
-    if not (args.moe or args.fp8):
+    if not (args.moe or args.fp8 or args.memory):
         bench_dense(args)
         return
     if args.tokenizer:
@@ -300,6 +335,9 @@ def main() -> None:
         from engine.checkpoint import Checkpoint, default_model_path
 
         tokenizer = Checkpoint(default_model_path()).tokenizer()
+    if args.memory:
+        bench_memory(args, tokenizer)
+        return
     (bench_moe if args.moe else bench_fp8)(args, tokenizer)
 
 
