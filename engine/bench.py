@@ -284,14 +284,12 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
     weights = sum(t.nbytes for t in engine.model.state_dict().values())
     kv = engine._kv_cache().nbytes
     rope = engine.model.rope.cos.nbytes * 2
-    chunk = engine.prefill_chunk
-    mask = chunk * (n + 1)  # bool mask of a chunk's queries against every key so far
     grown = peak - before
-    print("| prompt tokens | context | weights MiB | KV MiB | rope tables MiB | chunk mask MiB "
+    print("| prompt tokens | context | weights MiB | KV MiB | rope tables MiB "
           "| RSS growth in prefill MiB | of which beyond KV MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {n:,} | {engine.context_window:,} | {weights / 2**20:.1f} | {kv / 2**20:.0f} | {rope / 2**20:.0f} "
-          f"| {mask / 2**20:.0f} | {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} | {peak / 2**20:.0f} |")
+          f"| {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} | {peak / 2**20:.0f} |")
 
 
 def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
