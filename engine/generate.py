@@ -14,7 +14,7 @@ from engine.config import with_yarn
 from engine.kv_cache import KVCache
 from engine.prefix_cache import PrefixCache
 from engine.sampling import Sampler
-from engine.speculative import PromptLookupDrafter, SpeculationStats, verify
+from engine.speculative import Drafter, PromptLookupDrafter, SpeculationStats, verify
 from engine.tokenizer import StreamDecoder
 from engine.types import (
     ChatMessage,
@@ -185,7 +185,7 @@ class LocalEngine:
         fed: int,
         left: int,
         params: GenerationParams,
-        drafter: PromptLookupDrafter | None,
+        drafter: Drafter | None,
         sampler: Sampler,
         speculation: SpeculationStats,
     ) -> tuple[list[int], int]:

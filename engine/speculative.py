@@ -184,10 +184,6 @@ class SpeculationStats:
         return self.accepted / self.steps if self.steps else 0.0
 
     @property
-    def acceptance_rate(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0
-
-    @property
     def paying_off(self) -> bool:
         """Whether to keep drafting: verifying a draft costs more than a plain step, so it must keep at least one
         draft token per step on average. Judged after a few steps, since a text's first lines repeat little."""

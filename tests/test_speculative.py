@@ -359,5 +359,4 @@ def test_stats():
     stats.record(drafted=0, accepted=0)
     assert (stats.drafted, stats.accepted, stats.steps) == (8, 4, 3)
     assert stats.mean_accepted == pytest.approx(4 / 3)
-    assert stats.acceptance_rate == 0.5
     assert SpeculationStats().mean_accepted == 0.0
