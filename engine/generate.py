@@ -102,24 +102,19 @@ class LocalEngine:
         return self._cache
 
     @torch.inference_mode()
-    def _forward(self, tokens: list[int], start: int) -> torch.Tensor:
-        """Run `tokens` at positions start.. and return fp32 logits for the position after the last one."""
+    def _forward(self, tokens: list[int], start: int, last_only: bool = True) -> torch.Tensor:
+        """Run `tokens` at positions start.. and return fp32 logits: for the position after the last one
+        ([vocab]), or with `last_only=False` for every one of them ([len(tokens), vocab])."""
         t = torch.tensor([tokens], device=self.device)
         positions = torch.arange(start, start + len(tokens), device=self.device)
-        return self.model(t, positions, self._kv_cache(), last_only=True)[0, -1]
+        logits = self.model(t, positions, self._kv_cache(), last_only=last_only)[0]
+        return logits[-1] if last_only else logits
 
     def _prefill(self, ids: list[int], start: int) -> torch.Tensor:
         """Run ids[start:] (the earlier positions are already cached) a chunk at a time; logits of the last."""
         for chunk_start in range(start, len(ids), self.prefill_chunk):
             logits = self._forward(ids[chunk_start : chunk_start + self.prefill_chunk], chunk_start)
         return logits
-
-    @torch.inference_mode()
-    def _forward_all(self, tokens: list[int], start: int) -> torch.Tensor:
-        """Run `tokens` at positions start.. and return fp32 logits for every one of them: [len(tokens), vocab]."""
-        t = torch.tensor([tokens], device=self.device)
-        positions = torch.arange(start, start + len(tokens), device=self.device)
-        return self.model(t, positions, self._kv_cache())[0]
 
     def _generate(self, ids: list[int], params: GenerationParams, started: float) -> Iterator[Event]:
         sampler = Sampler(params, self.device)
@@ -199,7 +194,7 @@ class LocalEngine:
         seen = torch.tensor(tokens, device=self.device)
         if not draft:
             return [sampler(self._forward([tokens[-1]], fed), seen)], 0
-        new = verify(draft, self._forward_all([tokens[-1], *draft], fed), params, seen, sampler.generator)
+        new = verify(draft, self._forward([tokens[-1], *draft], fed, last_only=False), params, seen, sampler.generator)
         speculation.record(len(draft), len(new) - 1)
         return new, len(new) - 1
 
