@@ -279,10 +279,11 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
         engine = LocalEngine(directory, context=n + 1)
     ids = torch.randint(0, config.vocab_size, (n,)).tolist()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    engine._prefill(ids, 0)
+    cache = engine.new_cache(engine.context_window)
+    engine.prefill(ids, cache)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     weights = sum(t.nbytes for t in engine.model.state_dict().values())
-    kv = engine._kv_cache().nbytes
+    kv = cache.nbytes
     rope = engine.model.rope.cos.nbytes * 2
     grown = peak - before
     print("| prompt tokens | context | weights MiB | KV MiB | rope tables MiB "
@@ -297,7 +298,7 @@ def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
     with torch.inference_mode():
         tokens = torch.tensor([ids], device=engine.device)
-        return engine.model(tokens, torch.arange(len(ids), device=engine.device), cache)[0].float().cpu()
+        return engine.model(tokens, [cache], [0])[0].float().cpu()
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,13 +43,36 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin() * attention_factor, persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [B, heads, T, head_dim]; positions: [T]."""
-        cos = self.cos[positions].to(x.dtype)
-        sin = self.sin[positions].to(x.dtype)
+        """x: [B, heads, T, head_dim]; positions: [B, T]."""
+        cos = self.cos[positions].unsqueeze(1).to(x.dtype)
+        sin = self.sin[positions].unsqueeze(1).to(x.dtype)
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
         half = self.rotary_dim // 2
         rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
         return torch.cat([rot * cos + rotated * sin, rest], dim=-1)
+
+
+class Step:
+    """Where the tokens of one forward pass belong: row b continues the sequence whose KV is in caches[b], from
+    position starts[b]. Rows may sit at different positions (continuous batching decodes several requests at once)."""
+
+    def __init__(self, caches: Sequence[KVCache], starts: Sequence[int], length: int, device: torch.device):
+        self.caches = caches
+        self.starts = [int(s) for s in starts]  # Python ints: reading positions back from a GPU would sync
+        self.positions = torch.tensor(self.starts, device=device)[:, None] + torch.arange(length, device=device)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step: Step, layer: int) -> torch.Tensor:
+    """Causal attention of each row over its own cache; shapes as in `cached_attention`.
+
+    Rows attend one at a time: each reads only its own length, with no padding or mask, and at decode the loop
+    costs little next to the batched projections, which read every weight once for all rows."""
+    if len(step.caches) == 1:
+        return cached_attention(q, k, v, step.caches[0], layer, step.starts[0])
+    return torch.cat([
+        cached_attention(q[b : b + 1], k[b : b + 1], v[b : b + 1], cache, layer, start)
+        for b, (cache, start) in enumerate(zip(step.caches, step.starts))
+    ])
 
 
 def cached_attention(

@@ -12,6 +12,7 @@ import torch
 
 from engine import GenerationParams, LocalEngine, TextDelta
 from engine.kv_cache import KVCache
+from engine.layers import Step
 from engine.models.bailing_moe_v2 import BailingMoeV2ForCausalLM
 from engine.reference import random_glm4_moe, save_as_bailing
 
@@ -63,7 +64,7 @@ def test_same_experts_and_logits_as_glm4_moe(pair):
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
     with torch.inference_mode():
         theirs = reference(torch.tensor([ids])).logits[0]
-        ours = engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+        ours = engine.model(torch.tensor([ids]), [cache], [0])[0]
     for h in ref_hooks + our_hooks:
         h.remove()
     assert len(ref_routes) == len(our_routes) == TINY["num_hidden_layers"] - 1
@@ -152,15 +153,15 @@ def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair, local_engine)
     cache = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
     positions = torch.arange(len(ids) - 1)
     with torch.inference_mode():
-        hidden = m.hidden(torch.tensor([ids[:-1]]), positions, cache)
+        hidden = m.hidden(torch.tensor([ids[:-1]]), [cache], [0])
         main_keys = cache.keys[:L].clone()
         next_tokens = torch.tensor([ids[1:]])
-        logits, state_out = m.draft_next(hidden, next_tokens, positions, cache)
+        logits, state_out = m.draft_next(hidden, next_tokens, [cache], [0])
 
         mtp = m.model.layers[L]
         u = mtp.eh_proj(torch.cat([mtp.enorm(m.model.word_embeddings(next_tokens)), mtp.hnorm(hidden)], -1))
         fresh = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
-        r = u + mtp.attention(mtp.input_layernorm(u), m.rope, positions, fresh, L)
+        r = u + mtp.attention(mtp.input_layernorm(u), m.rope, Step([fresh], [0], len(positions), u.device), L)
         r = r + mtp.mlp(mtp.post_attention_layernorm(r))
         expected_state = mtp.final_layernorm(r)
     assert isinstance(mtp.enorm, RMSNorm)
@@ -244,7 +245,7 @@ def test_fp8_checkpoint_loads_and_stays_close(tmp_path, pair):
     def logits(e):
         cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
         with torch.inference_mode():
-            return e.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+            return e.model(torch.tensor([ids]), [cache], [0])[0]
 
     full, fp8, fly = logits(engine), logits(fp8_engine), logits(on_the_fly)
     assert torch.equal(fp8, fly)
@@ -271,9 +272,9 @@ def test_bf16_experts_stay_close_in_prefill_and_decode(pair):
         return KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
 
     with torch.inference_mode():
-        full = engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
-        prefill = half.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        full = engine.model(torch.tensor([ids]), [cache()], [0])[0]
+        prefill = half.model(torch.tensor([ids]), [cache()], [0])[0]
         stepwise = cache()
-        steps = torch.cat([half.model(torch.tensor([[t]]), torch.tensor([i]), stepwise)[0] for i, t in enumerate(ids)])
+        steps = torch.cat([half.model(torch.tensor([[t]]), [stepwise], [i])[0] for i, t in enumerate(ids)])
     for got in (prefill, steps):
         assert ((got - full).norm() / full.norm()).item() < 0.03

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import ChatMessage, EngineError, GenerationParams, LocalEngine, PromptTooLong, Stats, TextDelta
-from engine.generate import StopStrings
+from engine.scheduler import StopStrings
 from engine.kv_cache import KVCache
 from engine.sampling import Sampler, filter_logits
 from engine.tokenizer import StreamDecoder
@@ -45,7 +45,7 @@ def test_hf_directory_matches_transformers(kind, tmp_path, local_engine):
     cfg = engine.config
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
     with torch.inference_mode():
-        ours = engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+        ours = engine.model(torch.tensor([ids]), [cache], [0])[0]
         theirs = reference(torch.tensor([ids])).logits[0]
     assert (ours - theirs).abs().max().item() < 1e-4
 
@@ -55,13 +55,13 @@ def test_decoding_step_by_step_equals_one_forward(local_engine):
     cfg = local_engine.config
     model = local_engine.model
     with torch.inference_mode():
-        full = model(torch.tensor([ids]), torch.arange(len(ids)),
-                     KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32))[0]
+        full = model(torch.tensor([ids]),
+                     [KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)], [0])[0]
         cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
         split = 5
-        steps = [model(torch.tensor([ids[:split]]), torch.arange(split), cache)[0]]
+        steps = [model(torch.tensor([ids[:split]]), [cache], [0])[0]]
         for pos in range(split, len(ids)):
-            steps.append(model(torch.tensor([[ids[pos]]]), torch.tensor([pos]), cache)[0])
+            steps.append(model(torch.tensor([[ids[pos]]]), [cache], [pos])[0])
     assert (torch.cat(steps) - full).abs().max().item() < 1e-4
 
 
@@ -188,7 +188,7 @@ def test_smollm2_quantized_to_fp8_at_load(local_engine):
     def logits(engine):
         cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
         with torch.inference_mode():
-            return engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+            return engine.model(torch.tensor([ids]), [cache], [0])[0]
 
     full, fp8 = logits(local_engine), logits(fp8_engine)
     relative = ((fp8 - full).norm() / full.norm()).item()
@@ -216,10 +216,10 @@ def test_bf16_weights_with_fp32_arithmetic(local_engine):
         return KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
 
     with torch.inference_mode():
-        full = local_engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
-        prefill = half.model(torch.tensor([ids]), torch.arange(len(ids)), cache())[0]
+        full = local_engine.model(torch.tensor([ids]), [cache()], [0])[0]
+        prefill = half.model(torch.tensor([ids]), [cache()], [0])[0]
         stepwise_cache = cache()
-        steps = [half.model(torch.tensor([[t]]), torch.tensor([i]), stepwise_cache)[0] for i, t in enumerate(ids)]
+        steps = [half.model(torch.tensor([[t]]), [stepwise_cache], [i])[0] for i, t in enumerate(ids)]
     for got in (prefill, torch.cat(steps)):
         assert ((got - full).norm() / full.norm()).item() < 0.02
         assert torch.equal(got.argmax(-1), full.argmax(-1))

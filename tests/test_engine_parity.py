@@ -29,7 +29,7 @@ def engine_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
     cfg = engine.config
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.float32)
     with torch.inference_mode():
-        return engine.model(torch.tensor([ids]), torch.arange(len(ids)), cache)[0]
+        return engine.model(torch.tensor([ids]), [cache], [0])[0]
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

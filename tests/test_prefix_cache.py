@@ -50,19 +50,20 @@ def test_a_stopped_answer_leaves_its_tokens_reusable(local_engine):
         pass
     stream.close()  # what the UI's Stop button does
     prompt = local_engine.count_prompt_tokens(messages)
+    assert local_engine.scheduler.in_flight == 0  # closing the stream freed the request's KV cache
     assert local_engine.prefix_cache.restore(
-        local_engine.tokenizer.encode_chat(messages) + [0], local_engine._kv_cache()
+        local_engine.tokenizer.encode_chat(messages) + [0], local_engine.new_cache(prompt + 1)
     ) == prompt
 
 
 @pytest.mark.parametrize("chunk", [7, 64])
 def test_chunked_prefill_gives_the_same_logits(local_engine, chunk):
     ids = local_engine.tokenizer.encode(_record(3, 120))
-    whole = local_engine._prefill(ids, 0)
+    whole = local_engine.prefill(ids, local_engine.new_cache(len(ids)))
     saved = local_engine.prefill_chunk
     local_engine.prefill_chunk = chunk
     try:
-        chunked = local_engine._prefill(ids, 0)
+        chunked = local_engine.prefill(ids, local_engine.new_cache(len(ids)))
     finally:
         local_engine.prefill_chunk = saved
     assert (chunked - whole).abs().max().item() < 1e-4

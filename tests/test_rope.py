@@ -81,14 +81,14 @@ def test_rotary_embedding_matches_transformers_with_yarn():
     cos, sin = LlamaRotaryEmbedding(cfg)(q, positions[None])
     expected, _ = apply_rotary_pos_emb(q, q, cos, sin)
     rope = RotaryEmbedding(64, 100000.0, 32768, RopeScaling(**YARN_CASES["smollm2"]["yarn"]))
-    torch.testing.assert_close(rope(q, positions), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rope(q, positions[None]), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_rotary_embedding_scales_only_the_rotary_dims():
     scaling = RopeScaling(**LING["yarn"])
     rope = RotaryEmbedding(64, LING["theta"], 4096, scaling)
     x = torch.randn(2, 3, 5, 128)
-    out = rope(x, torch.arange(100, 105))
+    out = rope(x, torch.arange(100, 105)[None])
     assert torch.equal(out[..., 64:], x[..., 64:])
     # Rotation keeps each (i, i + 32) pair's length; only the attention factor changes it.
     pair_norm = lambda t: torch.hypot(t[..., :32], t[..., 32:64])  # noqa: E731

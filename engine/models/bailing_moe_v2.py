@@ -9,13 +9,14 @@ stacked into `mlp.experts.gate_up` / `mlp.experts.down` by `load_weights` below.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, linear, rotary_for
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, Step, attention, linear, rotary_for
 from engine.moe import MoEBlock
 
 
@@ -29,13 +30,13 @@ class Attention(nn.Module):
         self.key_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.dense = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
 
-    def forward(self, x, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, layer: int):
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, step: Step, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
         qkv = self.query_key_value(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
         q, k, v = qkv.split([self.heads, self.kv_heads, self.kv_heads], dim=2)
-        q = rope(self.query_layernorm(q).transpose(1, 2), positions)
-        k = rope(self.key_layernorm(k).transpose(1, 2), positions)
-        out = cached_attention(q, k, v.transpose(1, 2), cache, layer, int(positions[0]))
+        q = rope(self.query_layernorm(q).transpose(1, 2), step.positions)
+        k = rope(self.key_layernorm(k).transpose(1, 2), step.positions)
+        out = attention(q, k, v.transpose(1, 2), step, layer)
         return self.dense(out)
 
 
@@ -51,8 +52,8 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size, cfg.fp8), cfg.fp8)
 
-    def forward(self, x, rope, positions, cache, layer):
-        x = x + self.attention(self.input_layernorm(x), rope, positions, cache, layer)
+    def forward(self, x, rope, step, layer):
+        x = x + self.attention(self.input_layernorm(x), rope, step, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -89,32 +90,35 @@ class BailingMoeV2ForCausalLM(nn.Module):
         self.lm_head = linear(cfg.hidden_size, cfg.vocab_size)
         self.rope = rotary_for(cfg)
 
-    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """The final normed hidden states [B, T, H]: what lm_head and the MTP layer read."""
+    def hidden(self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]) -> torch.Tensor:
+        """The final normed hidden states [B, T, H]: what lm_head and the MTP layer read.
+        Row b continues the sequence cached in caches[b] from position starts[b]."""
+        step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.word_embeddings(tokens)
         for i in range(self.config.num_hidden_layers):
-            x = self.model.layers[i](x, self.rope, positions, cache, i)
+            x = self.model.layers[i](x, self.rope, step, i)
         return self.model.norm(x)
 
     def forward(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, last_only: bool = False
+        self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = False
     ) -> torch.Tensor:
-        h = self.hidden(tokens, positions, cache)
+        h = self.hidden(tokens, caches, starts)
         if last_only:
             h = h[:, -1:]
         return self.lm_head(h).float()
 
     def draft_next(
-        self, hidden: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache
+        self, hidden: torch.Tensor, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One MTP step. hidden: [B, T, H] normed states at `positions`; tokens: [B, T] the tokens that follow
-        each of those positions. Returns (logits for the token after `tokens` [B, T, V] fp32, the MTP state to
+        """One MTP step. hidden: [B, T, H] normed states at the positions from starts[b]; tokens: [B, T] the tokens
+        that follow each of those positions. Returns (logits for the token after `tokens` [B, T, V] fp32, the MTP state to
         feed back as `hidden` for a further step)."""
         layer_index = self.config.num_hidden_layers
         mtp: MTPLayer = self.model.layers[layer_index]
         e = mtp.enorm(self.model.word_embeddings(tokens))
         u = mtp.eh_proj(torch.cat([e, mtp.hnorm(hidden)], dim=-1))
-        r = DecoderLayer.forward(mtp, u, self.rope, positions, cache, layer_index)
+        step = Step(caches, starts, tokens.shape[1], tokens.device)
+        r = DecoderLayer.forward(mtp, u, self.rope, step, layer_index)
         out = mtp.final_layernorm(r)
         return self.lm_head(out).float(), out
 

@@ -7,13 +7,14 @@ Module names follow the Hugging Face checkpoints, so HF tensors load by their ow
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, cached_attention, linear, rotary_for
+from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, Step, attention, linear, rotary_for
 
 
 class Attention(nn.Module):
@@ -28,18 +29,16 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
 
-    def forward(
-        self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, layer: int
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, step: Step, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
         k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)
         v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
-        q = rope(q.transpose(1, 2), positions)
-        k = rope(k.transpose(1, 2), positions)
-        out = cached_attention(q, k, v.transpose(1, 2), cache, layer, int(positions[0]))
+        q = rope(q.transpose(1, 2), step.positions)
+        k = rope(k.transpose(1, 2), step.positions)
+        out = attention(q, k, v.transpose(1, 2), step, layer)
         return self.o_proj(out)
 
 
@@ -51,8 +50,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
 
-    def forward(self, x, rope, positions, cache, layer):
-        x = x + self.self_attn(self.input_layernorm(x), rope, positions, cache, layer)
+    def forward(self, x, rope, step, layer):
+        x = x + self.self_attn(self.input_layernorm(x), rope, step, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -73,15 +72,17 @@ class LlamaForCausalLM(nn.Module):
         self.rope = rotary_for(cfg)
 
     def forward(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, last_only: bool = False
+        self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = False
     ) -> torch.Tensor:
-        """tokens: [B, T] at `positions` [T] (contiguous). Returns fp32 logits [B, T, vocab].
+        """tokens: [B, T]; row b continues the sequence cached in caches[b] from position starts[b].
+        Returns fp32 logits [B, T, vocab].
 
         With `last_only`, logits only for the last position: a long prompt's full logits would not fit in memory.
         """
+        step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.embed_tokens(tokens)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, self.rope, positions, cache, i)
+            x = layer(x, self.rope, step, i)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
