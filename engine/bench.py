@@ -5,6 +5,7 @@
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
     python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
     python -m engine.bench --speculative FILE...                                     prompt-lookup drafting on/off
+    python -m engine.bench --concurrent [--concurrency 1,2,4,8] [--new-tokens 64]   batched requests' throughput
 
 Dense compares time to first token and decode speed with `transformers` generate (default model SmolLM2-135M).
 `--moe` builds a tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and runs
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -293,6 +295,49 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
           f"| {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} | {peak / 2**20:.0f} |")
 
 
+def bench_concurrent(args) -> None:
+    """Total decode throughput with 1, 2, 4, 8 requests in flight, each on a prompt of its own, against one at a
+    time. Drafting is off, so the figures show what batching alone gives."""
+    engine = LocalEngine(args.model, device=args.device)
+    params = GenerationParams(max_new_tokens=args.new_tokens, ignore_eos=True, draft_tokens=0)
+    prompts = [
+        engine.tokenizer.encode_chat([ChatMessage(role="user", content=f"Note {i}. {DEFAULT_PROMPT}")])
+        for i in range(max(args.concurrency))
+    ]
+    list(engine.generate(prompts[0], params.model_copy(update={"max_new_tokens": 8})))  # warm-up
+
+    def run(n: int) -> tuple[float, list[Stats]]:
+        engine.prefix_cache.clear()
+        stats: list[Stats] = []
+        start = threading.Barrier(n + 1)
+
+        def one(ids: list[int]) -> None:
+            start.wait()
+            stats.append([e for e in engine.generate(ids, params) if isinstance(e, Stats)][0])
+
+        threads = [threading.Thread(target=one, args=(prompts[i],)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        began = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - began, stats
+
+    print(f"{engine.info.model_name}, {engine.info.precision}, {len(prompts[0])}-token prompts, "
+          f"{args.new_tokens} new tokens each, {torch.get_num_threads()} threads")
+    print("| requests in flight | wall time (s) | total tokens/s | per-request decode tokens/s "
+          "| mean time to first token (s) | throughput vs one at a time |")
+    print("|---|---|---|---|---|---|")
+    single = None
+    for n in args.concurrency:
+        wall, stats = run(n)
+        throughput = sum(s.generated_tokens for s in stats) / wall
+        single = single or throughput
+        print(f"| {n} | {wall:.2f} | {throughput:.1f} | {statistics.mean(s.decode_tok_s for s in stats):.1f} "
+              f"| {statistics.mean(s.ttft_s for s in stats):.2f} | {throughput / single:.2f}x |")
+
+
 def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
     cfg = engine.config
     cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
@@ -309,6 +354,7 @@ def main() -> None:
     mode.add_argument("--prefix", action="store_true", help="follow-up time to first token, cached vs not")
     mode.add_argument("--speculative", action="store_true", help="summaries of FILES with and without drafting")
     mode.add_argument("--memory", action="store_true", help="peak memory of a --prompt-tokens prefill")
+    mode.add_argument("--concurrent", action="store_true", help="throughput with several requests in flight")
     parser.add_argument("files", nargs="*", type=Path, help="--speculative: the documents to summarise")
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
@@ -318,7 +364,11 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe, --fp8, --prefix prompt length")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4, 8])
     args = parser.parse_args()
+    if args.concurrent:
+        bench_concurrent(args)
+        return
     if args.prefix:
         bench_prefix(args)
         return
