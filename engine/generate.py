@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 
@@ -12,8 +12,11 @@ from engine.config import with_yarn
 from engine.kv_cache import KVCache
 from engine.prefix_cache import PrefixCache
 from engine.scheduler import Request, Scheduler
-from engine.speculative import PromptLookupDrafter
-from engine.types import ChatMessage, EngineInfo, Event, GenerationParams, Prompt, PromptTooLong
+from engine.drafters import DraftModelDrafter, MTPDrafter
+from engine.speculative import Drafter, PromptLookupDrafter
+from engine.types import ChatMessage, EngineError, EngineInfo, Event, GenerationParams, Prompt, PromptTooLong
+
+DrafterKind = Literal["prompt-lookup", "mtp", "model", "none"]
 
 
 class LocalEngine:
@@ -30,12 +33,17 @@ class LocalEngine:
         prefix_cache_bytes: int = 1 << 30,
         prefill_chunk: int = 512,
         max_batch: int = 8,
+        drafter: DrafterKind = "prompt-lookup",
+        draft_model: str | Path | None = None,
     ):
         """`dtype` is what the model computes in. `quantize` stores the projections narrower while loading:
         "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU).
         `context` beyond the model's window stretches it with YaRN. `prefix_cache_bytes` bounds the KV kept from
         earlier requests for reuse; prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
-        activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py)."""
+        activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
+        `drafter` picks what proposes tokens for speculative decoding (engine/speculative.py): "prompt-lookup"
+        copies from the prompt, "mtp" runs the checkpoint's MTP layer, "model" runs `draft_model`, a small model
+        with the same tokenizer; "none" decodes one token per step."""
         checkpoint = Checkpoint(Path(model) if model else default_model_path())
         self.checkpoint_path = checkpoint.path
         config = checkpoint.config
@@ -61,6 +69,20 @@ class LocalEngine:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.prefill_chunk = prefill_chunk
         self.scheduler = Scheduler(self, max_batch)
+        self.drafter = drafter
+        self.draft_engine = self._draft_engine(drafter, draft_model)
+
+    def _draft_engine(self, drafter: DrafterKind, draft_model: str | Path | None) -> LocalEngine | None:
+        if drafter == "mtp" and not self.config.mtp_layers:
+            raise EngineError(f"{self.info.model_name} has no MTP layer to draft with; use another drafter.")
+        if drafter != "model":
+            return None
+        if draft_model is None:
+            raise EngineError("The draft-model drafter needs a draft model (a GGUF file or HF directory).")
+        draft = LocalEngine(draft_model, str(self.device), self.dtype, prefix_cache_bytes=0, max_batch=1, drafter="none")
+        if draft.tokenizer.hf.get_vocab() != self.tokenizer.hf.get_vocab():
+            raise EngineError(f"The draft model {draft.info.model_name} does not share {self.info.model_name}'s tokenizer.")
+        return draft
 
     @property
     def context_window(self) -> int:
@@ -76,15 +98,25 @@ class LocalEngine:
         ids = list(prompt) if prompt and isinstance(prompt[0], int) else self.tokenizer.encode_chat(prompt)
         if len(ids) + params.max_new_tokens > self.context_window:
             raise PromptTooLong(len(ids), params.max_new_tokens, self.context_window)
-        # Drafts are verified several tokens per matmul. With bf16 weights that matmul rounds its bf16 output
-        # differently from a one-token step, which can flip near-ties: drafting stays off there to stay lossless.
-        drafter = PromptLookupDrafter() if params.draft_tokens and not self.narrow_weights else None
-        request = Request(ids, params, self.tokenizer, drafter, self.device)
+        request = Request(ids, params, self.tokenizer, self._drafter_for(ids, params), self.device)
         self.scheduler.submit(request)
         try:
             yield from request.stream()
         finally:
             self.scheduler.cancel(request)  # a no-op for a finished request; frees the KV cache of a stopped one
+
+    def _drafter_for(self, ids: list[int], params: GenerationParams) -> Callable[[KVCache], Drafter] | None:
+        """How to make the request's drafter once it has its KV cache (the MTP layer writes into it)."""
+        # Drafts are verified several tokens per matmul. With bf16 weights that matmul rounds its bf16 output
+        # differently from a one-token step, which can flip near-ties: drafting stays off there to stay lossless.
+        if not params.draft_tokens or self.narrow_weights or self.drafter == "none":
+            return None
+        if self.drafter == "mtp":
+            return lambda cache: MTPDrafter(self.model, cache)
+        if self.drafter == "model":
+            capacity = min(len(ids) + params.max_new_tokens, self.draft_engine.context_window)
+            return lambda cache: DraftModelDrafter(self.draft_engine, capacity)
+        return lambda cache: PromptLookupDrafter()
 
     def new_cache(self, tokens: int) -> KVCache:
         """A KV cache for one sequence of up to `tokens` positions (the MTP layer has a slot of its own)."""
@@ -103,6 +135,15 @@ class LocalEngine:
         position ([B, T, vocab])."""
         logits = self.model(torch.tensor(rows, device=self.device), caches, starts, last_only=last_only)
         return logits[:, -1] if last_only else logits
+
+    @torch.inference_mode()
+    def forward_hidden(
+        self, rows: Sequence[Sequence[int]], caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `forward`, and also the final normed hidden states of every position [B, T, H], which an MTP layer
+        reads (models that have one)."""
+        hidden = self.model.hidden(torch.tensor(rows, device=self.device), caches, starts)
+        return self.model.lm_head(hidden[:, -1] if last_only else hidden).float(), hidden
 
     def prefill(self, ids: Sequence[int], cache: KVCache, start: int = 0) -> torch.Tensor:
         """Run ids[start:] into `cache` (the earlier positions are already there) a chunk at a time, and return the

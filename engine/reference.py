@@ -98,3 +98,27 @@ def save_as_bailing(reference, directory: Path, shards: int = 1) -> None:
         part = {k: tensors[k] for k in names[i::shards]}
         save_file(part, directory / f"model-{i + 1:05d}-of-{shards:05d}.safetensors")
     (directory / "config.json").write_text(json.dumps(bailing_config(reference)))
+
+
+def add_random_mtp_layer(directory: Path, seed: int = 1) -> None:
+    """Add a random MTP layer (model.layers.{num_hidden_layers}.*, found by its eh_proj) to the BailingMoeV2
+    checkpoint in `directory`, in a shard of its own as Ling checkpoints ship it."""
+    from safetensors.torch import save_file
+
+    from engine.config import from_hf_config
+    from engine.models.bailing_moe_v2 import MTPLayer
+
+    config = from_hf_config(json.loads((directory / "config.json").read_text()))
+    index = config.num_hidden_layers
+    torch.manual_seed(seed)
+    layer = MTPLayer(config.model_copy(update={"mtp_layers": 1}), index)
+    tensors = {}
+    with torch.no_grad():
+        for name, t in layer.state_dict().items():
+            t = t.normal_(1.0, 0.1) if "norm" in name else t.normal_(0.0, 0.2)
+            if name.startswith("mlp.experts.") and t.dim() == 3:  # stacked [experts, out, in]: one tensor each
+                projection = name.removeprefix("mlp.experts.")
+                tensors.update({f"mlp.experts.{e}.{projection}.weight": w for e, w in enumerate(t)})
+            else:
+                tensors[name] = t
+    save_file({f"model.layers.{index}.{k}": v.contiguous() for k, v in tensors.items()}, directory / "mtp.safetensors")

@@ -44,12 +44,21 @@ class Runner(Protocol):
         self, rows: Sequence[Sequence[int]], caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = True
     ) -> torch.Tensor: ...
 
+    def forward_hidden(
+        self, rows: Sequence[Sequence[int]], caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 class Request:
     """One generation in flight: its tokens, its KV cache, how it picks tokens and streams text."""
 
     def __init__(
-        self, ids: list[int], params: GenerationParams, tokenizer: Tokenizer, drafter: Drafter | None, device
+        self,
+        ids: list[int],
+        params: GenerationParams,
+        tokenizer: Tokenizer,
+        make_drafter: Callable[[KVCache], Drafter] | None,
+        device: torch.device,
     ):
         self.started = time.perf_counter()
         self.ids = ids
@@ -58,7 +67,8 @@ class Request:
         self.decoder = StreamDecoder(tokenizer)
         self.stops = StopStrings(params.stop)
         self.stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else tokenizer.eos_ids)
-        self.drafter = drafter
+        self.make_drafter = make_drafter  # called once the request has its KV cache
+        self.drafter: Drafter | None = None
         self.speculation = SpeculationStats()
         self.tokens = list(ids)  # the prompt, then every committed token; the first `fed` have their KV cached
         self.fed = 0
@@ -197,6 +207,8 @@ class Scheduler:
         # Room for the prompt and the answer: a verified draft never reaches past the last token of the answer.
         request.cache = self.runner.new_cache(len(request.ids) + request.params.max_new_tokens)
         request.reused = request.fed = self.runner.prefix_cache.restore(request.ids, request.cache)
+        if request.make_drafter is not None:
+            request.drafter = request.make_drafter(request.cache)
 
     def _retire_ended(self) -> None:
         """Free the caches of finished, failed and cancelled requests, keeping what they computed for later reuse
@@ -221,21 +233,23 @@ class Scheduler:
                 request.events.put(error)
 
     def _prefill_chunk(self, request: Request) -> None:
-        end = min(request.fed + self.runner.prefill_chunk, len(request.ids))
-        logits = self.runner.forward([request.ids[request.fed : end]], [request.cache], [request.fed])[0]
+        start, end = request.fed, min(request.fed + self.runner.prefill_chunk, len(request.ids))
+        logits, hidden = self._forward([request], [request.ids[start:end]], last_only=True)
+        if hidden is not None:
+            request.drafter.observe(hidden[0], start, request.ids)
         request.fed = end
         if not request.reading_prompt:
-            request.commit([request.sampler(logits, request.seen(self.runner.device))])
+            request.commit([request.sampler(logits[0], request.seen(self.runner.device))])
 
     def _batched_step(self, requests: list[Request]) -> None:
         """One token for each request, all rows in one forward pass."""
-        logits = self.runner.forward(
-            [[r.tokens[-1]] for r in requests], [r.cache for r in requests], [r.fed for r in requests]
-        )
-        for request, row in zip(requests, logits):
-            token = request.sampler(row, request.seen(self.runner.device))
+        starts = [r.fed for r in requests]
+        logits, hidden = self._forward(requests, [[r.tokens[-1]] for r in requests], last_only=True)
+        for b, request in enumerate(requests):
             request.fed += 1
-            request.commit([token])
+            request.commit([request.sampler(logits[b], request.seen(self.runner.device))])
+            if hidden is not None and _observing(request):
+                request.drafter.observe(hidden[b], starts[b], request.tokens)
 
     def _speculative_step(self, request: Request) -> None:
         """Feed the last committed token, and a draft if the drafter has one, in one forward pass.
@@ -244,20 +258,33 @@ class Scheduler:
         by the next step (see engine/speculative.py)."""
         left = request.params.max_new_tokens - request.generated
         drafting = request.drafter is not None and request.speculation.paying_off
-        k = min(request.params.draft_tokens, left - 1)
-        draft = request.drafter.propose(request.tokens, k) if drafting else []
+        draft = request.drafter.propose(request.tokens, min(request.params.draft_tokens, left - 1)) if drafting else []
         seen = request.seen(self.runner.device)
-        if not draft:
-            logits = self.runner.forward([[request.tokens[-1]]], [request.cache], [request.fed])[0]
-            new = [request.sampler(logits, seen)]
-        else:
-            logits = self.runner.forward(
-                [[request.tokens[-1], *draft]], [request.cache], [request.fed], last_only=False
-            )[0]
-            new = verify(draft, logits, request.params, seen, request.sampler.generator)
+        start = request.fed
+        logits, hidden = self._forward([request], [[request.tokens[-1], *draft]], last_only=False)
+        if draft:
+            new = verify(draft, logits[0], request.params, seen, request.sampler.generator)
             request.speculation.record(len(draft), len(new) - 1)
+        else:
+            new = [request.sampler(logits[0, -1], seen)]
         request.fed += len(new)
         request.commit(new)
+        if hidden is not None:
+            request.drafter.observe(hidden[0, : len(new)], start, request.tokens)
+
+    def _forward(
+        self, requests: list[Request], rows: list[list[int]], last_only: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for the rows, and the target's hidden states [B, T, H] when a drafter of theirs reads them."""
+        caches, starts = [r.cache for r in requests], [r.fed for r in requests]
+        if any(_observing(r) for r in requests):
+            return self.runner.forward_hidden(rows, caches, starts, last_only)
+        return self.runner.forward(rows, caches, starts, last_only), None
+
+
+def _observing(request: Request) -> bool:
+    """Whether the request's drafter reads hidden states and is still in use."""
+    return request.drafter is not None and request.drafter.needs_hidden and request.speculation.paying_off
 
 
 class StopStrings:

@@ -22,7 +22,7 @@ greedy near-tie. What the caller must do:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import torch
 
@@ -30,15 +30,24 @@ from engine.sampling import apply_repetition_penalty, filter_logits
 from engine.types import GenerationParams
 
 
-class Drafter(Protocol):
+class Drafter:
+    """Guesses the next tokens of one sequence. Drafters that read the target model's hidden states (MTP) set
+    `needs_hidden`, and the scheduler then hands them every valid state through `observe`."""
+
+    needs_hidden = False
+
     def propose(self, tokens: Sequence[int], k: int) -> list[int]:
         """Up to k tokens likely to follow `tokens` (prompt + output so far), possibly none.
 
         Deterministic, so the draft distribution is one-hot: that is what `accept_sampled` assumes."""
-        ...
+        raise NotImplementedError
+
+    def observe(self, hidden: torch.Tensor, start: int, tokens: Sequence[int]) -> None:
+        """The target's final hidden states [T, H] at positions start..start+T-1, all of them valid (accepted);
+        `tokens` is the sequence committed so far."""
 
 
-class PromptLookupDrafter:
+class PromptLookupDrafter(Drafter):
     """Propose what followed the most recent earlier occurrence of the sequence's last n tokens, longest n first.
 
     Clinical answers quote their documents (names, doses, codes), and that is where a copy is likely right.

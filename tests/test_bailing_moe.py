@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from engine import GenerationParams, LocalEngine, TextDelta
 from engine.kv_cache import KVCache
 from engine.layers import Step
 from engine.models.bailing_moe_v2 import BailingMoeV2ForCausalLM
-from engine.reference import random_glm4_moe, save_as_bailing
+from engine.reference import add_random_mtp_layer, random_glm4_moe, save_as_bailing
 
 TINY = dict(
     hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
@@ -118,34 +119,17 @@ def test_missing_expert_is_refused(tmp_path, pair):
         LocalEngine(tmp_path)
 
 
-def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair, local_engine):
+def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair):
     """The MTP layer (model.layers.{L}) is found by its weights; draft_next follows the spec:
     final_layernorm(layer(eh_proj([enorm(embed(next token)), hnorm(hidden)]))) through the shared lm_head,
     with its own KV slot."""
-    from safetensors.torch import save_file
-
-    from engine.config import from_hf_config
     from engine.layers import RMSNorm
 
     _, _, directory = pair
-    raw = json.loads((directory / "config.json").read_text())
-    cfg = from_hf_config(raw).model_copy(update={"mtp_layers": 1})
-    torch.manual_seed(1)
-    model = BailingMoeV2ForCausalLM(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(1.0 if "norm" in name else 0.0, 0.1 if "norm" in name else 0.2)
-    state = {}
-    for name, t in model.state_dict().items():
-        stacked = re.fullmatch(r"(.*\.mlp\.experts)\.(gate_proj|up_proj|down_proj)", name)
-        if stacked:
-            state.update({f"{stacked[1]}.{e}.{stacked[2]}.weight": w for e, w in enumerate(t)})
-        else:
-            state[name] = t
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps(raw))  # the config itself says nothing of MTP
-    local_engine.tokenizer.hf.save_pretrained(tmp_path)
+    shutil.copytree(directory, tmp_path, dirs_exist_ok=True)
+    add_random_mtp_layer(tmp_path)  # the config itself says nothing of MTP
     engine = LocalEngine(tmp_path)
+    cfg = engine.config
     assert engine.config.mtp_layers == 1
 
     m, L = engine.model, cfg.num_hidden_layers
