@@ -1,15 +1,131 @@
-"""What a loaded file becomes: a named document made of numbered pages of text."""
+"""What a loaded file becomes: a named document made of numbered pages of text.
 
-from typing import Literal
+Every place the documents package points into a document is a `Span`: a page
+number and character offsets into that page's `text`, the text the model sees.
+"""
 
-from pydantic import BaseModel, Field
+from typing import Annotated, Literal
 
-Kind = Literal["pdf", "docx", "txt", "md"]
+from pydantic import BaseModel, Field, model_validator
+
+from documents.offsets import OffsetMap
+
+Kind = Literal["pdf", "docx", "txt", "md", "fhir", "ccda"]
+
+SectionKind = Literal[
+    "demographics",
+    "chief_complaint",
+    "history_of_present_illness",
+    "past_medical_history",
+    "past_surgical_history",
+    "problems",
+    "medications",
+    "allergies",
+    "family_history",
+    "social_history",
+    "review_of_systems",
+    "physical_exam",
+    "vital_signs",
+    "labs",
+    "imaging",
+    "procedures",
+    "immunizations",
+    "encounters",
+    "assessment",
+    "plan",
+    "assessment_and_plan",
+    "diagnoses",
+    "hospital_course",
+    "discharge_instructions",
+]
+
+# What a date is the date of, when the words before it say so.
+DateLabel = Literal["note", "service", "admission", "discharge", "birth", "death"]
+
+
+class Span(BaseModel):
+    """`text[start:end]` of page `page`."""
+
+    page: int = Field(ge=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class FhirSource(BaseModel):
+    format: Literal["fhir"] = "fhir"
+    resource_type: str
+    id: str | None = None
+
+
+class CcdaSource(BaseModel):
+    format: Literal["ccda"] = "ccda"
+    section: str | None = None  # the section's title; None for the document header
+    code: str | None = None  # the section's LOINC code
+    entry: int | None = None  # 1-based position among the section's structured entries
+    entry_id: str | None = None  # that entry's id: root, or root:extension
+
+
+Source = Annotated[FhirSource | CcdaSource, Field(discriminator="format")]
+
+
+class SourceSpan(Span):
+    """A line of the page and the part of the structured file it was written from."""
+
+    source: Source
 
 
 class Page(BaseModel):
     number: int = Field(ge=1)
     text: str
+    # Lines written from a structured file (FHIR, C-CDA), each with its source.
+    sources: list[SourceSpan] = []
+    # How `text` maps back to the text the reader extracted, when cleaning
+    # changed it; None when `text` is exactly what was read.
+    offsets: OffsetMap | None = None
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the extracted text that `text[start:end]` was cleaned from."""
+        if self.offsets is None:
+            if not 0 <= start <= end <= len(self.text):
+                raise ValueError(f"span {start}:{end} is outside a page of {len(self.text)} characters")
+            return start, end
+        return self.offsets.to_original(start, end)
+
+
+class DateMention(BaseModel):
+    date: str  # ISO 8601: YYYY-MM-DD, or YYYY-MM where the text gives no day
+    span: Span
+    label: DateLabel | None = None
+
+
+class Section(BaseModel):
+    """A titled part of a document, from its heading to the next; one span per page it covers."""
+
+    title: str | None  # as written; None for text before the first heading
+    kind: SectionKind | None = None  # the common clinical section it is, when recognised
+    code: str | None = None  # the LOINC section code of a C-CDA section
+    spans: list[Span]
+    dates: list[DateMention] = []
+
+
+class Skipped(BaseModel):
+    """Something in the file that is not in the text, and why."""
+
+    what: str
+    count: int = Field(default=1, ge=1)
+    reason: str
+
+
+class Coverage(BaseModel):
+    """How much of the file made it into the text the model sees."""
+
+    pages: int
+    empty_pages: list[int]  # numbers of the pages with no text
+    characters: int  # in the text the model sees
+    extracted_characters: int  # read from the file, before cleaning
+    repeated_lines_removed: int  # page headers and footers kept once, removed from the other pages
+    skipped: list[Skipped] = []
+    tokens: int | None = None  # filled by a caller that has the tokenizer (see coverage.with_tokens)
 
 
 class Document(BaseModel):
@@ -17,7 +133,26 @@ class Document(BaseModel):
     sha256: str
     kind: Kind
     pages: list[Page]
+    sections: list[Section] = []
+    coverage: Coverage | None = None
 
     @property
     def char_count(self) -> int:
         return sum(len(page.text) for page in self.pages)
+
+    @model_validator(mode="after")
+    def _spans_point_into_pages(self) -> "Document":
+        # A span that points past its page would send a citation to the wrong
+        # words without any error, so a document never holds one.
+        lengths = {page.number: len(page.text) for page in self.pages}
+        spans: list[Span] = [source for page in self.pages for source in page.sources]
+        for section in self.sections:
+            spans += section.spans
+            spans += [mention.span for mention in section.dates]
+        for span in spans:
+            if span.page not in lengths or not span.start <= span.end <= lengths[span.page]:
+                raise ValueError(f"span {span.start}:{span.end} does not lie in page {span.page}")
+        for page in self.pages:
+            if any(source.page != page.number for source in page.sources):
+                raise ValueError(f"page {page.number} holds a source span of another page")
+        return self

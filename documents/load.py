@@ -2,22 +2,35 @@
 
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from documents import pdf, text, word
-from documents.document import Document, Kind, Page
+from documents import ccda, fhir, pdf, text, word
+from documents.cleaning import clean_pages
+from documents.coverage import measure, with_tokens
+from documents.document import Document, Kind
 from documents.errors import DocumentError
+from documents.lines import Structured
+from documents.sections import find_sections
 
 MAX_BYTES = 50 * 1024 * 1024
 
 
-def load(path: str | Path, name: str | None = None, max_bytes: int = MAX_BYTES) -> Document:
-    """Read the file at `path`; `name` is what the user calls it (uploads arrive under temporary names)."""
+def load(
+    path: str | Path,
+    name: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    count_tokens: Callable[[str], int] | None = None,
+) -> Document:
+    """Read the file at `path`; `name` is what the user calls it (uploads arrive under temporary names).
+
+    `count_tokens`, the model's tokenizer, fills in the coverage report's token count.
+    """
     path = Path(path)
     name = name or path.name
     data = _read_bytes(path, name, max_bytes)
-    kind, pages = _read_pages(data, name)
-    return Document(name=name, sha256=hashlib.sha256(data).hexdigest(), kind=kind, pages=pages)
+    document = _read(data, name, hashlib.sha256(data).hexdigest())
+    return with_tokens(document, count_tokens) if count_tokens else document
 
 
 def _read_bytes(path: Path, name: str, max_bytes: int) -> bytes:
@@ -34,19 +47,52 @@ def _read_bytes(path: Path, name: str, max_bytes: int) -> bytes:
         raise DocumentError(name, "the file could not be opened") from exc
 
 
-def _read_pages(data: bytes, name: str) -> tuple[Kind, list[Page]]:
+def _read(data: bytes, name: str, sha256: str) -> Document:
     # The content decides the format, so a PDF saved as .txt still reads as a
     # PDF. The extension only tells which format a damaged file was meant to be.
     if pdf.looks_like_pdf(data):
-        return "pdf", pdf.read_pdf(data, name)
+        return _free_text(name, sha256, "pdf", pdf.read_pdf(data, name))
     if word.looks_like_docx(data):
-        return "docx", word.read_docx(data, name)
+        return _free_text(name, sha256, "docx", word.read_docx(data, name))
     extension = Path(name).suffix.lower()
     if extension == ".pdf":
         raise DocumentError(name, pdf.DAMAGED)
     if extension == ".docx":
         raise DocumentError(name, word.DAMAGED)
-    return ("md" if extension == ".md" else "txt"), text.read_text(data, name)
+    decoded = text.decode(data)
+    if decoded is None:
+        raise DocumentError(name, text.UNSUPPORTED)
+    start = decoded.lstrip("\ufeff \t\r\n")[:1]
+    if extension == ".json" or (start == "{" and '"resourceType"' in decoded):
+        return _structured(name, sha256, "fhir", fhir.read_fhir(decoded, name))
+    if extension == ".xml" or (start == "<" and ccda.mentions_cda(decoded)):
+        return _structured(name, sha256, "ccda", ccda.read_ccda(data, name, meant_as_cda=ccda.mentions_cda(decoded)))
+    kind: Kind = "md" if extension == ".md" else "txt"
+    return _free_text(name, sha256, kind, text.read_text(decoded, name))
+
+
+def _free_text(name: str, sha256: str, kind: Kind, extracted: list[str]) -> Document:
+    cleaned = clean_pages(extracted)
+    return Document(
+        name=name,
+        sha256=sha256,
+        kind=kind,
+        pages=cleaned.pages,
+        sections=find_sections(cleaned.pages),
+        coverage=measure(cleaned.pages, extracted, cleaned.repeated_lines_removed, []),
+    )
+
+
+def _structured(name: str, sha256: str, kind: Kind, read: Structured) -> Document:
+    pages = [read.page]
+    return Document(
+        name=name,
+        sha256=sha256,
+        kind=kind,
+        pages=pages,
+        sections=read.sections,
+        coverage=measure(pages, [read.page.text], 0, read.skipped),
+    )
 
 
 def _size(n: int) -> str:

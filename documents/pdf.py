@@ -7,9 +7,7 @@ from io import BytesIO
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from documents.document import Page
 from documents.errors import DocumentError
-from documents.text import tidy
 
 DAMAGED = "the PDF is damaged or incomplete"
 
@@ -20,7 +18,8 @@ def looks_like_pdf(data: bytes) -> bool:
     return b"%PDF-" in data[:1024]
 
 
-def read_pdf(data: bytes, name: str) -> list[Page]:
+def read_pdf(data: bytes, name: str) -> list[str]:
+    """The text of each page, as extracted."""
     with _reading(name):
         reader = PdfReader(BytesIO(data))
     if reader.is_encrypted:
@@ -29,7 +28,7 @@ def read_pdf(data: bytes, name: str) -> list[Page]:
     # on one line, but it splits a wrapped cell across lines with other
     # columns in between, and pads with runs of spaces that cost tokens.
     with _reading(name):
-        texts = [tidy(page.extract_text()) for page in reader.pages]
+        texts = [page.extract_text() for page in reader.pages]
     if not texts:
         raise DocumentError(name, "the PDF has no pages")
     if not any(text.strip() for text in texts):
@@ -38,7 +37,7 @@ def read_pdf(data: bytes, name: str) -> list[Page]:
             "the PDF seems to be a scanned image with no text in it; "
             "reading scanned documents is not available yet",
         )
-    return [Page(number=number, text=text) for number, text in enumerate(texts, start=1)]
+    return texts
 
 
 def _unlock(reader: PdfReader, name: str) -> None:

@@ -1,12 +1,11 @@
-"""Plain-text files (.txt, .md), and the text clean-up every reader shares."""
+"""Plain-text files (.txt, .md), and telling text from binary data."""
 
 import codecs
 import re
 
-from documents.document import Page
 from documents.errors import DocumentError
 
-UNSUPPORTED = "not a supported document type (PDF, DOCX, TXT, MD)"
+UNSUPPORTED = "not a supported document type (PDF, DOCX, TXT, MD, FHIR JSON, C-CDA XML)"
 
 # Control characters that do not occur in text. Tab, line feed, vertical tab,
 # form feed and carriage return do, so they are left out.
@@ -17,17 +16,14 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _MAX_CONTROL_SHARE = 0.01
 
 
-def read_text(data: bytes, name: str) -> list[Page]:
-    text = _decode(data)
-    if text is None:
-        raise DocumentError(name, UNSUPPORTED)
-    text = tidy(text)
+def read_text(text: str, name: str) -> list[str]:
+    """The one page of a text file, as decoded; cleaning comes later, for every format alike."""
     if not text.strip():
         raise DocumentError(name, "the file contains no text")
-    return [Page(number=1, text=text)]
+    return [text]
 
 
-def _decode(data: bytes) -> str | None:
+def decode(data: bytes) -> str | None:
     """The text that `data` holds, or None when it is binary, not text."""
     if data.startswith(codecs.BOM_UTF8):
         text = data[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace")
@@ -42,16 +38,6 @@ def _decode(data: bytes) -> str | None:
     if len(_CONTROL.findall(text)) > len(text) * _MAX_CONTROL_SHARE:
         return None
     return text
-
-
-def tidy(text: str) -> str:
-    """Unify line endings and drop trailing spaces and runs of blank lines.
-
-    All of it costs tokens in the model's context and carries no meaning.
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
 def _decode_without_bom(data: bytes) -> str:

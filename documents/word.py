@@ -9,9 +9,7 @@ from docx.document import Document as WordDocument
 from docx.table import Table, _Cell, _Row
 from docx.text.paragraph import Paragraph
 
-from documents.document import Page
 from documents.errors import DocumentError
-from documents.text import tidy
 
 DAMAGED = "the Word document is damaged or incomplete"
 
@@ -30,7 +28,8 @@ def looks_like_docx(data: bytes) -> bool:
         return False
 
 
-def read_docx(data: bytes, name: str) -> list[Page]:
+def read_docx(data: bytes, name: str) -> list[str]:
+    """The body as one page of text, as extracted."""
     try:
         with ZipFile(BytesIO(data)) as archive:
             unpacked = sum(member.file_size for member in archive.infolist())
@@ -41,12 +40,12 @@ def read_docx(data: bytes, name: str) -> list[Page]:
     try:
         # python-docx raises KeyError, ValueError, lxml errors and more on
         # archives that are zips but not well-formed Word documents.
-        text = tidy("\n".join(_lines(docx.Document(BytesIO(data)))))
+        text = "\n".join(_lines(docx.Document(BytesIO(data))))
     except Exception as exc:
         raise DocumentError(name, DAMAGED) from exc
     if not text.strip():
         raise DocumentError(name, "the Word document contains no text")
-    return [Page(number=1, text=text)]
+    return [text]
 
 
 def _lines(container: WordDocument | _Cell) -> Iterator[str]:

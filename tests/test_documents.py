@@ -32,7 +32,7 @@ READABLE = {
     "mtsamples_moyamoya.txt": ("txt", 1),
 }
 
-UNSUPPORTED = "not a supported document type (PDF, DOCX, TXT, MD)"
+UNSUPPORTED = "not a supported document type (PDF, DOCX, TXT, MD, FHIR JSON, C-CDA XML)"
 PDF_DAMAGED = "the PDF is damaged or incomplete"
 WORD_DAMAGED = "the Word document is damaged or incomplete"
 
@@ -161,7 +161,7 @@ def test_cp1252_text_keeps_accents_and_micro_sign(tmp_path: Path) -> None:
     path = write(tmp_path / "note.txt", "Patient: René\r\nLevothyroxine 50 µg daily\r\n".encode("cp1252"))
     document = load(path)
     assert document.kind == "txt"
-    assert document.pages == [Page(number=1, text="Patient: René\nLevothyroxine 50 µg daily")]
+    assert [page.text for page in document.pages] == ["Patient: René\nLevothyroxine 50 µg daily"]
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
