@@ -4,7 +4,6 @@
     python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
     python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
-    python -m engine.bench --speculative FILE...                                     prompt-lookup drafting on/off
     python -m engine.bench --concurrent [--concurrency 1,2,4,8] [--new-tokens 64]   batched requests' throughput
 
 Dense compares time to first token and decode speed with `transformers` generate (default model SmolLM2-135M).
@@ -236,32 +235,6 @@ def bench_prefix(args) -> None:
     print(f"| cached / uncached | {cached_s / uncached_s:.1%} |")
 
 
-def bench_speculative(args) -> None:
-    """Greedy summaries of each file, with and without prompt-lookup drafting, on the same engine."""
-    engine = LocalEngine(args.model)
-    print(f"model: {engine.info.model_name} ({engine.info.precision}), threads {torch.get_num_threads()}, "
-          f"greedy, {args.new_tokens} new tokens, prefix cache emptied before every run\n")
-    print("| document | prompt tokens | decode tok/s plain | decode tok/s prompt lookup | speed-up "
-          "| drafted | accepted | tokens per forward pass | outputs identical |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for path in args.files:
-        messages = [ChatMessage(role="user", content=f"Summarise this clinical note.\n\n{path.read_text()}")]
-
-        def run(draft_tokens: int) -> tuple[str, Stats]:
-            engine.prefix_cache.clear()
-            params = GenerationParams(max_new_tokens=args.new_tokens, draft_tokens=draft_tokens)
-            events = list(engine.generate(messages, params))
-            return "".join(e.text for e in events[:-1]), events[-1]
-
-        run(0)  # warm-up
-        plain_text, plain = run(0)
-        fast_text, fast = run(8)
-        steps = fast.generated_tokens - fast.accepted
-        print(f"| {path.name} | {plain.prompt_tokens} | {plain.decode_tok_s:.1f} | {fast.decode_tok_s:.1f} "
-              f"| {fast.decode_tok_s / plain.decode_tok_s:.2f}x | {fast.drafted} | {fast.accepted} "
-              f"| {fast.generated_tokens / max(steps, 1):.2f} | {fast_text == plain_text} |")
-
-
 def bench_memory(args, tokenizer: Tokenizer) -> None:
     """Peak resident memory of one long prefill against the formula weights + KV + working set.
 
@@ -280,19 +253,22 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
         tokenizer.hf.save_pretrained(directory)
         engine = LocalEngine(directory, context=n + 1)
     ids = torch.randint(0, config.vocab_size, (n,)).tolist()
+    storage = getattr(torch, args.kv_storage) if args.kv_storage else engine.dtype
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    cache = engine.new_cache(engine.context_window)
+    cache = KVCache(config.num_hidden_layers, config.num_key_value_heads, config.head_dim, engine.context_window,
+                    engine.dtype, storage_dtype=storage)
     engine.prefill(ids, cache)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     weights = sum(t.nbytes for t in engine.model.state_dict().values())
     kv = cache.nbytes
     rope = engine.model.rope.cos.nbytes * 2
     grown = peak - before
-    print("| prompt tokens | context | weights MiB | KV MiB | rope tables MiB "
+    print("| prompt tokens | context | KV storage | weights MiB | KV MiB | rope tables MiB "
           "| RSS growth in prefill MiB | of which beyond KV MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {n:,} | {engine.context_window:,} | {weights / 2**20:.1f} | {kv / 2**20:.0f} | {rope / 2**20:.0f} "
-          f"| {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} | {peak / 2**20:.0f} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {n:,} | {engine.context_window:,} | {str(storage).removeprefix('torch.')} | {weights / 2**20:.1f} "
+          f"| {kv / 2**20:.0f} | {rope / 2**20:.0f} | {grown / 2**20:.0f} | {(grown - kv) / 2**20:.0f} "
+          f"| {peak / 2**20:.0f} |")
 
 
 def bench_concurrent(args) -> None:
@@ -352,10 +328,8 @@ def main() -> None:
     mode.add_argument("--moe", action="store_true", help="BailingMoeV2 against transformers Glm4Moe")
     mode.add_argument("--fp8", action="store_true", help="FP8 weights against BF16 weights")
     mode.add_argument("--prefix", action="store_true", help="follow-up time to first token, cached vs not")
-    mode.add_argument("--speculative", action="store_true", help="summaries of FILES with and without drafting")
     mode.add_argument("--memory", action="store_true", help="peak memory of a --prompt-tokens prefill")
     mode.add_argument("--concurrent", action="store_true", help="throughput with several requests in flight")
-    parser.add_argument("files", nargs="*", type=Path, help="--speculative: the documents to summarise")
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
     parser.add_argument("--device", default="cpu")
@@ -364,6 +338,8 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe, --fp8, --prefix prompt length")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kv-storage", choices=["float32", "bfloat16", "float8_e4m3fn"],
+                        help="--memory: how the KV cache holds keys and values (default: as the model computes)")
     parser.add_argument("--concurrency", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4, 8])
     args = parser.parse_args()
     if args.concurrent:
@@ -371,9 +347,6 @@ def main() -> None:
         return
     if args.prefix:
         bench_prefix(args)
-        return
-    if args.speculative:
-        bench_speculative(args)
         return
     if not (args.moe or args.fp8 or args.memory):
         bench_dense(args)
