@@ -13,6 +13,7 @@ from engine.kv_cache import KVCache
 from engine.prefix_cache import PrefixCache
 from engine.scheduler import Request, Scheduler
 from engine.drafters import DraftModelDrafter, MTPDrafter
+from engine.grammar import GrammarCompiler
 from engine.speculative import Drafter, PromptLookupDrafter
 from engine.types import ChatMessage, EngineError, EngineInfo, Event, GenerationParams, Prompt, PromptTooLong
 
@@ -69,6 +70,7 @@ class LocalEngine:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.prefill_chunk = prefill_chunk
         self.scheduler = Scheduler(self, max_batch)
+        self.grammar = GrammarCompiler(self.tokenizer.hf, self.config.vocab_size)
         self.drafter = drafter
         self.draft_engine = self._draft_engine(drafter, draft_model)
 
@@ -98,7 +100,8 @@ class LocalEngine:
         ids = list(prompt) if prompt and isinstance(prompt[0], int) else self.tokenizer.encode_chat(prompt)
         if len(ids) + params.max_new_tokens > self.context_window:
             raise PromptTooLong(len(ids), params.max_new_tokens, self.context_window)
-        request = Request(ids, params, self.tokenizer, self._drafter_for(ids, params), self.device)
+        constraint = self.grammar.constraint(params.json_schema) if params.json_schema is not None else None
+        request = Request(ids, params, self.tokenizer, self._drafter_for(ids, params), self.device, constraint)
         self.scheduler.submit(request)
         try:
             yield from request.stream()

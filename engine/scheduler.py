@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 
+from engine.grammar import Constraint
 from engine.kv_cache import KVCache
 from engine.prefix_cache import PrefixCache
 from engine.sampling import Sampler
@@ -59,6 +60,7 @@ class Request:
         tokenizer: Tokenizer,
         make_drafter: Callable[[KVCache], Drafter] | None,
         device: torch.device,
+        constraint: Constraint | None = None,
     ):
         self.started = time.perf_counter()
         self.ids = ids
@@ -70,6 +72,7 @@ class Request:
         self.make_drafter = make_drafter  # called once the request has its KV cache
         self.drafter: Drafter | None = None
         self.speculation = SpeculationStats()
+        self.constraint = constraint
         self.tokens = list(ids)  # the prompt, then every committed token; the first `fed` have their KV cached
         self.fed = 0
         self.reused = 0
@@ -96,16 +99,24 @@ class Request:
     def seen(self, device: torch.device) -> torch.Tensor:
         return torch.tensor(self.tokens, device=device)
 
+    def allowed(self, logits: torch.Tensor, draft: Sequence[int] = ()) -> torch.Tensor:
+        """logits [len(draft)+1, vocab] with what the request's grammar forbids masked out, if it has one."""
+        return logits if self.constraint is None else self.constraint.masked(logits, draft)
+
     def commit(self, new: Sequence[int]) -> None:
         """Append chosen tokens one by one and stream their text, until a stop or the token limit ends the answer."""
         for token in new:
             self.tokens.append(token)
             self.first_token_at = self.first_token_at or time.perf_counter()
+            if self.constraint is not None:
+                self.constraint.consume(token)
             stopped = token in self.stop_ids
             if not stopped:
                 text, stopped = self.stops.push(self.decoder.push(token))
                 if text:
                     self.events.put(TextDelta(text=text))
+                # A complete JSON value ends the answer even before the model says so.
+                stopped = stopped or (self.constraint is not None and self.constraint.done)
             if stopped or self.generated == self.params.max_new_tokens:
                 self.finish = "stop" if stopped else "length"
                 tail = self.stops.flush()
@@ -239,7 +250,7 @@ class Scheduler:
             request.drafter.observe(hidden[0], start, request.ids)
         request.fed = end
         if not request.reading_prompt:
-            request.commit([request.sampler(logits[0], request.seen(self.runner.device))])
+            request.commit([request.sampler(request.allowed(logits[:1])[0], request.seen(self.runner.device))])
 
     def _batched_step(self, requests: list[Request]) -> None:
         """One token for each request, all rows in one forward pass."""
@@ -247,7 +258,7 @@ class Scheduler:
         logits, hidden = self._forward(requests, [[r.tokens[-1]] for r in requests], last_only=True)
         for b, request in enumerate(requests):
             request.fed += 1
-            request.commit([request.sampler(logits[b], request.seen(self.runner.device))])
+            request.commit([request.sampler(request.allowed(logits[b : b + 1])[0], request.seen(self.runner.device))])
             if hidden is not None and _observing(request):
                 request.drafter.observe(hidden[b], starts[b], request.tokens)
 
@@ -259,14 +270,17 @@ class Scheduler:
         left = request.params.max_new_tokens - request.generated
         drafting = request.drafter is not None and request.speculation.paying_off
         draft = request.drafter.propose(request.tokens, min(request.params.draft_tokens, left - 1)) if drafting else []
+        if draft and request.constraint is not None:
+            draft = request.constraint.valid_prefix(draft)
         seen = request.seen(self.runner.device)
         start = request.fed
         logits, hidden = self._forward([request], [[request.tokens[-1], *draft]], last_only=False)
+        logits = request.allowed(logits[0], draft)
         if draft:
-            new = verify(draft, logits[0], request.params, seen, request.sampler.generator)
+            new = verify(draft, logits, request.params, seen, request.sampler.generator)
             request.speculation.record(len(draft), len(new) - 1)
         else:
-            new = [request.sampler(logits[0, -1], seen)]
+            new = [request.sampler(logits[-1], seen)]
         request.fed += len(new)
         request.commit(new)
         if hidden is not None:

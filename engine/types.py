@@ -40,6 +40,8 @@ class GenerationParams(BaseModel):
     # Speculative decoding with prompt lookup: up to this many tokens copied from the prompt or the answer so far
     # are checked in one forward pass. Lossless (greedy output is unchanged); 0 turns it off.
     draft_tokens: int = Field(8, ge=0)
+    # The answer must be one JSON value following this JSON schema: tokens that would break it are never chosen.
+    json_schema: dict | None = None
 
 
 class TextDelta(BaseModel):
