@@ -90,7 +90,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 def _assistant(settings: Settings) -> Assistant:
     print("Loading the model…", file=sys.stderr, flush=True)
     engine = load_engine(
-        settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20
+        settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20,
+        drafter=settings.drafter, draft_model=settings.draft_model, max_batch=settings.max_batch,
     )
     print(model_line(engine.info), file=sys.stderr)
     return Assistant(engine, open_database(settings.db_path), settings)

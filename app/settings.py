@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     quantize: Literal["none", "bf16", "fp8"] = "none"
     context: int | None = None  # a context window beyond the model's own is reached with YaRN
     prefix_cache_mb: int = Field(1024, ge=0)  # KV of earlier requests kept so follow-ups skip re-reading the record
+    # What drafts tokens for lossless speculative decoding: prompt-lookup copies from the record (no extra model),
+    # mtp runs the checkpoint's own MTP layer, model runs draft_model (a small model with the same tokenizer).
+    drafter: Literal["prompt-lookup", "mtp", "model", "none"] = "prompt-lookup"
+    draft_model: str | None = None
+    # Answers generated together, one batched step for all: clinicians on one machine do not wait for each other.
+    max_batch: int = Field(4, ge=1)
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)

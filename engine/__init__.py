@@ -5,7 +5,7 @@ from typing import Literal
 import torch
 
 from engine.checkpoint import default_model_path
-from engine.generate import LocalEngine
+from engine.generate import DrafterKind, LocalEngine
 from engine.types import (
     ChatMessage,
     Engine,
@@ -25,6 +25,9 @@ def load_engine(
     quantize: Literal["none", "bf16", "fp8"] = "none",
     context: int | None = None,
     prefix_cache_bytes: int = 1 << 30,
+    drafter: DrafterKind = "prompt-lookup",
+    draft_model: str | None = None,
+    max_batch: int = 8,
 ) -> Engine:
     """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct.
 
@@ -33,7 +36,7 @@ def load_engine(
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     return LocalEngine(
         model, device=device, dtype=dtype, quantize=None if quantize == "none" else quantize, context=context,
-        prefix_cache_bytes=prefix_cache_bytes,
+        prefix_cache_bytes=prefix_cache_bytes, drafter=drafter, draft_model=draft_model, max_batch=max_batch,
     )
 
 

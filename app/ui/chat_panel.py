@@ -44,15 +44,15 @@ class ChatPanel:
         history = [] if view is None else [_bubble(message) for message in view.messages]
         return [history, gr.Textbox(value="", interactive=view is not None)]
 
-    def register(self, session_id: gr.State, last_answer: gr.Markdown) -> gr.events.Dependency:
+    def register(self, session_id: gr.State, last_answer: gr.Markdown, concurrency: int) -> gr.events.Dependency:
         """Wire the question box; returns the ask event so the page can chain on it."""
         asking = self.question.submit(
             self.ask,
             inputs=[session_id, self.question, self.chatbot],
             outputs=[self.chatbot, self.question, last_answer],
-            # One model in memory: answers are generated one at a time, across all browser tabs.
+            # One model in memory, whose scheduler decodes up to `concurrency` answers together (all browser tabs).
             concurrency_id="engine",
-            concurrency_limit=1,
+            concurrency_limit=concurrency,
             show_progress="minimal",
         )
         # Stopping closes the stream, and an answer abandoned mid-stream is not stored.

@@ -26,8 +26,9 @@ Check them against the source record before any clinical decision.</p>
 
 
 class Page:
-    def __init__(self, assistant: Assistant, max_upload_bytes: int) -> None:
+    def __init__(self, assistant: Assistant, max_upload_bytes: int, concurrent_answers: int) -> None:
         self.assistant = assistant
+        self.concurrent_answers = concurrent_answers
         self.max_upload_bytes = max_upload_bytes
         # Uploads are copied into Gradio's cache; once stored in the database they need not stay there.
         with gr.Blocks(title="Clinidoc", analytics_enabled=False, delete_cache=(3600, 3600)) as self.blocks:
@@ -58,9 +59,10 @@ class Page:
         self.sessions.confirm_button.click(self._delete, inputs=self.session_id, outputs=outputs)
         # Counting the record's tokens uses the model's tokenizer, so uploads queue with the answers.
         self.documents.upload.upload(
-            self._start, inputs=self.documents.upload, outputs=outputs, concurrency_id="engine"
+            self._start, inputs=self.documents.upload, outputs=outputs, concurrency_id="engine",
+            concurrency_limit=self.concurrent_answers,
         )
-        asked = self.chat.register(self.session_id, self.status.last_answer)
+        asked = self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers)
         # An answer makes its session the most recent one.
         asked.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
 
