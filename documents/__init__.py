@@ -2,7 +2,10 @@
 
 Every document comes with its provenance: where each line of a structured
 file came from, how cleaned text maps back to what was extracted, its sections
-and dates, and a coverage report of what was read and what was not.
+and dates, and a coverage report of what was read and what was not (scanned
+pages OCR'd, or not and why). Reading reports its progress page by page and
+can be cancelled. A record longer than the model's budget is cut to the
+passages most relevant to the question, and says which pages it left out.
 
 This package stands alone: it imports nothing from engine, storage, prompts or app.
 """
@@ -20,13 +23,14 @@ from documents.document import (
     SourceSpan,
     Span,
 )
-from documents.errors import DocumentError
+from documents.errors import Cancelled, DocumentError, PasswordRequired
 from documents.load import load
 from documents.offsets import OffsetMap
-from documents.record import AssembledRecord, RecordSpan, assemble
+from documents.record import AssembledRecord, PageRef, RecordSpan, Retrieval, assemble
 
 __all__ = [
     "AssembledRecord",
+    "Cancelled",
     "CcdaSource",
     "Coverage",
     "DateMention",
@@ -35,7 +39,10 @@ __all__ = [
     "FhirSource",
     "OffsetMap",
     "Page",
+    "PageRef",
+    "PasswordRequired",
     "RecordSpan",
+    "Retrieval",
     "Section",
     "Skipped",
     "SourceSpan",

@@ -5,11 +5,18 @@ from collections.abc import Callable
 from documents.document import Coverage, Document, Page, Skipped
 
 
-def measure(pages: list[Page], extracted: list[str], repeated_lines_removed: int, skipped: list[Skipped]) -> Coverage:
+def measure(
+    pages: list[Page],
+    extracted: list[str],
+    repeated_lines_removed: int,
+    skipped: list[Skipped],
+    ocr_pages: list[int] | None = None,
+) -> Coverage:
     """`extracted`: each page's text as the reader produced it, before cleaning."""
     return Coverage(
         pages=len(pages),
         empty_pages=[page.number for page in pages if not page.text.strip()],
+        ocr_pages=ocr_pages or [],
         characters=sum(len(page.text) for page in pages),
         extracted_characters=sum(len(text) for text in extracted),
         repeated_lines_removed=repeated_lines_removed,

@@ -114,6 +114,7 @@ class Skipped(BaseModel):
     what: str
     count: int = Field(default=1, ge=1)
     reason: str
+    pages: list[int] = []  # the page numbers, when what was skipped is pages
 
 
 class Coverage(BaseModel):
@@ -121,6 +122,7 @@ class Coverage(BaseModel):
 
     pages: int
     empty_pages: list[int]  # numbers of the pages with no text
+    ocr_pages: list[int] = []  # numbers of the scanned pages whose text OCR read
     characters: int  # in the text the model sees
     extracted_characters: int  # read from the file, before cleaning
     repeated_lines_removed: int  # page headers and footers kept once, removed from the other pages

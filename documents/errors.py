@@ -1,4 +1,6 @@
-"""The one exception the documents package raises for a file it cannot read."""
+"""The exceptions the documents package raises for a file it cannot read."""
+
+CANCELLED = "reading was cancelled"
 
 
 class DocumentError(Exception):
@@ -17,4 +19,19 @@ class DocumentError(Exception):
         # Exceptions pickle through their args, which here hold one joined
         # string; without this an error raised in a worker process could not
         # be sent back.
-        return DocumentError, (self.name, self.reason)
+        return type(self), (self.name, self.reason)
+
+
+class PasswordRequired(DocumentError):
+    """An encrypted PDF that opens only with its password.
+
+    A type of its own, so that the UI can ask for the password and load the
+    file again with it instead of only showing the reason.
+    """
+
+
+class Cancelled(DocumentError):
+    """Reading stopped because the caller asked it to; not a fault of the file."""
+
+    def __init__(self, name: str, reason: str = CANCELLED) -> None:
+        super().__init__(name, reason)

@@ -8,9 +8,10 @@ from pathlib import Path
 from documents import ccda, fhir, pdf, text, word
 from documents.cleaning import clean_pages
 from documents.coverage import measure, with_tokens
-from documents.document import Document, Kind
+from documents.document import Document, Kind, Skipped
 from documents.errors import DocumentError
 from documents.lines import Structured
+from documents.progress import CancelCheck, Progress, ProgressCallback
 from documents.sections import find_sections
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -21,15 +22,29 @@ def load(
     name: str | None = None,
     max_bytes: int = MAX_BYTES,
     count_tokens: Callable[[str], int] | None = None,
+    *,
+    password: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    max_pages: int = pdf.MAX_PAGES,
+    max_ocr_pages: int = pdf.MAX_OCR_PAGES,
 ) -> Document:
     """Read the file at `path`; `name` is what the user calls it (uploads arrive under temporary names).
 
     `count_tokens`, the model's tokenizer, fills in the coverage report's token count.
+    `password` opens an encrypted PDF; without it, or with a wrong one, such a
+    file raises PasswordRequired. `progress` is called after each page with
+    (pages read, pages in the file); `cancel` is asked before each page, and
+    when it says stop, reading ends there with Cancelled. A PDF over
+    `max_pages` pages is refused; past `max_ocr_pages` scanned pages, the rest
+    are listed in the coverage report as not read.
     """
     path = Path(path)
     name = name or path.name
+    tracker = Progress(name, progress, cancel)
+    tracker.check()
     data = _read_bytes(path, name, max_bytes)
-    document = _read(data, name, hashlib.sha256(data).hexdigest())
+    document = _read(data, name, hashlib.sha256(data).hexdigest(), tracker, password, max_pages, max_ocr_pages)
     return with_tokens(document, count_tokens) if count_tokens else document
 
 
@@ -47,31 +62,49 @@ def _read_bytes(path: Path, name: str, max_bytes: int) -> bytes:
         raise DocumentError(name, "the file could not be opened") from exc
 
 
-def _read(data: bytes, name: str, sha256: str) -> Document:
+def _read(
+    data: bytes, name: str, sha256: str, progress: Progress, password: str | None, max_pages: int, max_ocr_pages: int
+) -> Document:
     # The content decides the format, so a PDF saved as .txt still reads as a
     # PDF. The extension only tells which format a damaged file was meant to be.
     if pdf.looks_like_pdf(data):
-        return _free_text(name, sha256, "pdf", pdf.read_pdf(data, name))
+        read = pdf.read_pdf(data, name, progress, password, max_pages, max_ocr_pages)
+        # A cancel asked for during the last page stops here, before cleaning
+        # and sections, which take seconds for thousands of pages.
+        progress.check()
+        return _free_text(name, sha256, "pdf", read.texts, read.skipped, read.ocr_pages)
     if word.looks_like_docx(data):
-        return _free_text(name, sha256, "docx", word.read_docx(data, name))
+        document = _free_text(name, sha256, "docx", word.read_docx(data, name), [], [])
+    else:
+        document = _other(data, name, sha256)
+    # Formats other than PDF are one page, so a cancel between pages cannot
+    # arrive; one asked for while the page was read still wins.
+    progress.check()
+    progress.page_read(1, 1)
+    return document
+
+
+def _other(data: bytes, name: str, sha256: str) -> Document:
     extension = Path(name).suffix.lower()
-    if extension == ".pdf":
-        raise DocumentError(name, pdf.DAMAGED)
-    if extension == ".docx":
-        raise DocumentError(name, word.DAMAGED)
     decoded = text.decode(data)
     if decoded is None:
-        raise DocumentError(name, text.UNSUPPORTED)
+        # Binary, and neither PDF nor Word by its content: a file named as a
+        # supported format is most likely one that was damaged.
+        reasons = {".pdf": pdf.DAMAGED, ".docx": word.DAMAGED, ".json": fhir.NOT_JSON, ".xml": ccda.NOT_XML}
+        raise DocumentError(name, reasons.get(extension, text.UNSUPPORTED))
+    # Text is read as the text it is, even when named .pdf or .docx.
     start = decoded.lstrip("\ufeff \t\r\n")[:1]
     if extension == ".json" or (start == "{" and '"resourceType"' in decoded):
         return _structured(name, sha256, "fhir", fhir.read_fhir(decoded, name))
     if extension == ".xml" or (start == "<" and ccda.mentions_cda(decoded)):
         return _structured(name, sha256, "ccda", ccda.read_ccda(data, name, meant_as_cda=ccda.mentions_cda(decoded)))
     kind: Kind = "md" if extension == ".md" else "txt"
-    return _free_text(name, sha256, kind, text.read_text(decoded, name))
+    return _free_text(name, sha256, kind, text.read_text(decoded, name), [], [])
 
 
-def _free_text(name: str, sha256: str, kind: Kind, extracted: list[str]) -> Document:
+def _free_text(
+    name: str, sha256: str, kind: Kind, extracted: list[str], skipped: list[Skipped], ocr_pages: list[int]
+) -> Document:
     cleaned = clean_pages(extracted)
     return Document(
         name=name,
@@ -79,7 +112,7 @@ def _free_text(name: str, sha256: str, kind: Kind, extracted: list[str]) -> Docu
         kind=kind,
         pages=cleaned.pages,
         sections=find_sections(cleaned.pages),
-        coverage=measure(cleaned.pages, extracted, cleaned.repeated_lines_removed, []),
+        coverage=measure(cleaned.pages, extracted, cleaned.repeated_lines_removed, skipped, ocr_pages),
     )
 
 

@@ -211,22 +211,11 @@ def test_blank_page_inside_a_text_pdf_is_kept_empty(corpus: Path, tmp_path: Path
     assert pages[2].text == ""
 
 
-# --- Files that cannot be read -------------------------------------------------
+# --- Files that cannot be read (more, with bounds on time and memory: test_documents_bad_input.py) ---
 
 
 def test_missing_file(tmp_path: Path) -> None:
     expect_error(tmp_path / "gone.pdf", "the file could not be found")
-
-
-def test_empty_file(tmp_path: Path) -> None:
-    expect_error(write(tmp_path / "empty.pdf", b""), "the file is empty")
-
-
-def test_file_over_the_default_limit(tmp_path: Path) -> None:
-    path = tmp_path / "huge.pdf"
-    with path.open("wb") as file:
-        file.truncate(80 * 1024 * 1024)  # sparse: nothing is written
-    expect_error(path, "the file is 80 MB; the limit is 50 MB")
 
 
 def test_file_over_a_given_limit(tmp_path: Path) -> None:
@@ -234,30 +223,15 @@ def test_file_over_a_given_limit(tmp_path: Path) -> None:
     expect_error(path, "the file is 3 KB; the limit is 2 KB", max_bytes=2048)
 
 
-def test_truncated_pdf(corpus: Path, tmp_path: Path) -> None:
-    data = (corpus / TKA_PDF).read_bytes()
-    expect_error(write(tmp_path / "cut.pdf", data[: len(data) // 2]), PDF_DAMAGED)
-
-
 def test_random_bytes_named_pdf(tmp_path: Path) -> None:
     data = random.Random(1).randbytes(4096)
     expect_error(write(tmp_path / "scan.pdf", data), PDF_DAMAGED)
 
 
-def test_password_protected_pdf(corpus: Path, tmp_path: Path) -> None:
-    writer = PdfWriter(clone_from=corpus / TKA_PDF)
-    writer.encrypt(user_password="secret", algorithm="RC4-128")
-    expect_error(write(tmp_path / "locked.pdf", pdf_bytes(writer)), "the PDF is password-protected")
-
-
-def test_pdf_without_text_layer(tmp_path: Path) -> None:
+def test_pdf_of_blank_pages(tmp_path: Path) -> None:
     writer = PdfWriter()
     writer.add_blank_page(width=612, height=792)
-    expect_error(
-        write(tmp_path / "scan.pdf", pdf_bytes(writer)),
-        "the PDF seems to be a scanned image with no text in it; "
-        "reading scanned documents is not available yet",
-    )
+    expect_error(write(tmp_path / "blank.pdf", pdf_bytes(writer)), "the PDF has no text on any page")
 
 
 def test_png_named_txt(tmp_path: Path) -> None:
@@ -281,11 +255,6 @@ def test_text_file_with_only_whitespace(tmp_path: Path) -> None:
     expect_error(write(tmp_path / "blank.txt", b" \r\n\t\n  "), "the file contains no text")
 
 
-def test_truncated_docx(corpus: Path, tmp_path: Path) -> None:
-    data = (corpus / DUSTY_DOCX).read_bytes()
-    expect_error(write(tmp_path / "cut.docx", data[: len(data) // 2]), WORD_DAMAGED)
-
-
 def test_docx_with_broken_xml(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -297,17 +266,6 @@ def test_docx_with_broken_xml(tmp_path: Path) -> None:
 def test_docx_without_text(tmp_path: Path) -> None:
     path = write(tmp_path / "blank.docx", docx_bytes(docx.Document()))
     expect_error(path, "the Word document contains no text")
-
-
-def test_docx_zip_bomb(tmp_path: Path) -> None:
-    # 300 MB of zeros packs into about 1 MB.
-    path = tmp_path / "bomb.docx"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with archive.open("word/document.xml", "w", force_zip64=True) as member:
-            chunk = bytes(4 * 1024 * 1024)
-            for _ in range(75):
-                member.write(chunk)
-    expect_error(path, "the Word document is too large to open safely")
 
 
 @pytest.mark.parametrize("file_name", [TKA_PDF, "synthea_summary_stevie_cormier.pdf", DUSTY_DOCX])

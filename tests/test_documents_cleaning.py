@@ -157,7 +157,7 @@ def test_spans_after_removed_headers_map_back_to_the_extracted_page(tmp_path: Pa
     data = text_pdf(faxed_pages())
     path = tmp_path / "faxed.pdf"
     path.write_bytes(data)
-    extracted = read_pdf(data, "faxed.pdf")
+    extracted = read_pdf(data, "faxed.pdf").texts
     page = load(path).pages[2]
     assert page.offsets is not None
     start = page.text.index("Stable angina")
@@ -201,7 +201,7 @@ def test_no_corpus_pdf_loses_a_line(corpus: Path) -> None:
     for name in ("mtsamples_tka_discharge_summary.pdf", "synthea_summary_stevie_cormier.pdf"):
         document = load(corpus / name)
         assert document.coverage.repeated_lines_removed == 0
-        extracted = read_pdf((corpus / name).read_bytes(), name)
+        extracted = read_pdf((corpus / name).read_bytes(), name).texts
         for page, original in zip(document.pages, extracted):
             assert normalised(page.text) == normalised(original)
             for start in range(0, len(page.text), 97):
