@@ -1,8 +1,27 @@
-"""A key/value cache allocated once for the whole context, so decoding never reallocates."""
+"""A key/value cache allocated once for the whole context, so decoding never reallocates.
+
+Keys and values may be stored narrower than attention computes: bfloat16 (half of fp32), or FP8 e4m3 with one
+scale per token and KV head (about half of bf16). Narrow storage is widened into a reusable buffer on every read.
+"""
 
 from __future__ import annotations
 
+import threading
+
 import torch
+
+from engine.fp8 import FP8, FP8_MAX
+
+# On a CPU, PyTorch casts e4m3 element by element, over ten times slower than this: e4m3 bits `s eeee mmm` (exponent
+# bias 7) moved to fp16's positions `s 0eeee mmm0000000` (bias 15) are an exact fp16 of the same value times 2**-8,
+# subnormals included, and fp16 → fp32 is a vectorised copy.
+_E4M3_TO_FP16_SHIFT = 7
+_E4M3_TO_FP16_MASK = -(1 << 15) | 0x3F80  # the sign bit and the seven exponent and mantissa bits, as an int16
+_E4M3_TO_FP16_FACTOR = 2.0**8
+# Widened a block at a time, the int16 (2 MiB) and fp32 (4 MiB) of a block stay in the CPU's L3 between passes. Smaller
+# blocks mean more ops, each a parallel region that a busy machine makes wait for its threads; 1M was the fastest.
+_CPU_WIDEN_ELEMENTS = 1 << 20
+_SCALE_DTYPE = torch.bfloat16  # two bytes per token and head; fp32's exponent range, so no scale under- or overflows
 
 
 class KVCache:
@@ -15,21 +34,112 @@ class KVCache:
         dtype: torch.dtype,
         device: torch.device | str = "cpu",
         batch: int = 1,
+        storage_dtype: torch.dtype | None = None,
     ):
+        """`dtype` is what attention computes in and what `update` returns. `storage_dtype` is how keys and values
+        are held: `dtype` by default; torch.bfloat16; or torch.float8_e4m3fn, with a bf16 scale per token and KV head
+        (2 · kv_heads · (head_dim + 2) bytes per token and layer)."""
+        storage_dtype = storage_dtype or dtype
+        if storage_dtype not in (dtype, torch.bfloat16, FP8):
+            raise ValueError(f"KV storage in {storage_dtype} is not supported (use {dtype}, bfloat16 or float8_e4m3fn)")
         shape = (layers, batch, kv_heads, max_tokens, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # Keys and values share one tensor, so that narrow storage quantizes and widens both with one op per pass:
+        # a decode step over a short context is bound by the number of ops, not by their arithmetic.
+        self._kv = torch.zeros((2, *shape), dtype=storage_dtype, device=device)
+        self.keys, self.values = self._kv
+        self._scales: torch.Tensor | None = None
+        self.key_scales: torch.Tensor | None = None
+        self.value_scales: torch.Tensor | None = None
+        if storage_dtype == FP8:
+            self._scales = torch.zeros((2, *shape[:-1], 1), dtype=_SCALE_DTYPE, device=device)
+            self.key_scales, self.value_scales = self._scales
         self.max_tokens = max_tokens
+        self.dtype = dtype
+
+    @property
+    def stored(self) -> list[torch.Tensor]:
+        """Every tensor that holds the cache's contents, each [layers, batch, kv_heads, max_tokens, ...]."""
+        scales = [] if self._scales is None else [self.key_scales, self.value_scales]
+        return [self.keys, self.values, *scales]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.stored)
 
     def update(
         self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v ([B, H, T, D]) at [start, start+T) and return the cache up to start+T."""
-        end = start + k.shape[2]
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        """Store k, v ([B, H, T, D]) at [start, start+T) and return the cache up to start+T, in `dtype`.
 
-    @property
-    def nbytes(self) -> int:
-        return self.keys.nbytes + self.values.nbytes
+        With narrow storage the returned tensors live in buffers that the next call on this thread overwrites."""
+        end = start + k.shape[2]
+        if self._scales is None:
+            self.keys[layer, :, :, start:end] = k
+            self.values[layer, :, :, start:end] = v
+        else:
+            self._kv[:, layer, :, :, start:end], self._scales[:, layer, :, :, start:end] = quantize_fp8(
+                torch.stack((k, v))
+            )
+        if self._kv.dtype == self.dtype:
+            return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys, values = self._widen(layer, end).unbind()
+        return keys, values
+
+    def _widen(self, layer: int, end: int) -> torch.Tensor:
+        """Positions [0, end) of one layer's keys and values ([2, B, H, end, D]) in `dtype`, in this thread's read
+        buffer."""
+        stored = self._kv[:, layer, :, :, :end]
+        out = _READ_BUFFERS.get("kv", self.dtype, stored.numel(), self._kv[:, layer].numel(), stored.device)
+        out = out.view(stored.shape)
+        if self._scales is None:
+            return out.copy_(stored)
+        scales = self._scales[:, layer, :, :, :end]
+        if stored.device.type != "cpu":
+            return out.copy_(stored).mul_(scales.float())  # GPUs cast e4m3 natively, in one kernel
+        scales = scales.float() * _E4M3_TO_FP16_FACTOR
+        per_position = stored[:, :, :, 0].numel()
+        block = max(1, _CPU_WIDEN_ELEMENTS // per_position)
+        bits_buffer = _READ_BUFFERS.get(
+            "fp16 bits", torch.int16, min(block, end) * per_position, block * per_position, stored.device
+        )
+        for first in range(0, end, block):
+            last = min(end, first + block)
+            bits = bits_buffer[: (last - first) * per_position].view(*stored.shape[:3], last - first, -1)
+            # The int8 view sign-extends, so the shift leaves copies of the sign bit that the mask clears.
+            bits.copy_(stored[:, :, :, first:last].view(torch.int8))
+            bits.bitwise_left_shift_(_E4M3_TO_FP16_SHIFT).bitwise_and_(_E4M3_TO_FP16_MASK)
+            out[:, :, :, first:last].copy_(bits.view(torch.float16)).mul_(scales[:, :, :, first:last])
+        return out
+
+
+class _ReadBuffers(threading.local):
+    """Buffers that narrow KV is widened into, one set per thread and shared by every cache read on that thread:
+    layers run one after another, and so do the rows of a batch (each with its own cache). A fresh allocation per
+    read would page-fault on every layer of every step; one per thread (an engine runs its model on one) cannot be
+    overwritten by another engine's reads."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def get(self, name: str, dtype: torch.dtype, numel: int, capacity: int, device: torch.device) -> torch.Tensor:
+        """A flat tensor of `numel` elements. When the buffer must grow, it grows to `capacity` (for the keys and
+        values, the whole layer of the cache being read), so a sequence that lengthens by one token a step does not
+        reallocate every step."""
+        key = (name, dtype, device)
+        if key not in self._buffers or self._buffers[key].numel() < numel:
+            self._buffers.pop(key, None)  # freed before the larger one is allocated
+            self._buffers[key] = torch.empty(max(numel, capacity), dtype=dtype, device=device)
+        return self._buffers[key][:numel]
+
+
+_READ_BUFFERS = _ReadBuffers()
+
+
+def quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [..., D] → (e4m3 [..., D], bf16 scale [..., 1]) with x ≈ float(q) · scale; each vector's amax maps to 448."""
+    x = x.float()
+    # The floor keeps an all-zero vector's scale finite; it is fp32's (and bf16's) smallest normal number.
+    amax = x.abs().amax(-1, keepdim=True)
+    scale = (amax / FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny).to(_SCALE_DTYPE)
+    # The bf16 scale may round below amax / 448, and e4m3fn has no infinity: an unclamped cast could give NaN.
+    return (x / scale.float()).clamp_(-FP8_MAX, FP8_MAX).to(FP8), scale

@@ -19,12 +19,11 @@ from engine.kv_cache import KVCache
 @dataclass
 class _Entry:
     tokens: torch.Tensor  # [n] int64
-    keys: torch.Tensor  # [layers, batch, kv_heads, n, head_dim]
-    values: torch.Tensor
+    stored: list[torch.Tensor]  # KVCache.stored over the first n positions: keys, values (and FP8 scales)
 
     @property
     def nbytes(self) -> int:
-        return self.keys.nbytes + self.values.nbytes
+        return sum(t.nbytes for t in self.stored)
 
 
 class PrefixCache:
@@ -60,8 +59,8 @@ class PrefixCache:
             return 0
         entry = self._entries[best_id]
         self._entries.move_to_end(best_id)
-        cache.keys[:, :, :, :best_len] = entry.keys[:, :, :, :best_len]
-        cache.values[:, :, :, :best_len] = entry.values[:, :, :, :best_len]
+        for target, saved in zip(cache.stored, entry.stored, strict=True):
+            target[:, :, :, :best_len] = saved[:, :, :, :best_len]
         return best_len
 
     def store(self, tokens: list[int], cache: KVCache) -> None:
@@ -69,11 +68,7 @@ class PrefixCache:
         n = len(tokens)
         if n == 0:
             return
-        entry = _Entry(
-            tokens=torch.tensor(tokens),
-            keys=cache.keys[:, :, :, :n].clone(),
-            values=cache.values[:, :, :, :n].clone(),
-        )
+        entry = _Entry(tokens=torch.tensor(tokens), stored=[t[:, :, :, :n].clone() for t in cache.stored])
         if entry.nbytes > self.budget_bytes:
             return
         # An entry that is a prefix of the new one can never be the better match again.
