@@ -92,6 +92,7 @@ def _assistant(settings: Settings) -> Assistant:
     engine = load_engine(
         settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20,
         drafter=settings.drafter, draft_model=settings.draft_model, max_batch=settings.max_batch,
+        kv_cache=settings.kv_cache,
     )
     print(model_line(engine.info), file=sys.stderr)
     return Assistant(engine, open_database(settings.db_path), settings)

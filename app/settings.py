@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     draft_model: str | None = None
     # Answers generated together, one batched step for all: clinicians on one machine do not wait for each other.
     max_batch: int = Field(4, ge=1)
+    # fp8 holds the KV cache in about half the memory (a long record on a small GPU), at some cost in accuracy.
+    kv_cache: Literal["full", "fp8"] = "full"
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)

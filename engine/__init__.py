@@ -28,6 +28,7 @@ def load_engine(
     drafter: DrafterKind = "prompt-lookup",
     draft_model: str | None = None,
     max_batch: int = 8,
+    kv_cache: Literal["full", "fp8"] = "full",
 ) -> Engine:
     """The embedded engine on a GGUF file or HF directory; None loads the default SmolLM2-135M-Instruct.
 
@@ -37,6 +38,7 @@ def load_engine(
     return LocalEngine(
         model, device=device, dtype=dtype, quantize=None if quantize == "none" else quantize, context=context,
         prefix_cache_bytes=prefix_cache_bytes, drafter=drafter, draft_model=draft_model, max_batch=max_batch,
+        kv_dtype=torch.float8_e4m3fn if kv_cache == "fp8" else None,
     )
 
 

@@ -36,6 +36,7 @@ class LocalEngine:
         max_batch: int = 8,
         drafter: DrafterKind = "prompt-lookup",
         draft_model: str | Path | None = None,
+        kv_dtype: torch.dtype | None = None,
     ):
         """`dtype` is what the model computes in. `quantize` stores the projections narrower while loading:
         "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU).
@@ -44,7 +45,8 @@ class LocalEngine:
         activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
         `drafter` picks what proposes tokens for speculative decoding (engine/speculative.py): "prompt-lookup"
         copies from the prompt, "mtp" runs the checkpoint's MTP layer, "model" runs `draft_model`, a small model
-        with the same tokenizer; "none" decodes one token per step."""
+        with the same tokenizer; "none" decodes one token per step. `kv_dtype` torch.float8_e4m3fn (or bfloat16) holds
+        the KV cache narrower than `dtype`: FP8 about halves a long record's KV (engine/kv_cache.py)."""
         checkpoint = Checkpoint(Path(model) if model else default_model_path())
         self.checkpoint_path = checkpoint.path
         config = checkpoint.config
@@ -71,6 +73,7 @@ class LocalEngine:
         self.prefill_chunk = prefill_chunk
         self.scheduler = Scheduler(self, max_batch)
         self.grammar = GrammarCompiler(self.tokenizer.hf, self.config.vocab_size)
+        self.kv_dtype = kv_dtype
         self.drafter = drafter
         self.draft_engine = self._draft_engine(drafter, draft_model)
 
@@ -126,7 +129,7 @@ class LocalEngine:
         cfg = self.config
         return KVCache(
             cfg.num_hidden_layers + cfg.mtp_layers, cfg.num_key_value_heads, cfg.head_dim, tokens, self.dtype,
-            self.device,
+            self.device, storage_dtype=self.kv_dtype,
         )
 
     @torch.inference_mode()

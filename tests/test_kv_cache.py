@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import LocalEngine
+from engine import ChatMessage, GenerationParams, LocalEngine, Stats
 from engine.kv_cache import KVCache, quantize_fp8
 from engine.layers import cached_attention
 from engine.prefix_cache import PrefixCache
@@ -164,3 +164,15 @@ def test_tiny_llama_logits_with_an_fp8_cache_stay_close_to_a_full_precision_cach
     assert (fp8 - full).norm() / (full - full.mean(-1, keepdim=True)).norm() < 0.05
     assert (fp8.argmax(-1) == full.argmax(-1)).float().mean() > 0.9
     assert not torch.equal(fp8, full)
+
+
+def test_an_engine_with_an_fp8_kv_cache_reads_a_prompt_like_the_full_one(local_engine):
+    fp8 = LocalEngine(kv_dtype=torch.float8_e4m3fn)
+    ids = local_engine.tokenizer.encode_chat([ChatMessage(role="user", content="What is hypertension? " * 20)])
+    full = local_engine.prefill(ids, local_engine.new_cache(len(ids)))
+    narrow = fp8.prefill(ids, fp8.new_cache(len(ids)))
+    assert fp8.new_cache(100).nbytes < 0.3 * local_engine.new_cache(100).nbytes  # fp32 compute: about a quarter
+    assert ((narrow - full).norm() / full.norm()).item() < 0.15
+    assert narrow.argmax() == full.argmax()
+    stats = list(fp8.generate(ids, GenerationParams(max_new_tokens=8, ignore_eos=True)))[-1]
+    assert isinstance(stats, Stats) and stats.generated_tokens == 8
