@@ -251,12 +251,12 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
     with tempfile.TemporaryDirectory() as directory:
         LlamaForCausalLM(config).save_pretrained(directory)
         tokenizer.hf.save_pretrained(directory)
-        engine = LocalEngine(directory, context=n + 1)
+        storage = getattr(torch, args.kv_storage) if args.kv_storage else None
+        engine = LocalEngine(directory, context=n + 1, kv_dtype=storage)
+    storage = storage or engine.dtype
     ids = torch.randint(0, config.vocab_size, (n,)).tolist()
-    storage = getattr(torch, args.kv_storage) if args.kv_storage else engine.dtype
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    cache = KVCache(config.num_hidden_layers, config.num_key_value_heads, config.head_dim, engine.context_window,
-                    engine.dtype, storage_dtype=storage)
+    cache = engine.new_cache(engine.context_window)
     engine.prefill(ids, cache)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     weights = sum(t.nbytes for t in engine.model.state_dict().values())
