@@ -6,13 +6,25 @@ they return or yield.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from pydantic import BaseModel
 
 from app.settings import Settings
-from documents import AssembledRecord, Document, DocumentError, Page, assemble, load
+from documents import (
+    AssembledRecord,
+    Cancelled,
+    Coverage,
+    Document,
+    DocumentError,
+    Page,
+    PasswordRequired,
+    assemble,
+    load,
+    with_tokens,
+)
 from engine import ChatMessage, Engine, GenerationParams, PromptTooLong, Stats, TextDelta
 from prompts import PromptMessage, RenderedPrompt, disclaimer, render
 from storage import (
@@ -40,6 +52,8 @@ class FileFailure(BaseModel):
 
     name: str
     reason: str
+    # An encrypted PDF: the UI offers to read it again with its password.
+    needs_password: bool = False
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
@@ -50,6 +64,8 @@ class Upload(BaseModel):
 
     documents: list[Document]
     failures: list[FileFailure]
+    # The user stopped the reading: nothing of the upload is kept, not even the files read before the stop.
+    cancelled: bool = False
 
 
 class RecordStatus(BaseModel):
@@ -64,6 +80,8 @@ class RecordStatus(BaseModel):
 class SessionView(BaseModel):
     session: SessionInfo
     documents: list[DocumentInfo]
+    # By document id; absent for documents stored before coverage was kept.
+    coverage: dict[int, Coverage]
     messages: list[MessageInfo]
     record: RecordStatus
 
@@ -77,11 +95,13 @@ class AnswerDelta(BaseModel):
 class Answer(BaseModel):
     """The finished answer, as stored."""
 
-    text: str
+    text: str  # ends with `retrieval_note` when there is one
     disclaimer: str
     model: str
     prompt_version: str
     stats: Stats
+    # Says that the model read only the passages most relevant to the question; None when it read the whole record.
+    retrieval_note: str | None = None
 
 
 class Notice(BaseModel):
@@ -93,19 +113,43 @@ class Notice(BaseModel):
 AskEvent = AnswerDelta | Answer | Notice
 
 
-def read_upload(files: Sequence[tuple[str | Path, str]], max_bytes: int) -> Upload:
+# Called after each page with (file's name, pages read, pages in the file, position of the file, files in the upload).
+UploadProgress = Callable[[str, int, int, int, int], None]
+
+
+def read_upload(
+    files: Sequence[tuple[str | Path, str]],
+    max_bytes: int,
+    *,
+    password: str | None = None,
+    progress: UploadProgress | None = None,
+    cancel: threading.Event | None = None,
+) -> Upload:
     """Load each (path, original name); one unreadable file does not stop the others.
 
-    Needs no model, so a caller can reject a bad upload before paying for loading one.
+    Needs no model, so a caller can reject a bad upload before paying for loading one. `password` is tried on
+    encrypted PDFs; `cancel`, once set, ends the reading before the next page and drops the whole upload.
     """
     documents: list[Document] = []
     failures: list[FileFailure] = []
-    for path, name in files:
+    for position, (path, name) in enumerate(files, start=1):
+        report = None
+        if progress is not None:
+            report = _file_progress(progress, name, position, len(files))
         try:
-            documents.append(load(path, name=name, max_bytes=max_bytes))
+            documents.append(
+                load(path, name=name, max_bytes=max_bytes, password=password, progress=report, cancel=cancel)
+            )
+        except Cancelled:
+            return Upload(documents=[], failures=[], cancelled=True)
         except DocumentError as err:
-            failures.append(FileFailure(name=err.name, reason=err.reason))
+            needs_password = isinstance(err, PasswordRequired)
+            failures.append(FileFailure(name=err.name, reason=err.reason, needs_password=needs_password))
     return Upload(documents=documents, failures=failures)
+
+
+def _file_progress(progress: UploadProgress, name: str, position: int, files: int) -> Callable[[int, int], None]:
+    return lambda read, total: progress(name, read, total, position, files)
 
 
 class Assistant:
@@ -131,14 +175,22 @@ class Assistant:
         if not upload.documents:
             return None
         session = create_session(self.db, _title(upload.documents), user=self.user)
-        for document in upload.documents:
+        return self.add_documents(session.id, upload.documents)
+
+    def add_documents(self, session_id: int, documents: Sequence[Document]) -> SessionView:
+        """Store `documents` in an open session: a PDF opened with its password after the rest of its upload."""
+        for document in documents:
+            document = with_tokens(document, self.engine.count_tokens)
             tokens = assemble([document], self.record_budget, self.engine.count_tokens).tokens
             pages = [page.text for page in document.pages]
-            add_document(self.db, session.id, document.name, document.sha256, document.kind, pages, tokens)
-            record_event(
-                self.db, self.user, "upload", session.id, detail=f"{document.kind} sha256:{document.sha256}"
+            add_document(
+                self.db, session_id, document.name, document.sha256, document.kind, pages, tokens,
+                content=document.model_dump_json(),
             )
-        return self._view(session.id)
+            record_event(
+                self.db, self.user, "upload", session_id, detail=f"{document.kind} sha256:{document.sha256}"
+            )
+        return self._view(session_id)
 
     def open_session(self, session_id: int) -> SessionView:
         view = self._view(session_id)
@@ -156,14 +208,18 @@ class Assistant:
         be put to the model. An answer abandoned mid-stream is not stored.
         """
         record_event(self.db, self.user, "question", session_id)
-        record = self._assemble(list_documents(self.db, session_id))
-        if not record.fits:
+        # Over the budget, the record is cut to the passages that rank best against the question.
+        documents = [_document(info) for info in list_documents(self.db, session_id)]
+        record = self._assemble(documents, query=question)
+        # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
+        if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
             yield Notice(
-                text=f"This record has {record.tokens:,} tokens; the model can read {record.budget:,} at once. "
-                "Retrieval for long records is not available yet."
+                text=f"This record has {record.record_tokens:,} tokens; the model can read only {record.budget:,} "
+                "at once, too few for even one passage of it."
             )
             record_event(self.db, self.user, "question_unanswered", session_id, detail="record too long")
             return
+        note = None if record.retrieval is None else record.retrieval.summary()
         prompt = self._fit_history(record.text, list_messages(self.db, session_id), question)
         pieces: list[str] = []
         stats: Stats | None = None
@@ -179,12 +235,15 @@ class Assistant:
             record_event(self.db, self.user, "question_unanswered", session_id, detail="prompt too long")
             return
         assert stats is not None, "the engine ends every generation with its Stats"
+        text = "".join(pieces).strip()
         answer = Answer(
-            text="".join(pieces).strip(),
+            # The note is part of the stored text, so a reopened session still says the answer read only part.
+            text=text if note is None else f"{text}\n\n{note}",
             disclaimer=disclaimer(),
             model=self.engine.info.model_name,
             prompt_version=prompt.version,
             stats=stats,
+            retrieval_note=note,
         )
         add_message(self.db, session_id, "user", question)
         add_message(
@@ -204,16 +263,18 @@ class Assistant:
         session = get_session(self.db, session_id)
         if session is None:
             raise SessionNotFound(session_id)
-        documents = list_documents(self.db, session_id)
+        stored = list_documents(self.db, session_id)
+        documents = [_document(info) for info in stored]
         return SessionView(
             session=session,
-            documents=documents,
+            documents=stored,
+            coverage={info.id: doc.coverage for info, doc in zip(stored, documents) if doc.coverage is not None},
             messages=list_messages(self.db, session_id),
             record=self._status(self._assemble(documents)),
         )
 
-    def _assemble(self, documents: list[DocumentInfo]) -> AssembledRecord:
-        return assemble([_document(info) for info in documents], self.record_budget, self.engine.count_tokens)
+    def _assemble(self, documents: list[Document], query: str | None = None) -> AssembledRecord:
+        return assemble(documents, self.record_budget, self.engine.count_tokens, query=query)
 
     def _status(self, record: AssembledRecord) -> RecordStatus:
         return RecordStatus(
@@ -238,6 +299,9 @@ def _chat(prompt: RenderedPrompt) -> list[ChatMessage]:
 
 
 def _document(info: DocumentInfo) -> Document:
+    """The stored document as it was read; from its page texts alone when it was stored before whole documents."""
+    if info.content is not None:
+        return Document.model_validate_json(info.content)
     pages = [Page(number=number, text=text) for number, text in enumerate(info.page_texts, start=1)]
     return Document(name=info.name, sha256=info.sha256, kind=info.kind, pages=pages)
 

@@ -1,4 +1,5 @@
-"""The `clinidoc` command: `serve` the browser UI, or `ask` one question about one file in the terminal."""
+"""The `clinidoc` command: `serve` the browser UI, `ask` one question about one file in the terminal, or `extract`
+a file to see what the model will read of it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
 from app.display import model_line, record_line, stats_line
 from app.settings import Settings
+from documents import DocumentError, assemble, load, with_tokens
 from engine import EngineError, load_engine
+from engine.checkpoint import Checkpoint, default_model_path
 from storage import open_database
 
 
@@ -38,10 +41,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=_serve)
 
     ask = commands.add_parser("ask", help="answer one question about one file, in the terminal")
-    ask.add_argument("file", type=Path, help="the patient record: PDF, DOCX, TXT or MD")
+    ask.add_argument("file", type=Path, help="the patient record: PDF, DOCX, TXT, MD, FHIR JSON or C-CDA XML")
     ask.add_argument("question")
     _model_arguments(ask)
     ask.set_defaults(command=_ask)
+
+    extract = commands.add_parser("extract", help="print the text the model will see of one file, page by page")
+    extract.add_argument("file", type=Path, help="PDF, DOCX, TXT, MD, FHIR JSON or C-CDA XML")
+    extract.add_argument(
+        "--json", action="store_true", help="print the document as JSON: pages, sections, spans and its coverage"
+    )
+    extract.add_argument("--password", help="the password of an encrypted PDF")
+    extract.add_argument("--model", help="whose tokenizer counts the tokens of --json (default: the bundled model)")
+    extract.set_defaults(command=_extract)
     return parser
 
 
@@ -84,6 +96,25 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         elif isinstance(event, Notice):
             print(event.text, file=sys.stderr)
             return 1
+    return 0
+
+
+def _extract(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.ERROR)  # as for ask: the one-line reason says it all
+    try:
+        document = load(args.file, max_bytes=settings.max_upload_bytes, password=args.password)
+    except DocumentError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if args.json:
+        # The tokenizer loads from the checkpoint without the model's weights: seconds, not the model's load.
+        path = Path(settings.model) if settings.model else default_model_path()
+        tokenizer = Checkpoint(path).tokenizer()
+        document = with_tokens(document, lambda text: len(tokenizer.encode(text)))
+        print(document.model_dump_json(indent=2))
+    else:
+        # Without a question nothing is cut, so the budget and the token count play no part here.
+        print(assemble([document], budget=0, count_tokens=len).text)
     return 0
 
 

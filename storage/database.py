@@ -17,6 +17,12 @@ from storage.schema import SCHEMA_VERSION, Base
 # reaching this means something is stuck; until then a save should wait rather than fail.
 BUSY_TIMEOUT_S = 30.0
 
+# The statements that take a file from schema version N to N + 1, keyed on N.
+MIGRATIONS: dict[int, list[str]] = {
+    # The whole document beside its page texts; rows stored before it keep NULL.
+    1: ["ALTER TABLE documents ADD COLUMN content TEXT"],
+}
+
 
 class Database:
     """One SQLite file and the short-lived sessions the storage functions open on it."""
@@ -94,6 +100,10 @@ def _create_schema(engine: Engine, path: Path) -> None:
             raise RuntimeError(
                 f"{path} has schema version {version}, newer than this Clinidoc's {SCHEMA_VERSION}; upgrade Clinidoc."
             )
-        # Version 0 is a new file. Migrations from older versions go here, keyed on `version`.
+        # Version 0 is a new file, which create_all makes whole. An older file is brought up to date step by
+        # step first, since create_all adds missing tables but never a missing column.
+        for step in range(version, SCHEMA_VERSION) if version else ():
+            for statement in MIGRATIONS[step]:
+                conn.exec_driver_sql(statement)
         Base.metadata.create_all(conn)
         conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -32,6 +32,7 @@ class DocumentInfo(_Record):
     pages: int
     tokens: int
     page_texts: list[str]
+    content: str | None  # the caller's serialised document; None for rows older than schema version 2
     created_at: datetime
 
 

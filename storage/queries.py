@@ -37,8 +37,16 @@ def create_session(db: Database, title: str, user: str = "local") -> SessionInfo
 
 
 def add_document(
-    db: Database, session_id: int, name: str, sha256: str, kind: str, page_texts: list[str], tokens: int
+    db: Database,
+    session_id: int,
+    name: str,
+    sha256: str,
+    kind: str,
+    page_texts: list[str],
+    tokens: int,
+    content: str | None = None,
 ) -> DocumentInfo:
+    """`content`: the whole document serialised by the caller, kept as the string it is."""
     now = utc_now()
     with db.writing() as s:
         _touch(s, session_id, now)
@@ -50,6 +58,7 @@ def add_document(
             pages=len(page_texts),
             tokens=tokens,
             page_texts=page_texts,
+            content=content,
             created_at=now,
         )
         s.add(row)

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, ForeignKey, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Raise together with a migration step in storage/database.py whenever a table changes shape.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utc_now() -> datetime:
@@ -70,6 +70,9 @@ class DocumentRow(Base):
     pages: Mapped[int]
     tokens: Mapped[int]
     page_texts: Mapped[list[str]] = mapped_column(JSON)
+    # The whole document as the caller serialised it (sections, sources, coverage), opaque to storage.
+    # NULL for documents stored before schema version 2: their page texts still rebuild them.
+    content: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
+from pypdf import PdfWriter
 
 from app.assistant import Answer, AnswerDelta, Assistant, Notice, Upload, read_upload
 from app.settings import Settings
+from documents import Document
 from engine import ChatMessage, Event, GenerationParams, LocalEngine
 from prompts import disclaimer
 from storage import add_message, list_messages, open_database
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
+FHIR = "synthea_fhir_dennis_durgan.json"
+CCDA = "ccda_progress_note_adam_everyman.xml"
+TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 MAX_BYTES = 50 * 1024 * 1024
 
 
 class RecordingEngine:
-    """The real engine, noting each prompt it is asked to answer."""
+    """The real engine, noting each prompt it is asked to answer; `context_window` makes it claim a smaller
+    window than its own, so that a record of a few corpus files is too long for it."""
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine, context_window: int | None = None) -> None:
         self._engine = engine
+        self._context_window = context_window
         self.info = engine.info
         self.prompts: list[list[ChatMessage]] = []
 
     @property
     def context_window(self) -> int:
-        return self._engine.context_window
+        return self._context_window or self._engine.context_window
 
     def count_tokens(self, text: str) -> int:
         return self._engine.count_tokens(text)
@@ -107,24 +115,97 @@ def test_an_upload_with_no_readable_file_starts_no_session(assistant: Assistant,
     assert assistant.sessions() == []
 
 
-def test_a_record_too_long_for_the_model_is_answered_plainly_without_the_engine(
-    assistant: Assistant, engine: RecordingEngine, corpus: Path, tmp_path: Path
+def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_says_so(
+    local_engine: LocalEngine, corpus: Path, tmp_path: Path
 ) -> None:
-    long_record = tmp_path / "long.txt"
-    long_record.write_text(((corpus / RHINITIS).read_text() + "\n") * 200)  # about 40,000 words
-    view = assistant.start_session(read(long_record))
+    engine = RecordingEngine(local_engine, context_window=2048)
+    assistant = make_assistant(engine, tmp_path)
+    view = assistant.start_session(read(corpus / RHINITIS, corpus / FHIR, corpus / CCDA))
     assert view is not None and not view.record.fits
 
-    events = list(assistant.ask(view.session.id, "Summarise the record."))
+    *_, answer = assistant.ask(view.session.id, "What medications is she taking for allergic rhinitis?")
 
-    assert events == [
-        Notice(
-            text=f"This record has {view.record.tokens:,} tokens; the model can read {view.record.budget:,} at once. "
-            "Retrieval for long records is not available yet."
-        )
-    ]
+    assert isinstance(answer, Answer) and answer.retrieval_note is not None
+    assert answer.retrieval_note.startswith("Only part of the record was used")
+    assert answer.text.endswith(answer.retrieval_note)
+    prompt = engine.prompts[-1]
+    assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
+    assert "Allegra" in prompt[0].content + prompt[-1].content  # the rhinitis note's medication made the cut
+    _, stored = list_messages(assistant.db, view.session.id)
+    assert stored.text == answer.text
+
+
+def test_a_record_too_long_even_for_its_best_passage_is_not_put_to_the_model(
+    local_engine: LocalEngine, corpus: Path, tmp_path: Path
+) -> None:
+    # A window barely bigger than the answer and the prompt's own words leaves a few tokens: no passage fits.
+    engine = RecordingEngine(local_engine, context_window=190)
+    assistant = make_assistant(engine, tmp_path)
+    view = assistant.start_session(read(corpus / RHINITIS))
+    assert view is not None
+
+    [notice] = assistant.ask(view.session.id, "Summarise the record.")
+
+    assert isinstance(notice, Notice)
     assert engine.prompts == []
     assert list_messages(assistant.db, view.session.id) == []
+
+
+def test_structured_files_keep_their_sections_and_coverage_when_the_session_is_reopened(
+    engine: RecordingEngine, corpus: Path, tmp_path: Path
+) -> None:
+    view = make_assistant(engine, tmp_path).start_session(read(corpus / FHIR, corpus / CCDA))
+    assert view is not None
+
+    reopened = make_assistant(engine, tmp_path).open_session(view.session.id)
+
+    fhir, ccda = reopened.documents
+    assert (fhir.kind, ccda.kind) == ("fhir", "ccda")
+    coverage = reopened.coverage[fhir.id]
+    assert coverage.tokens is not None and coverage.tokens > 1000
+    assert {skipped.what for skipped in coverage.skipped} >= {"Claim"}
+    assert reopened.coverage == view.coverage
+    assert Document.model_validate_json(ccda.content or "").sections
+
+
+def test_an_encrypted_pdf_asks_for_its_password_and_joins_its_session_once_opened(
+    assistant: Assistant, corpus: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked.pdf"
+    writer = PdfWriter(clone_from=corpus / TKA_PDF)
+    writer.encrypt(user_password="secret", algorithm="AES-256")
+    writer.write(locked)
+    upload = read(locked, corpus / RHINITIS)
+    [failure] = upload.failures
+    assert failure.needs_password and failure.name == "locked.pdf"
+    view = assistant.start_session(upload)
+    assert view is not None
+
+    wrong = read_upload([(locked, "locked.pdf")], MAX_BYTES, password="guess")
+    assert wrong.failures[0].needs_password and "not correct" in wrong.failures[0].reason
+    opened = read_upload([(locked, "locked.pdf")], MAX_BYTES, password="secret")
+    view = assistant.add_documents(view.session.id, opened.documents)
+
+    assert [document.name for document in view.documents] == [RHINITIS, "locked.pdf"]
+    assert view.coverage[view.documents[1].id].pages == 2
+
+
+def test_reading_reports_each_page_and_a_cancel_drops_the_whole_upload(corpus: Path) -> None:
+    seen: list[tuple[str, int, int, int, int]] = []
+    cancel = threading.Event()
+
+    def progress(name: str, read: int, total: int, position: int, files: int) -> None:
+        seen.append((name, read, total, position, files))
+        cancel.set()  # as if the user clicked Cancel while the first file was read
+
+    whole = read_upload([(corpus / TKA_PDF, TKA_PDF)], MAX_BYTES, progress=lambda *report: seen.append(report))
+    assert [report[1:3] for report in seen] == [(1, 2), (2, 2)] and whole.documents
+    seen.clear()
+    files = [(corpus / TKA_PDF, TKA_PDF), (corpus / RHINITIS, RHINITIS)]
+    upload = read_upload(files, MAX_BYTES, progress=progress, cancel=cancel)
+
+    assert upload.cancelled and upload.documents == [] and upload.failures == []
+    assert seen == [(TKA_PDF, 1, 2, 1, 2)]
 
 
 def test_a_reopened_session_continues_its_conversation(

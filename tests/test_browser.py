@@ -16,12 +16,15 @@ from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pypdf import PdfWriter
 
 from prompts import disclaimer
 from storage import list_documents, list_messages, list_sessions, open_database
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
+FHIR = "synthea_fhir_dennis_durgan.json"
+TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 QUESTION = "What medications is she taking?"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -130,3 +133,27 @@ def test_a_clinician_uploads_a_record_asks_and_reopens_the_session(
     user, assistant = list_messages(db, session.id)
     assert (user.role, user.text) == ("user", QUESTION)
     assert assistant.role == "assistant" and assistant.text and assistant.disclaimer == disclaimer()
+
+
+def test_an_encrypted_pdf_is_opened_with_its_password_beside_a_fhir_file_and_both_show_their_coverage(
+    browser: Browser, server: Server, corpus: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked.pdf"
+    writer = PdfWriter(clone_from=corpus / TKA_PDF)
+    writer.encrypt(user_password="secret", algorithm="AES-256")
+    writer.write(locked)
+    page = open_page(browser, server, [])
+
+    page.locator("input[type=file]").set_input_files([locked, corpus / FHIR])
+    expect(page.locator(".upload-failed")).to_contain_text("locked.pdf: the PDF is password-protected", timeout=60_000)
+    expect(page.locator(".document-list")).to_contain_text(FHIR)
+    password = page.get_by_label("Password for locked.pdf")
+    password.fill("secret")
+    password.press("Enter")
+
+    documents = page.locator(".document-list")
+    expect(documents).to_contain_text("locked.pdf", timeout=60_000)
+    expect(documents).to_contain_text(FHIR)  # the file read first is still in the session
+    expect(page.get_by_label("Password for locked.pdf")).to_be_hidden()
+    documents.get_by_text("What was read").first.click()
+    expect(documents).to_contain_text("Not read: Claim ×31: billing record, not clinical")

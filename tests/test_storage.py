@@ -354,3 +354,56 @@ def test_results_are_detached_snapshots(db: storage.Database) -> None:
     page_texts.append("added later")
     assert document.page_texts == ["original"]
     assert storage.list_documents(db, session.id)[0].page_texts == ["original"]
+
+
+# The tables as schema version 1 made them: documents without their `content`.
+_VERSION_1 = """
+CREATE TABLE users (id INTEGER NOT NULL, name VARCHAR NOT NULL, created_at DATETIME NOT NULL,
+    PRIMARY KEY (id), UNIQUE (name));
+CREATE TABLE audit_events (id INTEGER NOT NULL, user VARCHAR NOT NULL, action VARCHAR NOT NULL, session_id INTEGER,
+    detail TEXT, created_at DATETIME NOT NULL, PRIMARY KEY (id));
+CREATE TABLE sessions (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, title TEXT NOT NULL,
+    created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, FOREIGN KEY(user_id) REFERENCES users (id));
+CREATE TABLE documents (id INTEGER NOT NULL, session_id INTEGER NOT NULL, name TEXT NOT NULL,
+    sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL, pages INTEGER NOT NULL, tokens INTEGER NOT NULL,
+    page_texts JSON NOT NULL, created_at DATETIME NOT NULL, PRIMARY KEY (id),
+    FOREIGN KEY(session_id) REFERENCES sessions (id) ON DELETE CASCADE);
+CREATE TABLE messages (id INTEGER NOT NULL, session_id INTEGER NOT NULL, role VARCHAR NOT NULL, text TEXT NOT NULL,
+    disclaimer TEXT, model VARCHAR, prompt_version VARCHAR, stats JSON, created_at DATETIME NOT NULL,
+    PRIMARY KEY (id), FOREIGN KEY(session_id) REFERENCES sessions (id) ON DELETE CASCADE);
+INSERT INTO users VALUES (1, 'local', '2024-01-01 00:00:00');
+INSERT INTO sessions VALUES (1, 1, 'old', '2024-01-01 00:00:00', '2024-01-01 00:00:00');
+INSERT INTO documents VALUES (1, 1, 'old.txt', '{sha}', 'txt', 2, 5, '["one", "two"]', '2024-01-01 00:00:00');
+PRAGMA user_version = 1;
+"""
+
+
+def test_the_whole_document_is_kept_beside_its_page_texts(db: storage.Database) -> None:
+    session = storage.create_session(db, "s")
+    content = '{"name": "a.json", "sections": [{"title": "Allergies"}]}'
+    stored = storage.add_document(db, session.id, "a.json", "2" * 64, "fhir", ["page"], 3, content=content)
+    without = storage.add_document(db, session.id, "b.txt", "3" * 64, "txt", ["page"], 1)
+
+    assert stored.content == content
+    assert without.content is None
+    assert [d.content for d in storage.list_documents(db, session.id)] == [content, None]
+
+
+def test_a_database_of_schema_version_1_is_migrated_and_its_documents_still_read(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with _raw(db_path) as conn:
+        conn.executescript(_VERSION_1.replace("{sha}", "4" * 64))
+    conn.close()
+
+    db = open_database(db_path)
+    [old] = storage.list_documents(db, 1)
+    assert (old.name, old.page_texts, old.content) == ("old.txt", ["one", "two"], None)
+    new = storage.add_document(db, 1, "new.txt", "5" * 64, "txt", ["three"], 1, content="{}")
+    assert storage.list_documents(db, 1) == [old, new]
+    db.close()
+
+    with _raw(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+    # Opening the migrated file again migrates nothing twice.
+    open_database(db_path).close()

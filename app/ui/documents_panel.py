@@ -1,4 +1,5 @@
-"""The documents panel: the upload that starts a session, then the session's documents and record size."""
+"""The documents panel: the upload that starts a session, its progress and cancel, a password for an encrypted
+PDF, then the session's documents, what of each was read, and the record size."""
 
 from __future__ import annotations
 
@@ -7,46 +8,85 @@ from typing import Any, Sequence
 
 import gradio as gr
 
-from app.assistant import FileFailure, SessionView
-from app.display import record_line
+from app.assistant import FileFailure, SessionView, Upload
+from app.display import coverage_lines, record_line
+from documents import Coverage
+from storage import DocumentInfo
 
-FILE_TYPES = [".pdf", ".docx", ".txt", ".md"]
+FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".json", ".xml"]
+
+# An encrypted PDF of the last upload, waiting for its password: [path on this machine, name the user gave it].
+LockedFile = list[str]
 
 
 class DocumentsPanel:
     def __init__(self) -> None:
         self.upload = gr.File(
-            label="Patient record (PDF, DOCX, TXT, MD)",
+            label="Patient record (PDF, DOCX, TXT, MD, FHIR JSON, C-CDA XML)",
             file_count="multiple",
             file_types=FILE_TYPES,
             height=150,
         )
+        # Shown only while an upload is being read.
+        self.cancel_button = gr.Button("Cancel reading", variant="stop", size="sm", visible=False)
+        with gr.Column(visible=False, elem_classes="unlock") as self.unlock:
+            self.password = gr.Textbox(type="password", max_lines=1, elem_id="pdf-password")
+            self.unlock_button = gr.Button("Open with this password", size="sm")
         self.summary = gr.HTML(elem_classes="documents-summary")
+        self.locked = gr.State([])
 
     @property
-    def outputs(self) -> list[gr.components.Component]:
-        return [self.upload, self.summary]
+    def outputs(self) -> list[Any]:
+        return [self.upload, self.unlock, self.password, self.summary, self.locked]
 
-    def show(self, view: SessionView | None, failures: Sequence[FileFailure] = ()) -> list[Any]:
+    def show(
+        self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
+    ) -> list[Any]:
         # The upload always starts a new session, so it is offered only while no session is open.
-        return [gr.File(value=None, visible=view is None), _summary(view, failures)]
+        waiting = f"Password for {locked[0][1]}" if locked else "Password"
+        return [
+            gr.File(value=None, visible=view is None),
+            gr.Column(visible=bool(locked)),
+            gr.Textbox(value="", label=waiting),
+            _summary(view, upload),
+            [list(file) for file in locked],
+        ]
 
 
-def _summary(view: SessionView | None, failures: Sequence[FileFailure]) -> str:
+def _summary(view: SessionView | None, upload: Upload | None) -> str:
     parts: list[str] = []
-    if failures:
-        items = "".join(f"<li><b>{escape(f.name)}</b>: {escape(f.reason)}</li>" for f in failures)
-        parts.append(f'<div class="upload-failed"><p>Not read:</p><ul>{items}</ul></div>')
+    if upload is not None and upload.cancelled:
+        parts.append('<p class="upload-failed">Reading was cancelled; nothing of that upload was kept.</p>')
+    if upload is not None and upload.failures:
+        parts.append(_failures(upload.failures))
     if view is None:
-        if not failures:
+        if not parts:
             parts.append('<p class="hint">Upload one or more files of one patient\'s record to start a session.</p>')
         return "".join(parts)
-    items = "".join(
-        f"<li><b>{escape(d.name)}</b> <span>{d.kind.upper()} · {d.pages} page{'s' * (d.pages != 1)} · "
-        f"{d.tokens:,} tokens</span></li>"
-        for d in view.documents
-    )
+    items = "".join(_document(d, view.coverage.get(d.id)) for d in view.documents)
     fits = "fits" if view.record.fits else "too-long"
     parts.append(f'<ul class="document-list">{items}</ul>')
     parts.append(f'<p class="record-size {fits}">{escape(record_line(view.record))}</p>')
     return "".join(parts)
+
+
+def _failures(failures: Sequence[FileFailure]) -> str:
+    items = "".join(
+        f"<li><b>{escape(f.name)}</b>: {escape(f.reason)}"
+        + (" — enter its password below to read it." if f.needs_password else "")
+        + "</li>"
+        for f in failures
+    )
+    return f'<div class="upload-failed"><p>Not read:</p><ul>{items}</ul></div>'
+
+
+def _document(info: DocumentInfo, coverage: Coverage | None) -> str:
+    head = (
+        f"<b>{escape(info.name)}</b> <span>{info.kind.upper()} · {info.pages} page{'s' * (info.pages != 1)} · "
+        f"{info.tokens:,} tokens</span>"
+    )
+    if coverage is None:
+        return f"<li>{head}</li>"
+    # Collapsed, so a session of many files still fits the panel; open it to see what was not read and why.
+    lines = "".join(f"<li>{escape(line)}</li>" for line in coverage_lines(coverage))
+    return f'<li>{head}<details class="coverage"><summary>What was read</summary><ul>{lines}</ul></details></li>'

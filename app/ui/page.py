@@ -3,14 +3,15 @@ session from one panel to the others."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
 
-from app.assistant import Assistant, FileFailure, SessionView, read_upload
+from app.assistant import Assistant, SessionView, Upload, UploadProgress, read_upload
 from app.ui.chat_panel import ChatPanel
-from app.ui.documents_panel import DocumentsPanel
+from app.ui.documents_panel import DocumentsPanel, LockedFile
 from app.ui.sessions_panel import SessionsPanel
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
 
@@ -30,6 +31,10 @@ class Page:
         self.assistant = assistant
         self.concurrent_answers = concurrent_answers
         self.max_upload_bytes = max_upload_bytes
+        # The cancel switch of the upload being read in each browser tab, by Gradio's session hash. Kept here,
+        # not in a gr.State, because State hands each event its own copy and the Cancel click must reach the
+        # very Event that the reading checks.
+        self._cancels: dict[str, threading.Event] = {}
         # Uploads are copied into Gradio's cache; once stored in the database they need not stay there.
         with gr.Blocks(title="Clinidoc", analytics_enabled=False, delete_cache=(3600, 3600)) as self.blocks:
             self.session_id = gr.State(None)
@@ -57,21 +62,34 @@ class Page:
         self.sessions.new_button.click(self._new, outputs=outputs)
         self.sessions.sessions.input(self._open, inputs=self.sessions.sessions, outputs=outputs)
         self.sessions.confirm_button.click(self._delete, inputs=self.session_id, outputs=outputs)
+        documents = self.documents
+        # Armed outside the queue, so Cancel works even while the upload still waits its turn.
+        reading = documents.upload.upload(self._arm, outputs=documents.cancel_button, queue=False)
         # Counting the record's tokens uses the model's tokenizer, so uploads queue with the answers.
-        self.documents.upload.upload(
-            self._start, inputs=self.documents.upload, outputs=outputs, concurrency_id="engine",
-            concurrency_limit=self.concurrent_answers,
+        reading = reading.then(
+            self._start, inputs=documents.upload, outputs=outputs, concurrency_id="engine",
+            concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
         )
+        reading.then(lambda: gr.Button(visible=False), outputs=documents.cancel_button, queue=False)
+        documents.cancel_button.click(self._cancel, queue=False)
+        unlock_inputs = [self.session_id, documents.password, documents.locked]
+        for unlocking in (documents.unlock_button.click, documents.password.submit):
+            unlocking(
+                self._unlock, inputs=unlock_inputs, outputs=outputs, concurrency_id="engine",
+                concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
+            )
         asked = self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers)
         # An answer makes its session the most recent one.
         asked.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
 
-    def _show(self, view: SessionView | None, failures: Sequence[FileFailure] = ()) -> list[Any]:
+    def _show(
+        self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
+    ) -> list[Any]:
         current = None if view is None else view.session.id
         return [
             current,
             *self.sessions.show(self.assistant.sessions(), current),
-            *self.documents.show(view, failures),
+            *self.documents.show(view, upload, locked),
             *self.chat.show(view),
             last_answer_text(None if view is None else last_stats(view.messages)),
         ]
@@ -82,10 +100,41 @@ class Page:
     def _open(self, session_id: int) -> list[Any]:
         return self._show(self.assistant.open_session(session_id))
 
-    def _start(self, paths: list[str] | None) -> list[Any]:
+    def _arm(self, request: gr.Request) -> Any:
+        self._cancels[request.session_hash] = threading.Event()
+        return gr.Button(visible=True)
+
+    def _cancel(self, request: gr.Request) -> None:
+        if (cancel := self._cancels.get(request.session_hash)) is not None:
+            cancel.set()
+
+    def _start(self, paths: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        cancel = self._cancels.get(request.session_hash) or threading.Event()
         # Gradio keeps each upload under its original file name, inside a folder of its own.
-        upload = read_upload([(path, Path(path).name) for path in paths or []], self.max_upload_bytes)
-        return self._show(self.assistant.start_session(upload), upload.failures)
+        files = [(path, Path(path).name) for path in paths or []]
+        try:
+            upload = read_upload(files, self.max_upload_bytes, progress=_reporter(progress), cancel=cancel)
+        finally:
+            self._cancels.pop(request.session_hash, None)
+        locked = [[path, name] for (path, name) in files if _needs_password(upload, name)]
+        return self._show(self.assistant.start_session(upload), upload, locked)
+
+    def _unlock(
+        self, session_id: int | None, password: str, locked: list[LockedFile], progress: gr.Progress = gr.Progress()
+    ) -> list[Any]:
+        """Read the first encrypted PDF waiting with `password`, into the open session or a new one."""
+        if not locked:
+            return self._show(None if session_id is None else self.assistant.open_session(session_id))
+        (path, name), rest = locked[0], locked[1:]
+        upload = read_upload([(path, name)], self.max_upload_bytes, password=password, progress=_reporter(progress))
+        if upload.documents and session_id is not None:
+            view = self.assistant.add_documents(session_id, upload.documents)
+        elif upload.documents:
+            view = self.assistant.start_session(upload)
+        else:
+            view = None if session_id is None else self.assistant.open_session(session_id)
+            rest = locked if _needs_password(upload, name) else rest  # a wrong password may be typed again
+        return self._show(view, upload, rest)
 
     def _delete(self, session_id: int) -> list[Any]:
         self.assistant.delete_session(session_id)
@@ -93,3 +142,15 @@ class Page:
 
     def _list_sessions(self, session_id: int | None) -> list[Any]:
         return self.sessions.show(self.assistant.sessions(), session_id)
+
+
+def _needs_password(upload: Upload, name: str) -> bool:
+    return any(failure.name == name and failure.needs_password for failure in upload.failures)
+
+
+def _reporter(progress: gr.Progress) -> UploadProgress:
+    def report(name: str, read: int, total: int, position: int, files: int) -> None:
+        of_files = f" (file {position} of {files})" if files > 1 else ""
+        progress((read, total), desc=f"Reading {name}{of_files}", unit="pages")
+
+    return report
