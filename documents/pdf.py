@@ -8,7 +8,7 @@ from io import BytesIO
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
-from documents import ocr
+from documents import ocr, reading_order
 from documents.document import Skipped
 from documents.errors import DocumentError, PasswordRequired
 from documents.progress import Progress
@@ -66,8 +66,9 @@ def read_pdf(
                 # Plain extraction, not pypdf's layout mode: layout mode keeps
                 # table rows on one line, but it splits a wrapped cell across
                 # lines with other columns in between, and pads with runs of
-                # spaces that cost tokens.
-                text = page.extract_text()
+                # spaces that cost tokens. A two-column page is read column
+                # by column (see reading_order).
+                text = reading_order.extract_text(page)
                 scanned = not text.strip() and _has_images(page)
             texts.append(scans.read(number) if scanned else text)
             progress.page_read(number, total)
