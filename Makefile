@@ -42,7 +42,11 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
-bench: install-dev
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m engine.bench
 
 clean:

@@ -61,7 +61,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--device", help="cpu (default) or cuda")
     parser.add_argument(
-        "--quantize", choices=["none", "bf16", "fp8"], help="how to hold the model's projections (default: none, as the checkpoint has them)"
+        "--quantize", choices=["none", "bf16", "fp8", "int8", "int4"], help="how to hold the model's projections (default: none, as the checkpoint has them)"
     )
     parser.add_argument("--context", type=int, help="context window in tokens; beyond the model's own, YaRN")
 

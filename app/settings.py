@@ -17,8 +17,10 @@ class Settings(BaseSettings):
     device: str = "cpu"  # or "cuda"
     # How the projections are stored. none: the checkpoint's precision, with lossless prompt-lookup drafting (2-4x
     # faster answers that quote the record). bf16: half the bytes a CPU reads per token (arithmetic stays fp32), no
-    # drafting. fp8: a quarter of the bytes, for fitting large models; slower on a CPU.
-    quantize: Literal["none", "bf16", "fp8"] = "none"
+    # drafting. fp8: a quarter of the bytes, for fitting large models; slower on a CPU. int8 / int4: a quarter /
+    # an eighth of the bytes through CPU weight-only kernels, the fastest CPU decoding, drafting kept (int4 suits
+    # GGUF Q4 checkpoints such as the bundled one; see docs/benchmarks.md for their logit error).
+    quantize: Literal["none", "bf16", "fp8", "int8", "int4"] = "none"
     context: int | None = None  # a context window beyond the model's own is reached with YaRN
     prefix_cache_mb: int = Field(1024, ge=0)  # KV of earlier requests kept so follow-ups skip re-reading the record
     # What drafts tokens for lossless speculative decoding: prompt-lookup copies from the record (no extra model),

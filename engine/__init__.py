@@ -22,7 +22,7 @@ from engine.types import (
 def load_engine(
     model: str | None = None,
     device: str = "cpu",
-    quantize: Literal["none", "bf16", "fp8"] = "none",
+    quantize: Literal["none", "bf16", "fp8", "int8", "int4"] = "none",
     context: int | None = None,
     prefix_cache_bytes: int = 1 << 30,
     drafter: DrafterKind = "prompt-lookup",

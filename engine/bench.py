@@ -1,12 +1,14 @@
 """Engine benchmarks, each against a peer run in this same process on the same weights.
 
-    python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: engine vs transformers
+    python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: vs transformers, llama.cpp
     python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
     python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
     python -m engine.bench --concurrent [--concurrency 1,2,4,8] [--new-tokens 64]   batched requests' throughput
 
-Dense compares time to first token and decode speed with `transformers` generate (default model SmolLM2-135M).
+Dense compares time to first token and decode speed of the engine (fp32, and with --quantize bf16, int8, int4) with
+`transformers` generate and, when llama-cpp-python is installed (`pip install -e .[bench]`), llama.cpp on the same
+GGUF file (default model SmolLM2-135M).
 `--moe` builds a tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and runs
 the same weights in transformers' Glm4MoeForCausalLM, with its per-expert loop ("eager") and its grouped matmul.
 `--fp8` loads SmolLM2 (when installed) and the tiny-but-wide MoE with BF16 weights and with block FP8 weights
@@ -44,8 +46,8 @@ WIDE_MOE = dict(
 )
 
 
-def bench_engine(engine: LocalEngine, ids: list[int], new_tokens: int) -> tuple[float, float]:
-    params = GenerationParams(max_new_tokens=new_tokens, ignore_eos=True)
+def bench_engine(engine: LocalEngine, ids: list[int], new_tokens: int, **params) -> tuple[float, float]:
+    params = GenerationParams(max_new_tokens=new_tokens, ignore_eos=True, **params)
     stats = [e for e in engine.generate(ids, params) if isinstance(e, Stats)][0]
     assert stats.generated_tokens == new_tokens
     return stats.ttft_s, stats.decode_tok_s
@@ -116,6 +118,42 @@ def wide_moe_checkpoint(directory: Path, tokenizer: Tokenizer):
     return reference
 
 
+def bench_llama_cpp(path: Path, ids: list[int], new_tokens: int, runs: int) -> tuple[float, float] | None:
+    """llama.cpp (llama-cpp-python, `pip install -e .[bench]`) on the same GGUF file and prompt ids: greedy
+    (argmax of the logits), exactly `new_tokens` tokens whatever they are, timed as the other runners are.
+    None when llama_cpp is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    import numpy as np
+
+    threads = torch.get_num_threads()
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=len(ids) + new_tokens, n_batch=512, n_threads=threads, n_threads_batch=threads,
+        verbose=False,
+    )
+    vocab = llm.n_vocab()
+
+    def next_token() -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,))
+        return int(logits.argmax())
+
+    def run() -> tuple[float, float]:
+        llm.reset()  # forget the previous run's tokens: the prompt is evaluated again from position 0
+        started = time.perf_counter()
+        llm.eval(ids)
+        token = next_token()
+        first_token_at = time.perf_counter()
+        for _ in range(new_tokens - 1):
+            llm.eval([token])
+            token = next_token()
+        finished = time.perf_counter()
+        return first_token_at - started, (new_tokens - 1) / (finished - first_token_at)
+
+    return median_runs(run, runs)
+
+
 def bench_dense(args) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -129,18 +167,43 @@ def bench_dense(args) -> None:
 
     text = args.prompt_file.read_text() if args.prompt_file else DEFAULT_PROMPT
     ids = engine.tokenizer.encode_chat([ChatMessage(role="user", content=text)])
-    ours = median_runs(lambda: bench_engine(engine, ids, args.new_tokens), args.runs)
-    theirs = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
-    # `--quantize bf16`: the same weights held as bf16, arithmetic in fp32.
-    served = LocalEngine(args.model, quantize="bf16")
-    served_timing = median_runs(lambda: bench_engine(served, ids, args.new_tokens), args.runs)
 
-    print(f"model: {engine.info.model_name} ({engine.info.precision}), threads: {torch.get_num_threads()}")
-    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, median of {args.runs} runs after a warm-up\n")
-    rows = [("clinidoc engine", *ours), ("transformers generate", *theirs)]
-    print_speed_table(rows, len(ids))
-    print(f"\nclinidoc engine with bf16 weights (--quantize bf16): time to first token {served_timing[0]:.3f} s, "
-          f"decode {served_timing[1]:.1f} tokens/s, {served_timing[1] / theirs[1]:.2f}x transformers' decode")
+    def uncached(served: LocalEngine) -> tuple[float, float]:
+        # Every run prefills the whole prompt, as the peers do (the prefix cache would keep the warm-up's), and
+        # decodes one token per forward pass (drafting is measured by --speculative).
+        served.prefix_cache.clear()
+        return bench_engine(served, ids, args.new_tokens, draft_tokens=0)
+
+    rows = [("clinidoc engine, fp32", *median_runs(lambda: uncached(engine), args.runs))]
+    del engine
+    # --quantize: bf16 weights × fp32 arithmetic, and int8 / int4 weights through the CPU weight-only kernels.
+    for quantize in ("bf16", "int8", "int4"):
+        served = LocalEngine(args.model, quantize=quantize)
+        timing = median_runs(lambda: uncached(served), args.runs)
+        rows.append((f"clinidoc engine, --quantize {quantize} ({served.info.precision.split('→ ')[-1]})", *timing))
+        del served
+    transformers = ("transformers generate, fp32", *median_runs(
+        lambda: bench_transformers(reference, ids, args.new_tokens), args.runs))
+    del reference
+    llama = bench_llama_cpp(path, ids, args.new_tokens, args.runs) if path.suffix == ".gguf" else None
+
+    print(f"model: {path.name}, threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens} (greedy, EOS ignored), "
+          f"median of {args.runs} runs after a warm-up\n")
+    peers = [transformers]
+    if llama is None:
+        print("llama.cpp: skipped (llama_cpp is not installed: pip install -e '.[bench]')\n")
+    else:
+        from llama_cpp import __version__ as llama_version
+
+        peers.append((f"llama.cpp {llama_version} (llama-cpp-python), the GGUF's own quants", *llama))
+    header = "| runner | time to first token (s) | prefill tokens/s | decode tokens/s |"
+    header += "".join(f" decode vs {name.split(' ')[0]} |" for name, _, _ in peers)
+    print(header)
+    print("|---" * (4 + len(peers)) + "|")
+    for name, ttft, decode in rows + peers:
+        ratios = "".join(f" {decode / peer_decode:.2f}x |" for _, _, peer_decode in peers)
+        print(f"| {name} | {ttft:.3f} | {len(ids) / ttft:.0f} | {decode:.1f} |{ratios}")
 
 
 def bench_moe(args, tokenizer: Tokenizer) -> None:

@@ -16,6 +16,7 @@ from engine.chat_templates import DEFAULT_TEMPLATES
 from engine.config import ModelConfig
 from engine.models import ARCHITECTURES
 from engine.models.llama import gguf_to_hf
+from engine.quantize import IntMode, build
 from engine.tokenizer import Tokenizer
 from engine.types import EngineError
 from engine.weights import load_weights
@@ -138,11 +139,13 @@ def load_model(
     dtype: torch.dtype,
     device: torch.device | str,
     weight_dtype: torch.dtype | None = None,
+    integer: IntMode | None = None,
 ) -> nn.Module:
     """Build the model `config` describes (the checkpoint's, perhaps quantized or stretched) without allocating
-    random weights, then give it the checkpoint's tensors one by one."""
+    random weights, then give it the checkpoint's tensors one by one. `integer` holds the projections as int8 or
+    int4 (engine/quantize.py)."""
     with torch.device("meta"):
-        model = ARCHITECTURES[config.architecture](config)
+        model = build(lambda: ARCHITECTURES[config.architecture](config), integer)
     load_weights(model, checkpoint.tensors(), dtype, device, weight_dtype)
     model.materialize_buffers(device)
     return model.eval()

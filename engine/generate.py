@@ -29,7 +29,7 @@ class LocalEngine:
         model: str | Path | None = None,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
-        quantize: Literal["fp8", "bf16"] | None = None,
+        quantize: Literal["fp8", "bf16", "int8", "int4"] | None = None,
         context: int | None = None,
         prefix_cache_bytes: int = 1 << 30,
         prefill_chunk: int = 512,
@@ -39,7 +39,9 @@ class LocalEngine:
         kv_dtype: torch.dtype | None = None,
     ):
         """`dtype` is what the model computes in. `quantize` stores the projections narrower while loading:
-        "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU).
+        "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU),
+        "int8" as int8 per output channel and "int4" as 4-bit groups of 32 with an int8 output head (CPU only,
+        weight-only kernels; engine/quantize.py).
         `context` beyond the model's window stretches it with YaRN. `prefix_cache_bytes` bounds the KV kept from
         earlier requests for reuse; prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
         activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
@@ -58,8 +60,13 @@ class LocalEngine:
         self.device = torch.device(device)
         self.dtype = dtype
         weight_dtype = torch.bfloat16 if quantize == "bf16" else None
+        integer = quantize if quantize in ("int8", "int4") else None
+        if integer and self.device.type != "cpu":
+            raise EngineError(f"{integer} weights run on CPU kernels; on a GPU use bf16 or fp8.")
+        # int8/int4 matmuls of up to NARROW_ROWS rows give each row what it gets alone (tests/test_quantize.py), so
+        # drafts verify exactly as one-token steps would: they are not narrow in that sense.
         self.narrow_weights = weight_dtype is not None and weight_dtype != dtype
-        self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype)
+        self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype, integer)
         self.tokenizer = checkpoint.tokenizer()
         compute = str(dtype).removeprefix("torch.")
         self.info = EngineInfo(
@@ -162,4 +169,4 @@ class LocalEngine:
 def _weights_label(quantize: str | None, fp8: bool) -> str:
     if fp8:
         return "FP8 blocks × "
-    return "bf16 weights × " if quantize == "bf16" else ""
+    return f"{quantize} weights × " if quantize in ("bf16", "int8", "int4") else ""

@@ -152,10 +152,14 @@ class Linear(nn.Linear):
 
 
 def linear(in_features: int, out_features: int, bias: bool = False, fp8: bool = False) -> nn.Module:
-    """A projection whose weight is held as loaded (full or half precision), or in block FP8 when quantized."""
+    """A projection whose weight is held as loaded (full or half precision), in block FP8 when quantized so, or in
+    int8/int4 when the model is built by `engine.quantize.build`."""
     if fp8:
         return Fp8Linear(in_features, out_features, bias=bias)
-    return Linear(in_features, out_features, bias=bias)
+    from engine.quantize import quantized_linear  # imported here: engine.quantize builds on this module
+
+    integer = quantized_linear(in_features, out_features, bias)
+    return integer if integer is not None else Linear(in_features, out_features, bias=bias)
 
 
 class GatedMLP(nn.Module):

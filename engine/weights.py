@@ -1,23 +1,25 @@
 """Putting checkpoint tensors into a model built on the meta device, one tensor at a time.
 
 A model may declare, by name, tensors kept in fp32 (`keep_fp32`) and checkpoint tensors that are slices of one
-of its stacked tensors (`stacked_name`, e.g. per-expert weights). Where the model holds a weight in block FP8
-and the checkpoint has it in full precision, the weight is quantized as it arrives (`--quantize fp8`), so the
-full-precision copy never exists beside the model.
+of its stacked tensors (`stacked_name`, e.g. per-expert weights). Where the model holds a weight in block FP8,
+int8 or int4 and the checkpoint has it in full precision, the weight is quantized as it arrives (`--quantize fp8`,
+`int8`, `int4`), so the full-precision copy never exists beside the model.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from engine.fp8 import FP8, quantize_block_fp8
+from engine.quantize import Int4Linear, Int8Linear
 from engine.types import EngineError
 
 SCALE_SUFFIX = "_scale_inv"
+INTEGER_LINEARS = (Int8Linear, Int4Linear)
 
 
 def load_weights(
@@ -32,13 +34,16 @@ def load_weights(
     projections = _projection_tensors(model)
     keep_fp32: tuple[str, ...] = getattr(model, "keep_fp32", ())
     stacked_name = getattr(model, "stacked_name", lambda name: (name, None))
+    # int8/int4 layers by name; their weight buffers keep the types the layer declares.
+    quantized = {name: module for name, module in model.named_modules() if isinstance(module, INTEGER_LINEARS)}
     stacks: dict[str, torch.Tensor] = {}
     filled: dict[str, set[int]] = defaultdict(set)
 
     def put(name: str, tensor: torch.Tensor, index: int | None) -> None:
         target = targets[name]
-        if target.dtype == FP8:
-            want = FP8
+        module_name, _, attr = name.rpartition(".")
+        if target.dtype == FP8 or (module_name in quantized and attr != "bias"):
+            want = target.dtype
         elif name.endswith(SCALE_SUFFIX) or name.endswith(keep_fp32):
             want = torch.float32
         elif name in projections and weight_dtype is not None:
@@ -59,6 +64,10 @@ def load_weights(
         name, index = stacked_name(checkpoint_name)
         if name not in targets:
             continue  # e.g. rotary tables some exporters save; the engine computes its own
+        module_name, _, attr = name.rpartition(".")
+        if module_name in quantized and attr == "weight":
+            _put_quantized(put, name, quantized[module_name], tensor.to(device))
+            continue
         if targets[name].dtype == FP8 and tensor.dtype != FP8:
             tensor, scale = quantize_block_fp8(tensor.to(device))
             put(name + SCALE_SUFFIX, scale, index)
@@ -68,12 +77,32 @@ def load_weights(
         if len(filled[name]) != tensor.shape[0]:
             raise EngineError(f"The checkpoint lacks some of the {tensor.shape[0]} experts of {name}.")
         _assign(model, name, tensor)
-    if getattr(model.config, "tie_word_embeddings", False):
+    tied_head = getattr(model.config, "tie_word_embeddings", False)
+    integer_head = quantized.get("lm_head")
+    if tied_head and integer_head is not None:
+        # An integer head cannot share the embedding's tensor: it holds its own quantized copy of it.
+        _put_quantized(put, "lm_head.weight", integer_head, _input_embedding(model).weight)
+    elif tied_head:
         filled["lm_head.weight"].add(0)
     missing = [name for name in targets if name not in filled]
     if missing:
         raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
-    model.tie_weights()
+    if integer_head is None:
+        model.tie_weights()
+
+
+def _put_quantized(
+    put: Callable[[str, torch.Tensor, int | None], None], name: str, layer: Int8Linear | Int4Linear, weight: torch.Tensor
+) -> None:
+    """Quantize a full-precision weight into the buffers of its int8/int4 layer."""
+    for suffix, tensor in layer.quantized(weight).items():
+        put(name + suffix, tensor, None)
+
+
+def _input_embedding(model: nn.Module) -> nn.Embedding:
+    """The token embedding a tied head reads (both architectures have exactly one)."""
+    (embedding,) = (m for m in model.modules() if isinstance(m, nn.Embedding))
+    return embedding
 
 
 def _projection_tensors(model: nn.Module) -> set[str]:
