@@ -129,7 +129,10 @@ class Scratch:
 
     def converted(self, site: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         buffer = self._buffers.get(site)
-        if buffer is None or buffer.numel() < tensor.numel() or buffer.dtype != dtype or buffer.device != tensor.device:
+        # A buffer made under inference mode (the scheduler's thread) cannot be written outside it.
+        stale = buffer is not None and buffer.is_inference() and not torch.is_inference_mode_enabled()
+        fits = buffer is not None and buffer.numel() >= tensor.numel() and buffer.dtype == dtype
+        if stale or not fits or buffer.device != tensor.device:
             buffer = torch.empty(tensor.numel(), dtype=dtype, device=tensor.device)
             self._buffers[site] = buffer
         return buffer[: tensor.numel()].view(tensor.shape).copy_(tensor)
