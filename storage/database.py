@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -80,15 +81,30 @@ def _on_begin(conn: Connection) -> None:
 def _enable_wal(engine: Engine, path: Path) -> None:
     # WAL is a property of the file, so setting it once covers every later connection. It cannot be
     # switched inside a transaction, hence the raw connection, which _on_connect left in autocommit.
+    # Two connections switching a new file at once both hold a read lock and both want the exclusive
+    # one; SQLite fails one of them at once rather than wait on a deadlock, so that one tries again.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = _set_wal(engine)
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    if mode != "wal":
+        raise RuntimeError(f"SQLite refused WAL mode for {path} (journal_mode is {mode!r}); keep it on a local disk.")
+
+
+def _set_wal(engine: Engine) -> str:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         [(mode,)] = cursor.fetchall()
+        return mode
     finally:
         raw.close()
-    if mode != "wal":
-        raise RuntimeError(f"SQLite refused WAL mode for {path} (journal_mode is {mode!r}); keep it on a local disk.")
 
 
 def _create_schema(engine: Engine, path: Path) -> None:

@@ -32,7 +32,7 @@ class DocumentsPanel:
         with gr.Column(visible=False, elem_classes="unlock") as self.unlock:
             self.password = gr.Textbox(type="password", max_lines=1, elem_id="pdf-password")
             self.unlock_button = gr.Button("Open with this password", size="sm")
-        self.summary = gr.HTML(elem_classes="documents-summary")
+        self.summary = gr.HTML(_summary(None, None), elem_classes="documents-summary")
         self.locked = gr.State([])
 
     @property

@@ -58,7 +58,9 @@ class Page:
             *self.chat.outputs,
             self.status.last_answer,
         ]
-        self.blocks.load(self._new, outputs=outputs)
+        # Only the list of sessions changes between page loads; redrawing the upload here would clear a file
+        # dropped on it before the load's answer arrived.
+        self.blocks.load(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
         self.sessions.new_button.click(self._new, outputs=outputs)
         self.sessions.sessions.input(self._open, inputs=self.sessions.sessions, outputs=outputs)
         self.sessions.confirm_button.click(self._delete, inputs=self.session_id, outputs=outputs)
