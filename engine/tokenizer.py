@@ -48,8 +48,23 @@ class Tokenizer:
         )
 
     def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        # The rendered template already holds every special token the model expects.
-        return self.encode(self.render_chat(messages))
+        """The chat as the model reads it, where only the template's own text can become control tokens.
+
+        The template is rendered around placeholders, then its pieces are encoded with special tokens parsed
+        and each message's content with them split into plain text: a document that contains `<|im_start|>`
+        or `<|eot_id|>` reaches the model as those characters, never as a new turn.
+        """
+        placeholders = [f"\x00{i}\x00" for i in range(len(messages))]
+        stand_ins = [m.model_copy(update={"content": p}) for m, p in zip(messages, placeholders)]
+        rendered = self.render_chat(stand_ins)
+        ids: list[int] = []
+        for placeholder, message in zip(placeholders, messages):
+            template, found, rendered = rendered.partition(placeholder)
+            if not found:
+                raise ValueError("the chat template changed a message's content; it cannot be encoded safely")
+            ids += self.encode(template)
+            ids += self.hf.encode(message.content, add_special_tokens=False, split_special_tokens=True)
+        return ids + self.encode(rendered)
 
 
 def _gguf_tokenizer_cache(path: Path) -> Path:

@@ -22,6 +22,12 @@ BUSY_TIMEOUT_S = 30.0
 MIGRATIONS: dict[int, list[str]] = {
     # The whole document beside its page texts; rows stored before it keep NULL.
     1: ["ALTER TABLE documents ADD COLUMN content TEXT"],
+    # What kind of message each is, and the citations and support checks of an answer or summary.
+    2: [
+        "ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat'",
+        "ALTER TABLE messages ADD COLUMN citations JSON NOT NULL DEFAULT '[]'",
+        "ALTER TABLE messages ADD COLUMN grounding JSON",
+    ],
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 Role = Literal["user", "assistant"]
+MessageKind = Literal["chat", "summary"]
 
 
 class _Record(BaseModel):
@@ -45,6 +46,9 @@ class MessageInfo(_Record):
     model: str | None
     prompt_version: str | None
     stats: dict[str, Any] | None
+    kind: MessageKind
+    citations: list[dict[str, Any]]
+    grounding: dict[str, Any] | None
     created_at: datetime
 
 

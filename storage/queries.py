@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.database import Database
-from storage.models import AuditEvent, DocumentInfo, MessageInfo, Role, SessionInfo
+from storage.models import AuditEvent, DocumentInfo, MessageInfo, MessageKind, Role, SessionInfo
 from storage.schema import AuditEventRow, DocumentRow, MessageRow, SessionRow, UserRow, utc_now
 
 
@@ -77,9 +77,14 @@ def add_message(
     model: str | None = None,
     prompt_version: str | None = None,
     stats: dict[str, Any] | None = None,
+    kind: str = "chat",
+    citations: list[dict[str, Any]] | None = None,
+    grounding: dict[str, Any] | None = None,
 ) -> MessageInfo:
     if role not in get_args(Role):
         raise ValueError(f"A message's role is 'user' or 'assistant', not {role!r}.")
+    if kind not in get_args(MessageKind):
+        raise ValueError(f"A message's kind is 'chat' or 'summary', not {kind!r}.")
     if role == "assistant" and not (disclaimer and disclaimer.strip()):
         raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
     now = utc_now()
@@ -93,6 +98,9 @@ def add_message(
             model=model,
             prompt_version=prompt_version,
             stats=stats,
+            kind=kind,
+            citations=citations or [],
+            grounding=grounding,
             created_at=now,
         )
         s.add(row)

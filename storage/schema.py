@@ -9,7 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, ForeignKey, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Raise together with a migration step in storage/database.py whenever a table changes shape.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utc_now() -> datetime:
@@ -95,6 +95,12 @@ class MessageRow(Base):
     model: Mapped[str | None]
     prompt_version: Mapped[str | None]
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # "chat" for questions and answers, "summary" for a structured summary of the record and its request.
+    kind: Mapped[str] = mapped_column(Text, server_default="chat")
+    # The spans of the record the message cites, and how its statements were checked against them; both
+    # are the caller's serialised models, opaque to storage. Empty and NULL for messages before version 3.
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, server_default="[]")
+    grounding: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

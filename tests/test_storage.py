@@ -374,8 +374,27 @@ CREATE TABLE messages (id INTEGER NOT NULL, session_id INTEGER NOT NULL, role VA
 INSERT INTO users VALUES (1, 'local', '2024-01-01 00:00:00');
 INSERT INTO sessions VALUES (1, 1, 'old', '2024-01-01 00:00:00', '2024-01-01 00:00:00');
 INSERT INTO documents VALUES (1, 1, 'old.txt', '{sha}', 'txt', 2, 5, '["one", "two"]', '2024-01-01 00:00:00');
+INSERT INTO messages VALUES (1, 1, 'assistant', 'Rest.', 'Check the record.', 'm', 'answer-v1', NULL,
+    '2024-01-01 00:00:00');
 PRAGMA user_version = 1;
 """
+
+
+def test_an_answer_keeps_its_citations_and_support_checks(db: storage.Database) -> None:
+    session = storage.create_session(db, "s")
+    citations = [{"number": 1, "document": "note.txt", "page": 2, "start": 10, "end": 24, "quote": "Allegra 60 mg"}]
+    grounding = {"sentences": [{"text": "She takes Allegra.", "label": "supported", "citations": [1]}]}
+    stored = storage.add_message(
+        db, session.id, "assistant", "She takes Allegra [1].", disclaimer="Check.", citations=citations,
+        grounding=grounding,
+    )
+    summary = storage.add_message(db, session.id, "assistant", "Summary", disclaimer="Check.", kind="summary")
+
+    assert storage.list_messages(db, session.id) == [stored, summary]
+    assert (stored.kind, stored.citations, stored.grounding) == ("chat", citations, grounding)
+    assert (summary.kind, summary.citations, summary.grounding) == ("summary", [], None)
+    with pytest.raises(ValueError, match="kind"):
+        storage.add_message(db, session.id, "assistant", "x", disclaimer="Check.", kind="note")
 
 
 def test_the_whole_document_is_kept_beside_its_page_texts(db: storage.Database) -> None:
@@ -389,7 +408,7 @@ def test_the_whole_document_is_kept_beside_its_page_texts(db: storage.Database) 
     assert [d.content for d in storage.list_documents(db, session.id)] == [content, None]
 
 
-def test_a_database_of_schema_version_1_is_migrated_and_its_documents_still_read(db_path: Path) -> None:
+def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     with _raw(db_path) as conn:
         conn.executescript(_VERSION_1.replace("{sha}", "4" * 64))
@@ -400,10 +419,12 @@ def test_a_database_of_schema_version_1_is_migrated_and_its_documents_still_read
     assert (old.name, old.page_texts, old.content) == ("old.txt", ["one", "two"], None)
     new = storage.add_document(db, 1, "new.txt", "5" * 64, "txt", ["three"], 1, content="{}")
     assert storage.list_documents(db, 1) == [old, new]
+    [message] = storage.list_messages(db, 1)
+    assert (message.text, message.kind, message.citations, message.grounding) == ("Rest.", "chat", [], None)
     db.close()
 
     with _raw(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
     # Opening the migrated file again migrates nothing twice.
     open_database(db_path).close()
