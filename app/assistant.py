@@ -10,9 +10,13 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pydantic import BaseModel
+import pydantic_core
+from pydantic import BaseModel, ValidationError
 
+from app.grounding import GroundedAnswer, ground
+from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
+from app.summary import SUMMARY_QUERY, ChartSummary, SummaryDraft, build_summary, draft_schema, summary_text
 from documents import (
     AssembledRecord,
     Cancelled,
@@ -22,6 +26,7 @@ from documents import (
     Page,
     PasswordRequired,
     assemble,
+    identify,
     load,
     with_tokens,
 )
@@ -45,6 +50,9 @@ from storage import (
 )
 
 ANSWER_TEMPLATE = "answer"
+SUMMARY_TEMPLATE = "summary"
+# What the stored conversation shows for the request of a summary.
+SUMMARY_REQUEST = "Summarise this record."
 
 
 class FileFailure(BaseModel):
@@ -84,6 +92,8 @@ class SessionView(BaseModel):
     coverage: dict[int, Coverage]
     messages: list[MessageInfo]
     record: RecordStatus
+    # Said before anything else: the documents may be about different patients.
+    warnings: list[str] = []
 
 
 class AnswerDelta(BaseModel):
@@ -95,13 +105,31 @@ class AnswerDelta(BaseModel):
 class Answer(BaseModel):
     """The finished answer, as stored."""
 
-    text: str  # ends with `retrieval_note` when there is one
+    text: str  # ends with its notes
     disclaimer: str
     model: str
     prompt_version: str
     stats: Stats
-    # Says that the model read only the passages most relevant to the question; None when it read the whole record.
-    retrieval_note: str | None = None
+    # Each sentence labelled supported or not by the spans of the record it cites.
+    grounding: GroundedAnswer
+    # What the model did not read: the part of the record or the oldest turns of the conversation left out.
+    notes: list[str] = []
+
+
+class SummaryProgress(BaseModel):
+    """The model's draft of a summary is this many tokens long so far."""
+
+    tokens: int
+
+
+class Summary(BaseModel):
+    """The finished structured summary, as stored."""
+
+    summary: ChartSummary
+    disclaimer: str
+    model: str
+    prompt_version: str
+    stats: Stats
 
 
 class Notice(BaseModel):
@@ -111,6 +139,7 @@ class Notice(BaseModel):
 
 
 AskEvent = AnswerDelta | Answer | Notice
+SummaryEvent = SummaryProgress | Summary | Notice
 
 
 # Called after each page with (file's name, pages read, pages in the file, position of the file, files in the upload).
@@ -162,6 +191,9 @@ class Assistant:
         self.params = GenerationParams(max_new_tokens=settings.max_new_tokens)
         bare = render(ANSWER_TEMPLATE, record="", question="")
         self.record_budget = engine.context_window - self.params.max_new_tokens - self._prompt_tokens(bare)
+        self.summary_tokens = settings.summary_tokens
+        bare = render(SUMMARY_TEMPLATE, record="")
+        self.summary_budget = engine.context_window - self.summary_tokens - self._prompt_tokens(bare)
 
     def sessions(self) -> list[SessionInfo]:
         return list_sessions(self.db, user=self.user)
@@ -208,8 +240,12 @@ class Assistant:
         be put to the model. An answer abandoned mid-stream is not stored.
         """
         record_event(self.db, self.user, "question", session_id)
+        if (boundary := scope_boundary(question)) is not None:
+            yield Notice(text=boundary)
+            record_event(self.db, self.user, "question_unanswered", session_id, detail="outside the record's scope")
+            return
         # Over the budget, the record is cut to the passages that rank best against the question.
-        documents = [_document(info) for info in list_documents(self.db, session_id)]
+        documents = self._documents(session_id)
         record = self._assemble(documents, query=question)
         # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
         if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
@@ -219,8 +255,15 @@ class Assistant:
             )
             record_event(self.db, self.user, "question_unanswered", session_id, detail="record too long")
             return
-        note = None if record.retrieval is None else record.retrieval.summary()
-        prompt = self._fit_history(record.text, list_messages(self.db, session_id), question)
+        # A summary restates the record the prompt already holds, at length; the conversation is the questions.
+        history = [message for message in list_messages(self.db, session_id) if message.kind == "chat"]
+        prompt, dropped = self._fit_history(record.text, history, question)
+        notes = [] if record.retrieval is None else [record.retrieval.summary()]
+        if dropped:
+            notes.append(
+                f"The {dropped:,} oldest of the {len(history) // 2:,} earlier exchanges did not fit beside the record "
+                "and were left out of what the model read."
+            )
         pieces: list[str] = []
         stats: Stats | None = None
         try:
@@ -237,13 +280,14 @@ class Assistant:
         assert stats is not None, "the engine ends every generation with its Stats"
         text = "".join(pieces).strip()
         answer = Answer(
-            # The note is part of the stored text, so a reopened session still says the answer read only part.
-            text=text if note is None else f"{text}\n\n{note}",
+            # The notes are part of the stored text, so a reopened session still says what the model did not read.
+            text="\n\n".join([text, *notes]),
             disclaimer=disclaimer(),
             model=self.engine.info.model_name,
             prompt_version=prompt.version,
             stats=stats,
-            retrieval_note=note,
+            grounding=ground(text, documents),
+            notes=notes,
         )
         add_message(self.db, session_id, "user", question)
         add_message(
@@ -255,9 +299,64 @@ class Assistant:
             model=answer.model,
             prompt_version=answer.prompt_version,
             stats=stats.model_dump(exclude={"kind"}),
+            citations=[citation.model_dump() for citation in answer.grounding.citations],
+            grounding=answer.grounding.model_dump(exclude={"citations"}),
         )
         record_event(self.db, self.user, "answer", session_id, detail=f"{answer.model} {answer.prompt_version}")
         yield answer
+
+    def summarize(self, session_id: int) -> Iterator[SummaryEvent]:
+        """Draft, check and store the structured summary of the session's record.
+
+        Yields SummaryProgress while the model drafts, then one Summary; a Notice when the record cannot be put to
+        the model at all.
+        """
+        record_event(self.db, self.user, "summary", session_id)
+        documents = self._documents(session_id)
+        record = assemble(documents, self.summary_budget, self.engine.count_tokens, query=SUMMARY_QUERY)
+        if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
+            yield Notice(text=f"The model can read only {record.budget:,} tokens at once, too few for this record.")
+            return
+        prompt = render(SUMMARY_TEMPLATE, record=record.text)
+        params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(documents))
+        pieces: list[str] = []
+        stats: Stats | None = None
+        for event in self.engine.generate(_chat(prompt), params):
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+                yield SummaryProgress(tokens=len(pieces))
+            else:
+                stats = event
+        assert stats is not None, "the engine ends every generation with its Stats"
+        notes = []
+        if record.retrieval is not None:
+            notes.append(
+                "The model drafted from part of the record, the passages on problems, medications, results and "
+                "plans; lists read from structured entries are complete."
+            )
+        if stats.finish_reason == "length":
+            notes.append(f"The model's draft reached its limit of {self.summary_tokens:,} tokens; later items are missing.")
+        chart = build_summary(documents, parse_draft("".join(pieces))).model_copy(update={"notes": notes})
+        summary = Summary(
+            summary=chart, disclaimer=disclaimer(), model=self.engine.info.model_name, prompt_version=prompt.version,
+            stats=stats,
+        )
+        add_message(self.db, session_id, "user", SUMMARY_REQUEST, kind="summary")
+        add_message(
+            self.db,
+            session_id,
+            "assistant",
+            summary_text(chart),
+            disclaimer=summary.disclaimer,
+            model=summary.model,
+            prompt_version=summary.prompt_version,
+            stats=stats.model_dump(exclude={"kind"}),
+            kind="summary",
+            citations=[citation.model_dump() for citation in chart.citations],
+            grounding=chart.model_dump(exclude={"citations"}),
+        )
+        record_event(self.db, self.user, "summary_done", session_id, detail=f"{summary.model} {prompt.version}")
+        yield summary
 
     def _view(self, session_id: int) -> SessionView:
         session = get_session(self.db, session_id)
@@ -265,13 +364,18 @@ class Assistant:
             raise SessionNotFound(session_id)
         stored = list_documents(self.db, session_id)
         documents = [_document(info) for info in stored]
+        mismatch = patient_mismatch([(document.name, identify(document)) for document in documents])
         return SessionView(
             session=session,
             documents=stored,
             coverage={info.id: doc.coverage for info, doc in zip(stored, documents) if doc.coverage is not None},
             messages=list_messages(self.db, session_id),
             record=self._status(self._assemble(documents)),
+            warnings=[] if mismatch is None else [mismatch],
         )
+
+    def _documents(self, session_id: int) -> list[Document]:
+        return [_document(info) for info in list_documents(self.db, session_id)]
 
     def _assemble(self, documents: list[Document], query: str | None = None) -> AssembledRecord:
         return assemble(documents, self.record_budget, self.engine.count_tokens, query=query)
@@ -281,14 +385,19 @@ class Assistant:
             tokens=record.tokens, budget=record.budget, context_window=self.engine.context_window, fits=record.fits
         )
 
-    def _fit_history(self, record: str, history: list[MessageInfo], question: str) -> RenderedPrompt:
-        """The answer prompt with as much of the conversation as fits, dropping the oldest turns first."""
+    def _fit_history(
+        self, record: str, history: list[MessageInfo], question: str
+    ) -> tuple[RenderedPrompt, int]:
+        """The answer prompt with as much of the conversation as fits, dropping the oldest exchanges first; and how
+        many exchanges were dropped."""
         turns = [PromptMessage(role=message.role, content=message.text) for message in history]
+        dropped = 0
         while True:
             prompt = render(ANSWER_TEMPLATE, record=record, question=question, history=turns)
             if not turns or self._prompt_tokens(prompt) + self.params.max_new_tokens <= self.engine.context_window:
-                return prompt
+                return prompt, dropped
             turns = turns[2:]  # a question and its answer leave together
+            dropped += 1
 
     def _prompt_tokens(self, prompt: RenderedPrompt) -> int:
         return self.engine.count_prompt_tokens(_chat(prompt))
@@ -304,6 +413,29 @@ def _document(info: DocumentInfo) -> Document:
         return Document.model_validate_json(info.content)
     pages = [Page(number=number, text=text) for number, text in enumerate(info.page_texts, start=1)]
     return Document(name=info.name, sha256=info.sha256, kind=info.kind, pages=pages)
+
+
+def parse_draft(text: str) -> SummaryDraft:
+    """The model's draft, keeping every item it finished when its tokens ran out before the JSON closed."""
+    values = pydantic_core.from_json(text or "{}", allow_partial=True)
+    draft: dict[str, object] = {}
+    for key, field in SummaryDraft.model_fields.items():
+        if key not in values:
+            continue
+        if isinstance(values[key], list):
+            item_type = field.annotation.__args__[0]  # type: ignore[union-attr]
+            draft[key] = [item for item in values[key] if _valid(item_type, item)]
+        elif isinstance(values[key], str):
+            draft[key] = values[key]
+    return SummaryDraft.model_validate(draft)
+
+
+def _valid(model: type[BaseModel], value: object) -> bool:
+    try:
+        model.model_validate(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _title(documents: list[Document]) -> str:

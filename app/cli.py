@@ -4,13 +4,16 @@ a file to see what the model will read of it."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
-from app.display import model_line, record_line, stats_line
+from app.display import model_line, record_line, report_lines, stats_line
+from app.evaluation import evaluate
 from app.settings import Settings
 from documents import DocumentError, assemble, load, with_tokens
 from engine import EngineError, load_engine
@@ -54,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--password", help="the password of an encrypted PDF")
     extract.add_argument("--model", help="whose tokenizer counts the tokens of --json (default: the bundled model)")
     extract.set_defaults(command=_extract)
+
+    evaluate = commands.add_parser(
+        "eval", help="summarise and question every document of a corpus with ground truth, and score the results"
+    )
+    evaluate.add_argument("corpus", type=Path, help="a folder of documents with truth/<document stem>.json beside them")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    _model_arguments(evaluate)
+    evaluate.set_defaults(command=_eval)
     return parser
 
 
@@ -115,6 +126,21 @@ def _extract(args: argparse.Namespace, settings: Settings) -> int:
     else:
         # Without a question nothing is cut, so the budget and the token count play no part here.
         print(assemble([document], budget=0, count_tokens=len).text)
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.ERROR)
+    if not (args.corpus / "truth").is_dir():
+        print(f"{args.corpus} has no truth/ folder of ground-truth files", file=sys.stderr)
+        return 2
+    # Scored sessions are not the user's: they go to a database of their own, gone when the run ends.
+    with tempfile.TemporaryDirectory(prefix="clinidoc-eval-") as scratch:
+        settings = settings.model_copy(update={"db_path": Path(scratch) / "eval.sqlite3"})
+        assistant = _assistant(settings)
+        progress = lambda name: print(f"Evaluating {name}…", file=sys.stderr, flush=True)  # noqa: E731
+        report = evaluate(assistant, args.corpus, settings.max_upload_bytes, progress).report()
+    print(json.dumps(report, indent=2) if args.json else "\n".join(report_lines(report)))
     return 0
 
 

@@ -1,5 +1,7 @@
 """The assistant's results as short plain-text lines, worded the same in the browser and the terminal."""
 
+from typing import Any
+
 from app.assistant import RecordStatus
 from documents import Coverage
 from engine import EngineInfo, Stats
@@ -59,3 +61,33 @@ def stats_line(stats: Stats) -> str:
     if stats.drafted:
         line += f" · {stats.accepted:,} of {stats.drafted:,} drafted tokens accepted"
     return line
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The evaluation report of `clinidoc eval` as tables for a terminal."""
+    lines = [
+        f"Model: {report['model']}",
+        f"Citation validity: {_percent(report['citation_validity'])} of {report['citations']:,} citations shown",
+        f"Answer accuracy: {_percent(report['qa_accuracy'])} of {report['qa_total']:,} questions",
+        "",
+        f"{'facts':<14}{'recall':>8}{'precision':>11}   " + "".join(f"{fmt:>14}" for fmt in report["by_format"]),
+    ]
+    for category, recall in report["fact_recall"].items():
+        per_format = "".join(
+            f"{_percent(rates['fact_recall'].get(category)):>14}" for rates in report["by_format"].values()
+        )
+        lines.append(
+            f"{category:<14}{_percent(recall):>8}{_percent(report['fact_precision'][category]):>11}   {per_format}"
+        )
+    lines += ["", "(per format: recall)", "", f"{'document':<46}{'format':>7}{'QA':>8}{'summary s':>11}{'answer s':>10}"]
+    for row in report["documents"]:
+        lines.append(
+            f"{row['document']:<46}{row['format']:>7}{row['qa_correct']:>4}/{row['qa_total']:<3}"
+            f"{row['summary_s']:>11.1f}{row['answer_s']:>10.1f}"
+        )
+        lines += [f"    {problem}" for problem in row["problems"]]
+    return lines
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)
+    # The model's part of a structured summary (its lists from free text, the narrative); long enough for the
+    # draft's item limits in most records, and a draft cut short keeps every item it finished.
+    summary_tokens: int = Field(1024, ge=1)
     max_upload_mb: int = Field(50, ge=1)
     user: str = "local"
 

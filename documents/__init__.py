@@ -3,9 +3,12 @@
 Every document comes with its provenance: where each line of a structured
 file came from, how cleaned text maps back to what was extracted, its sections
 and dates, and a coverage report of what was read and what was not (scanned
-pages OCR'd, or not and why). Reading reports its progress page by page and
-can be cancelled. A record longer than the model's budget is cut to the
-passages most relevant to the question, and says which pages it left out.
+pages OCR'd, or not and why). The clinical facts of a structured file
+(medications, allergies, conditions, results, ...) are read from its entries,
+each pointing to the line it was written into. Reading reports its progress
+page by page and can be cancelled. A record longer than the model's budget is
+cut to the passages most relevant to the question, and says which pages it
+left out.
 
 This package stands alone: it imports nothing from engine, storage, prompts or app.
 """
@@ -16,6 +19,8 @@ from documents.document import (
     Coverage,
     DateMention,
     Document,
+    Fact,
+    FactCategory,
     FhirSource,
     Page,
     Section,
@@ -26,6 +31,7 @@ from documents.document import (
 from documents.errors import Cancelled, DocumentError, PasswordRequired
 from documents.load import load
 from documents.offsets import OffsetMap
+from documents.patient import PatientIdentity, identify
 from documents.record import AssembledRecord, PageRef, RecordSpan, Retrieval, assemble
 
 __all__ = [
@@ -36,11 +42,14 @@ __all__ = [
     "DateMention",
     "Document",
     "DocumentError",
+    "Fact",
+    "FactCategory",
     "FhirSource",
     "OffsetMap",
     "Page",
     "PageRef",
     "PasswordRequired",
+    "PatientIdentity",
     "RecordSpan",
     "Retrieval",
     "Section",
@@ -48,6 +57,7 @@ __all__ = [
     "SourceSpan",
     "Span",
     "assemble",
+    "identify",
     "load",
     "with_tokens",
 ]

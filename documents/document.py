@@ -42,6 +42,8 @@ SectionKind = Literal[
 # What a date is the date of, when the words before it say so.
 DateLabel = Literal["note", "service", "admission", "discharge", "birth", "death"]
 
+FactCategory = Literal["medication", "allergy", "condition", "lab", "vital", "procedure", "immunization", "encounter"]
+
 
 class Span(BaseModel):
     """`text[start:end]` of page `page`."""
@@ -72,6 +74,23 @@ class SourceSpan(Span):
     """A line of the page and the part of the structured file it was written from."""
 
     source: Source
+
+
+class Fact(BaseModel):
+    """One clinical fact read from a structured entry (FHIR resource, C-CDA entry), never generated."""
+
+    category: FactCategory
+    name: str  # as the source writes it: "Atenolol 25 MG Oral Tablet", "Penicillin", "Hemoglobin"
+    date: str | None = None  # ISO YYYY-MM-DD (or YYYY / YYYY-MM when the source is coarser)
+    status: str | None = None  # active, resolved, completed, stopped, ... as the source says
+    value: str | None = None  # labs and vitals, as written: "13.2", "132/88", "Pending"
+    unit: str | None = None
+    dose: str | None = None  # medications: dose, route, frequency when the source gives them
+    route: str | None = None
+    frequency: str | None = None
+    reaction: str | None = None  # allergies
+    code: str | None = None  # "system|code" of the coded concept when there is one (LOINC, SNOMED, RxNorm)
+    span: Span  # the line of page text this fact was written into; its text must contain `name`
 
 
 class Page(BaseModel):
@@ -137,6 +156,8 @@ class Document(BaseModel):
     pages: list[Page]
     sections: list[Section] = []
     coverage: Coverage | None = None
+    # Read from the entries of a structured file (FHIR, C-CDA); none for free text.
+    facts: list[Fact] = []
 
     @property
     def char_count(self) -> int:
@@ -151,6 +172,7 @@ class Document(BaseModel):
         for section in self.sections:
             spans += section.spans
             spans += [mention.span for mention in section.dates]
+        spans += [fact.span for fact in self.facts]
         for span in spans:
             if span.page not in lengths or not span.start <= span.end <= lengths[span.page]:
                 raise ValueError(f"span {span.start}:{span.end} does not lie in page {span.page}")

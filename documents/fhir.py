@@ -1,7 +1,10 @@
 """FHIR R4 JSON, a Bundle or a single resource: every resource a dated line under a heading.
 
 A line keeps its resource's type and id as its source; the id itself stays out
-of the text, where it would cost the model tokens and tell it nothing.
+of the text, where it would cost the model tokens and tell it nothing. The
+clinical resources (allergies, conditions, medications, lab results and vital
+signs, procedures, immunizations, encounters) are also read as facts, each
+pointing to its resource's line.
 """
 
 import base64
@@ -13,13 +16,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from html.parser import HTMLParser
 from typing import Any
 
+from documents.cleaning import squeeze
 from documents.dates import iso_date
-from documents.document import FhirSource, SectionKind, Skipped
+from documents.document import Fact, FactCategory, FhirSource, SectionKind, Skipped
 from documents.errors import DocumentError
-from documents.lines import PageWriter, Structured
+from documents.lines import FactWithoutSpan, PageWriter, Structured
 
 DAMAGED = "the FHIR record is damaged or incomplete"
 NOT_JSON = "the file is not valid JSON; it may be damaged or incomplete"
@@ -72,6 +77,8 @@ _ENCOUNTER_CLASSES = {"AMB": "ambulatory", "EMER": "emergency", "IMP": "inpatien
 _INTERPRETATIONS = {"H": "high", "L": "low", "HH": "critically high", "LL": "critically low", "A": "abnormal",
                     "AA": "critically abnormal", "N": "normal", "POS": "positive", "NEG": "negative"}
 _PERIOD_UNITS = {"s": "second", "min": "minute", "h": "hour", "d": "day", "wk": "week", "mo": "month", "a": "year"}
+# LOINC codes of a blood pressure's components.
+_SYSTOLIC, _DIASTOLIC = "8480-6", "8462-4"
 
 
 def read_fhir(text: str, name: str) -> Structured:
@@ -89,7 +96,8 @@ def read_fhir(text: str, name: str) -> Structured:
         writer.heading(heading, _HEADINGS.get(heading))
         # Oldest first, as a chart reads; lines without a date after the dated ones.
         for line in sorted(lines, key=lambda line: (line.date is None, line.date or "")):
-            writer.line(f"{line.date} {line.text}" if line.date else line.text, line.source, keep_breaks=line.block)
+            text = f"{line.date} {line.text}" if line.date else line.text
+            writer.line(text, line.source, keep_breaks=line.block, facts=line.facts)
     skipped = [Skipped(what=what, count=count, reason=reason) for (what, reason), count in context.skipped.items()]
     return writer.finish(skipped)
 
@@ -158,6 +166,7 @@ class _Line:
     text: str
     source: FhirSource
     block: bool = False  # text with line breaks worth keeping: an attached note
+    facts: tuple[FactWithoutSpan, ...] = ()
 
 
 @dataclass
@@ -182,13 +191,16 @@ class _Context:
             source = FhirSource(resource_type=kind, id=_str(resource.get("id")))
             try:
                 written = list(_READERS.get(kind, _generic)(resource, self))
+                fact = _FACT_READERS[kind](resource, self) if kind in _FACT_READERS else None
             except (AttributeError, TypeError, ValueError, decimal.InvalidOperation):
                 # A resource that breaks the standard's shapes is left out,
                 # and said to be, rather than stopping the whole record.
                 self.skipped[(kind, "malformed resource")] += 1
                 return
-            for heading, date, text, block in written:
-                self.lines.setdefault(heading, []).append(_Line(date, text, source, block))
+            for position, (heading, date, text, block) in enumerate(written):
+                # A reader's first line is the one that names its resource.
+                facts = (fact,) if fact is not None and position == 0 else ()
+                self.lines.setdefault(heading, []).append(_Line(date, text, source, block, facts))
 
     def name(self, reference: object, within: Json) -> str | None:
         return self.references.name(reference, within)
@@ -242,7 +254,7 @@ def _allergy(resource: Json, context: _Context) -> Written:
 
 
 def _condition(resource: Json, context: _Context) -> Written:
-    onset = _date(resource.get("onsetDateTime")) or _date(_get(resource, "onsetPeriod", "start"))
+    onset = _onset(resource)
     text = _with_details(_concept(resource.get("code")) or "unnamed condition", _statuses(resource))
     if onset is None and (onset_text := _str(resource.get("onsetString"))):
         text += f"; onset {onset_text}"
@@ -255,36 +267,19 @@ def _condition(resource: Json, context: _Context) -> Written:
 
 
 def _medication(resource: Json, context: _Context) -> Written:
-    name = _concept(resource.get("medicationCodeableConcept"))
-    name = name or context.name(resource.get("medicationReference"), resource)
     details = [_str(resource.get("status"))]
     if (intent := _str(resource.get("intent"))) not in (None, "order"):
         details.append(intent)
-    text = _with_details(name or "unnamed medication", details)
-    dosages = _list(resource.get("dosageInstruction")) + _list(resource.get("dosage"))
-    text += "".join(f"; {dosage}" for d in dosages if (dosage := _dosage(d)))
+    text = _with_details(_medication_name(resource, context) or "unnamed medication", details)
+    text += "".join(f"; {dosage}" for d in _dosages(resource) if (dosage := _dosage(d)))
     reasons = _concepts(resource.get("reasonCode")) + context.names(resource.get("reasonReference"), resource)
     if reasons:
         text += f"; for {', '.join(reasons)}"
-    date = (
-        _date(resource.get("authoredOn"))
-        or _date(resource.get("effectiveDateTime"))
-        or _date(_get(resource, "effectivePeriod", "start"))
-        or _date(resource.get("dateAsserted"))
-    )
-    yield _MEDICATIONS, date, text, False
+    yield _MEDICATIONS, _prescribed(resource), text, False
 
 
 def _observation(resource: Json, context: _Context) -> Written:
-    categories = {code.lower() for category in _list(resource.get("category")) for code in _codes(category)}
-    if "laboratory" in categories:
-        heading = _LABS
-    elif categories & {"vital-signs", "vital-sign"}:
-        heading = _VITALS
-    elif "social-history" in categories:
-        heading = _SOCIAL
-    else:
-        heading = _OBSERVATIONS
+    heading = _observation_heading(resource)
     values = [value] if (value := _value(resource)) else []
     for component in _list(resource.get("component")):
         values.append(f"{_concept(component.get('code')) or 'component'} {_value(component) or 'no value'}")
@@ -322,8 +317,7 @@ def _procedure(resource: Json, context: _Context) -> Written:
         text += f"; for {', '.join(reasons)}"
     if outcome := _concept(resource.get("outcome")):
         text += f"; outcome: {outcome}"
-    date = _date(resource.get("performedDateTime")) or _date(_get(resource, "performedPeriod", "start"))
-    yield _PROCEDURES, date, text, False
+    yield _PROCEDURES, _performed(resource), text, False
 
 
 def _immunization(resource: Json, context: _Context) -> Written:
@@ -339,8 +333,7 @@ def _encounter(resource: Json, context: _Context) -> Written:
     details = [class_name or _ENCOUNTER_CLASSES.get(class_code or "", class_code)]
     if (status := _str(resource.get("status"))) not in (None, "finished"):
         details.append(status)
-    types = _concepts(resource.get("type"))
-    text = _with_details(types[0] if types else "encounter", details)
+    text = _with_details(_concept(_named(resource.get("type"))) or "encounter", details)
     start, end = _date(_get(resource, "period", "start")), _date(_get(resource, "period", "end"))
     if end and end != start:
         text += f"; until {end}"
@@ -406,6 +399,131 @@ _READERS: dict[str, Callable[[Json, _Context], Written]] = {
 }
 
 
+# --- Facts, one reader per resource type that holds them ----------------------------------
+
+
+def _allergy_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    reactions = [
+        name for reaction in _list(resource.get("reaction")) for name in _concepts(reaction.get("manifestation"))
+    ]
+    return _fact(
+        "allergy",
+        _concept(resource.get("code")),
+        resource.get("code"),
+        date=_date(resource.get("onsetDateTime")) or _date(resource.get("recordedDate")),
+        status=_status(resource),
+        reaction=", ".join(reactions) or None,
+    )
+
+
+def _condition_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    concept = resource.get("code")
+    return _fact("condition", _concept(concept), concept, date=_onset(resource), status=_status(resource))
+
+
+def _medication_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    dosage = next(iter(_dosages(resource)), {})
+    medication = context.references.resolve(resource.get("medicationReference"), resource)
+    concept = resource.get("medicationCodeableConcept") or _get(medication, "code")
+    how_often = _timing(dosage)
+    if as_needed := _as_needed(dosage):
+        how_often.append(as_needed)
+    return _fact(
+        "medication",
+        _medication_name(resource, context),
+        concept,
+        date=_prescribed(resource),
+        status=_str(resource.get("status")),
+        # Instructions written only as text stand for the dose.
+        dose=next(iter(_doses(dosage)), None) or _str(dosage.get("text")),
+        route=_concept(dosage.get("route")),
+        frequency=", ".join(how_often) or None,
+    )
+
+
+def _observation_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    category = _OBSERVATION_FACTS.get(_observation_heading(resource))
+    if category is None:
+        return None  # social history and other observations are lines only
+    value, unit = _measurement(resource)
+    return _fact(
+        category,
+        _concept(resource.get("code")),
+        resource.get("code"),
+        date=_effective(resource),
+        status=_str(resource.get("status")),
+        value=value,
+        unit=unit,
+    )
+
+
+def _procedure_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    concept, status = resource.get("code"), _str(resource.get("status"))
+    return _fact("procedure", _concept(concept), concept, date=_performed(resource), status=status)
+
+
+def _immunization_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    concept, status = resource.get("vaccineCode"), _str(resource.get("status"))
+    date = _date(resource.get("occurrenceDateTime"))
+    return _fact("immunization", _concept(concept), concept, date=date, status=status)
+
+
+def _encounter_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
+    concept, status = _named(resource.get("type")), _str(resource.get("status"))
+    date = _date(_get(resource, "period", "start"))
+    return _fact("encounter", _concept(concept), concept, date=date, status=status)
+
+
+_OBSERVATION_FACTS: dict[str, FactCategory] = {_LABS: "lab", _VITALS: "vital"}
+
+_FACT_READERS: dict[str, Callable[[Json, _Context], FactWithoutSpan | None]] = {
+    "AllergyIntolerance": _allergy_fact,
+    "Condition": _condition_fact,
+    "MedicationRequest": _medication_fact,
+    "MedicationStatement": _medication_fact,
+    "Observation": _observation_fact,
+    "Procedure": _procedure_fact,
+    "Immunization": _immunization_fact,
+    "Encounter": _encounter_fact,
+}
+
+
+def _fact(category: FactCategory, name: str | None, concept: object, **details: str | None) -> FactWithoutSpan | None:
+    """A fact about `name`, the words the resource's line names it with, and `concept`, its coded concept.
+
+    A resource that names nothing ("unnamed allergy" on its line) is no fact.
+    """
+    if name is None:
+        return None
+    # Named as the line shows it, squeezed onto one line.
+    return partial(Fact, category=category, name=squeeze(name), code=_code(concept), **details)
+
+
+def _measurement(observation: Json) -> tuple[str | None, str | None]:
+    """An observation's value and unit as its line writes them; a blood pressure's two components as "120/80"."""
+    if measured := _measured(observation.get("valueQuantity")):
+        return measured
+    components = {
+        code: component.get("valueQuantity")
+        for component in _list(observation.get("component"))
+        for code in _codes(component.get("code"))
+    }
+    systolic, diastolic = _measured(components.get(_SYSTOLIC)), _measured(components.get(_DIASTOLIC))
+    if systolic and diastolic:
+        return f"{systolic[0]}/{diastolic[0]}", systolic[1]
+    return _value(observation), None
+
+
+def _code(concept: object) -> str | None:
+    """"system|code" of a concept's first coding that has both."""
+    if not isinstance(concept, dict):
+        return None
+    for coding in _list(concept.get("coding")):
+        if (system := _str(coding.get("system"))) and (code := _str(coding.get("code"))):
+            return f"{system}|{code}"
+    return None
+
+
 # --- Pieces of resources ------------------------------------------------------------------
 
 
@@ -432,15 +550,28 @@ def _attachment(attachment: object, heading: str, date: str | None, context: _Co
         yield heading, date, (f"{title}:\n" if title else "") + text, True
 
 
-def _dosage(dosage: object) -> str | None:
-    if not isinstance(dosage, dict):
-        return None
+def _dosage(dosage: Json) -> str | None:
     if text := _str(dosage.get("text")):
         return text
+    parts = [f"dose {dose}" for dose in _doses(dosage)] + _timing(dosage)
+    if route := _concept(dosage.get("route")):
+        parts.append(route)
+    if as_needed := _as_needed(dosage):
+        parts.append(as_needed)
+    return ", ".join(part.strip() for part in parts) or None
+
+
+def _dosages(resource: Json) -> list[Json]:
+    return _list(resource.get("dosageInstruction")) + _list(resource.get("dosage"))
+
+
+def _doses(dosage: Json) -> list[str]:
+    return [dose for rate in _list(dosage.get("doseAndRate")) if (dose := _quantity(rate.get("doseQuantity")))]
+
+
+def _timing(dosage: Json) -> list[str]:
+    """How often: "2 times per day", and the timing's code ("BID") when it has one."""
     parts = []
-    for dose_and_rate in _list(dosage.get("doseAndRate")):
-        if dose := _quantity(dose_and_rate.get("doseQuantity")):
-            parts.append(f"dose {dose}")
     repeat = _get(dosage, "timing", "repeat")
     if isinstance(repeat, dict) and (frequency := repeat.get("frequency")) is not None:
         period, unit = repeat.get("period", 1), _PERIOD_UNITS.get(_str(repeat.get("periodUnit")) or "", "")
@@ -448,13 +579,14 @@ def _dosage(dosage: object) -> str | None:
         parts.append(f"{times} per {unit}" if period == 1 else f"{times} per {_number(period)} {unit}s")
     if timing := _concept(_get(dosage, "timing", "code")):
         parts.append(timing)
-    if route := _concept(dosage.get("route")):
-        parts.append(route)
+    return parts
+
+
+def _as_needed(dosage: Json) -> str | None:
     if dosage.get("asNeededBoolean") is True:
-        parts.append("as needed")
-    elif as_needed := _concept(dosage.get("asNeededCodeableConcept")):
-        parts.append(f"as needed for {as_needed}")
-    return ", ".join(part.strip() for part in parts) or None
+        return "as needed"
+    as_needed = _concept(dosage.get("asNeededCodeableConcept"))
+    return f"as needed for {as_needed}" if as_needed else None
 
 
 def _value(holder: Json) -> str | None:
@@ -480,11 +612,16 @@ def _value(holder: Json) -> str | None:
 
 
 def _quantity(quantity: object) -> str | None:
+    measured = _measured(quantity)
+    return " ".join(part for part in measured if part) if measured else None
+
+
+def _measured(quantity: object) -> tuple[str, str | None] | None:
+    """A quantity's number as written, with its comparator ("<0.5"), and its unit; None when it has no number."""
     if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), (int, Decimal)):
         return None
-    unit = _str(quantity.get("unit")) or _str(quantity.get("code")) or ""
-    comparator = _str(quantity.get("comparator")) or ""
-    return f"{comparator}{_number(quantity['value'])} {unit}".strip()
+    number = (_str(quantity.get("comparator")) or "") + _number(quantity["value"])
+    return number, _str(quantity.get("unit")) or _str(quantity.get("code"))
 
 
 def _number(value: object) -> str:
@@ -510,6 +647,44 @@ def _reference_range(range_: object) -> str | None:
 def _statuses(resource: Json) -> list[str | None]:
     verification = _concept(resource.get("verificationStatus"))
     return [_concept(resource.get("clinicalStatus")), None if verification == "confirmed" else verification]
+
+
+def _status(resource: Json) -> str | None:
+    """A condition's or allergy's one status: clinical, else verification ("refuted" has no clinical status)."""
+    return _concept(resource.get("clinicalStatus")) or _concept(resource.get("verificationStatus"))
+
+
+def _observation_heading(resource: Json) -> str:
+    categories = {code.lower() for category in _list(resource.get("category")) for code in _codes(category)}
+    if "laboratory" in categories:
+        return _LABS
+    if categories & {"vital-signs", "vital-sign"}:
+        return _VITALS
+    if "social-history" in categories:
+        return _SOCIAL
+    return _OBSERVATIONS
+
+
+def _medication_name(resource: Json, context: _Context) -> str | None:
+    name = _concept(resource.get("medicationCodeableConcept"))
+    return name or context.name(resource.get("medicationReference"), resource)
+
+
+def _onset(resource: Json) -> str | None:
+    return _date(resource.get("onsetDateTime")) or _date(_get(resource, "onsetPeriod", "start"))
+
+
+def _prescribed(resource: Json) -> str | None:
+    return (
+        _date(resource.get("authoredOn"))
+        or _date(resource.get("effectiveDateTime"))
+        or _date(_get(resource, "effectivePeriod", "start"))
+        or _date(resource.get("dateAsserted"))
+    )
+
+
+def _performed(resource: Json) -> str | None:
+    return _date(resource.get("performedDateTime")) or _date(_get(resource, "performedPeriod", "start"))
 
 
 def _effective(resource: Json) -> str | None:
@@ -640,6 +815,11 @@ def _concept(concept: object) -> str | None:
 
 def _concepts(concepts: object) -> list[str]:
     return [text for concept in _list(concepts) if (text := _concept(concept))]
+
+
+def _named(concepts: object) -> Json | None:
+    """The first of a list of concepts that has words."""
+    return next((concept for concept in _list(concepts) if _concept(concept)), None)
 
 
 def _codes(concept: object) -> set[str]:

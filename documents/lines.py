@@ -1,10 +1,16 @@
 """Writing one page of text from a structured file (FHIR, C-CDA): headings, then lines that know their source."""
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from documents.cleaning import squeeze
-from documents.document import Page, Section, SectionKind, Skipped, Source, SourceSpan, Span
+from documents.document import Fact, Page, Section, SectionKind, Skipped, Source, SourceSpan, Span
 from documents.sections import dates_in
+
+# A fact read from an entry, lacking only the span of the line it is written
+# into, which exists once the line is: `partial(Fact, category=..., name=...)`,
+# called with `span=`.
+FactWithoutSpan = Callable[..., Fact]
 
 
 @dataclass(frozen=True)
@@ -14,6 +20,7 @@ class Structured:
     page: Page
     sections: list[Section]
     skipped: list[Skipped]
+    facts: list[Fact]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class PageWriter:
         self._length = 0
         self._sources: list[SourceSpan] = []
         self._headings: list[_Heading] = []
+        self._facts: list[Fact] = []
 
     def heading(self, title: str, kind: SectionKind | None = None, code: str | None = None) -> None:
         if self._length:
@@ -39,8 +47,13 @@ class PageWriter:
         self._headings.append(_Heading(squeeze(title), kind, code, self._length))
         self._write(squeeze(title) + "\n")
 
-    def line(self, text: str, source: Source, keep_breaks: bool = False) -> None:
-        """Write `text` as one line; with `keep_breaks`, as its lines, which stay one source's span."""
+    def line(
+        self, text: str, source: Source, keep_breaks: bool = False, facts: Iterable[FactWithoutSpan] = ()
+    ) -> None:
+        """Write `text` as one line; with `keep_breaks`, as its lines, which stay one source's span.
+
+        `facts` are those read from the entries this line names; each gets the line's span.
+        """
         if keep_breaks:
             text = "\n".join(line for line in map(squeeze, text.splitlines()) if line)
         else:
@@ -50,6 +63,8 @@ class PageWriter:
         start = self._length
         self._write(text + "\n")
         self._sources.append(SourceSpan(page=1, start=start, end=start + len(text), source=source))
+        span = Span(page=1, start=start, end=start + len(text))
+        self._facts += [fact(span=span) for fact in facts]
 
     def finish(self, skipped: list[Skipped]) -> Structured:
         text = "".join(self._parts).rstrip("\n")
@@ -64,7 +79,7 @@ class PageWriter:
             sections.append(
                 Section(title=heading.title, kind=heading.kind, code=heading.code, spans=spans, dates=dates)
             )
-        return Structured(page=page, sections=sections, skipped=skipped)
+        return Structured(page=page, sections=sections, skipped=skipped, facts=self._facts)
 
     def _write(self, text: str) -> None:
         self._parts.append(text)

@@ -125,6 +125,7 @@ def _structured(name: str, sha256: str, kind: Kind, read: Structured) -> Documen
         pages=pages,
         sections=read.sections,
         coverage=measure(pages, [read.page.text], 0, read.skipped),
+        facts=read.facts,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import pytest
 
@@ -11,8 +12,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+# After the environment above: transformers reads it when imported.
+from engine import ChatMessage, Event, GenerationParams, LocalEngine  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+
+# The corpus's structured records, by format.
+FHIR_FILES = [
+    "synthea_fhir_asa_hermiston.json",
+    "synthea_fhir_dennis_durgan.json",
+    "synthea_fhir_marcos_delagarza.json",
+    "synthea_fhir_reyna_ziemann.json",
+]
+CCDA_FILES = [
+    "ccda_ccd_eve_betterhalf.xml",
+    "ccda_discharge_summary_isabella_jones.xml",
+    "ccda_progress_note_adam_everyman.xml",
+    "ccda_referral_note_eve_betterhalf.xml",
+]
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +42,29 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def local_engine():
     """The default SmolLM2-135M-Instruct engine, loaded once: loading takes seconds."""
-    from engine import LocalEngine
-
     return LocalEngine()
+
+
+class RecordingEngine:
+    """The real engine, noting each prompt it is asked to answer; `context_window` makes it claim a smaller
+    window than its own, so that a record of a few corpus files is too long for it."""
+
+    def __init__(self, engine: LocalEngine, context_window: int | None = None) -> None:
+        self._engine = engine
+        self._context_window = context_window
+        self.info = engine.info
+        self.prompts: list[list[ChatMessage]] = []
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window or self._engine.context_window
+
+    def count_tokens(self, text: str) -> int:
+        return self._engine.count_tokens(text)
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self._engine.count_prompt_tokens(messages)
+
+    def generate(self, prompt: Sequence[ChatMessage], params: GenerationParams) -> Iterator[Event]:
+        self.prompts.append(list(prompt))
+        return self._engine.generate(prompt, params)

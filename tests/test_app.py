@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 from pypdf import PdfWriter
 
 from app.assistant import Answer, AnswerDelta, Assistant, Notice, Upload, read_upload
+from app.grounding import verify
+from app.safety import DECISION_BOUNDARY
 from app.settings import Settings
 from documents import Document
-from engine import ChatMessage, Event, GenerationParams, LocalEngine
-from prompts import disclaimer
+from conftest import RecordingEngine
+from engine import LocalEngine
+from prompts import PromptMessage, disclaimer, render
 from storage import add_message, list_messages, open_database
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
@@ -21,31 +23,6 @@ FHIR = "synthea_fhir_dennis_durgan.json"
 CCDA = "ccda_progress_note_adam_everyman.xml"
 TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 MAX_BYTES = 50 * 1024 * 1024
-
-
-class RecordingEngine:
-    """The real engine, noting each prompt it is asked to answer; `context_window` makes it claim a smaller
-    window than its own, so that a record of a few corpus files is too long for it."""
-
-    def __init__(self, engine: LocalEngine, context_window: int | None = None) -> None:
-        self._engine = engine
-        self._context_window = context_window
-        self.info = engine.info
-        self.prompts: list[list[ChatMessage]] = []
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window or self._engine.context_window
-
-    def count_tokens(self, text: str) -> int:
-        return self._engine.count_tokens(text)
-
-    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self._engine.count_prompt_tokens(messages)
-
-    def generate(self, prompt: Sequence[ChatMessage], params: GenerationParams) -> Iterator[Event]:
-        self.prompts.append(list(prompt))
-        return self._engine.generate(prompt, params)
 
 
 @pytest.fixture
@@ -125,9 +102,10 @@ def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_
 
     *_, answer = assistant.ask(view.session.id, "What medications is she taking for allergic rhinitis?")
 
-    assert isinstance(answer, Answer) and answer.retrieval_note is not None
-    assert answer.retrieval_note.startswith("Only part of the record was used")
-    assert answer.text.endswith(answer.retrieval_note)
+    assert isinstance(answer, Answer)
+    [note] = answer.notes
+    assert note.startswith("Only part of the record was used")
+    assert answer.text.endswith(note)
     prompt = engine.prompts[-1]
     assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
     assert "Allegra" in prompt[0].content + prompt[-1].content  # the rhinitis note's medication made the cut
@@ -232,23 +210,82 @@ def test_a_reopened_session_continues_its_conversation(
 
 
 def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_it(
-    engine: RecordingEngine, corpus: Path, tmp_path: Path
+    local_engine: LocalEngine, corpus: Path, tmp_path: Path
 ) -> None:
-    # Reserving most of the window for the answer leaves room for the record and about one turn.
-    assistant = make_assistant(engine, tmp_path, max_new_tokens=7000)
+    turns = [(f"Question {turn}?", f"Answer {turn}: " + "Allegra 180 mg daily. " * 40) for turn in range(3)]
+    # A window with room for the record, the question, a 32-token answer and one earlier exchange.
+    sizing = make_assistant(RecordingEngine(local_engine), tmp_path / "sizing")
+    record = sizing._assemble([read(corpus / RHINITIS).documents[0]]).text
+    last = [PromptMessage(role="user", content=turns[2][0]), PromptMessage(role="assistant", content=turns[2][1])]
+    one_exchange = sizing._prompt_tokens(render("answer", record=record, question="Question 3?", history=last))
+    engine = RecordingEngine(local_engine, context_window=one_exchange + 32 + 10)
+    assistant = make_assistant(engine, tmp_path)
     view = assistant.start_session(read(corpus / RHINITIS))
     assert view is not None
-    for turn in range(3):
-        add_message(assistant.db, view.session.id, "user", f"Question {turn}?")
-        add_message(
-            assistant.db, view.session.id, "assistant", f"Answer {turn}: " + "Allegra 180 mg daily. " * 40,
-            disclaimer=disclaimer(),
-        )
+    for question, answer in turns:
+        add_message(assistant.db, view.session.id, "user", question)
+        add_message(assistant.db, view.session.id, "assistant", answer, disclaimer=disclaimer())
 
-    answering = assistant.ask(view.session.id, "Question 3?")
-    next(answering)  # the prompt is fixed once the answer starts
-    answering.close()
+    *_, answer = assistant.ask(view.session.id, "Question 3?")
 
     prompt = engine.prompts[-1]
     assert [message.content.split(":")[0] for message in prompt[1:]] == ["Question 2?", "Answer 2", "Question 3?"]
-    assert engine.count_prompt_tokens(prompt) + 7000 <= engine.context_window
+    assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
+    # The answer says what the model did not read, and so does its stored text.
+    assert isinstance(answer, Answer)
+    assert answer.notes == [
+        "The 2 oldest of the 3 earlier exchanges did not fit beside the record and were left out of what the model "
+        "read."
+    ]
+    assert list_messages(assistant.db, view.session.id)[-1].text.endswith(answer.notes[0])
+
+def test_an_answer_is_checked_sentence_by_sentence_and_stored_with_its_citations(
+    assistant: Assistant, corpus: Path
+) -> None:
+    upload = read(corpus / RHINITIS)
+    view = assistant.start_session(upload)
+    assert view is not None
+
+    *_, answer = assistant.ask(view.session.id, "What medications has she tried?")
+
+    assert isinstance(answer, Answer)
+    assert answer.grounding.sentences, "every answer is split into labelled sentences"
+    assert all(verify(citation, upload.documents) for citation in answer.grounding.citations)
+    stored = list_messages(assistant.db, view.session.id)[-1]
+    assert stored.citations == [citation.model_dump() for citation in answer.grounding.citations]
+    assert stored.grounding == answer.grounding.model_dump(exclude={"citations"})
+
+
+def test_a_question_outside_the_record_gets_a_boundary_without_asking_the_model(
+    engine: RecordingEngine, assistant: Assistant, corpus: Path
+) -> None:
+    view = assistant.start_session(read(corpus / RHINITIS))
+    assert view is not None
+
+    events = list(assistant.ask(view.session.id, "Should I increase her Allegra dose?"))
+
+    assert events == [Notice(text=DECISION_BOUNDARY)]
+    assert engine.prompts == [] and list_messages(assistant.db, view.session.id) == []
+
+
+def test_a_stored_summary_stays_out_of_the_conversation_the_model_reads(
+    engine: RecordingEngine, assistant: Assistant, corpus: Path
+) -> None:
+    view = assistant.start_session(read(corpus / RHINITIS))
+    assert view is not None
+    add_message(assistant.db, view.session.id, "user", "Summarise this record.", kind="summary")
+    add_message(assistant.db, view.session.id, "assistant", "**Problems** ...", disclaimer=disclaimer(), kind="summary")
+
+    *_, answer = assistant.ask(view.session.id, "What medications has she tried?")
+
+    assert [message.role for message in engine.prompts[-1]] == ["system", "user"]
+
+
+def test_documents_about_different_patients_are_flagged_when_the_session_opens(
+    assistant: Assistant, corpus: Path
+) -> None:
+    view = assistant.start_session(read(corpus / "ccda_ccd_eve_betterhalf.xml", corpus / CCDA))
+
+    assert view is not None
+    [warning] = view.warnings
+    assert "different patients" in warning and "ccda_ccd_eve_betterhalf.xml" in warning

@@ -8,21 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import CCDA_FILES, FHIR_FILES
 
 from documents import CcdaSource, Document, DocumentError, FhirSource, load
 
-FHIR_FILES = [
-    "synthea_fhir_asa_hermiston.json",
-    "synthea_fhir_dennis_durgan.json",
-    "synthea_fhir_marcos_delagarza.json",
-    "synthea_fhir_reyna_ziemann.json",
-]
-CCDA_FILES = [
-    "ccda_ccd_eve_betterhalf.xml",
-    "ccda_discharge_summary_isabella_jones.xml",
-    "ccda_progress_note_adam_everyman.xml",
-    "ccda_referral_note_eve_betterhalf.xml",
-]
 ASA = "synthea_fhir_asa_hermiston.json"
 CCD = "ccda_ccd_eve_betterhalf.xml"
 DISCHARGE = "ccda_discharge_summary_isabella_jones.xml"

@@ -1,4 +1,5 @@
-"""The chat panel: questions about the open record, answers streamed with the disclaimer under each."""
+"""The chat panel: questions about the open record and its structured summary, answers streamed, each with its
+sources and the disclaimer under it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, SessionView
+from app.assistant import Answer, AnswerDelta, Assistant, Notice, SessionView, Summary, SummaryProgress
+from app.grounding import GroundedAnswer
+from app.summary import ChartSummary
+from app.ui.citations import answer_html, summary_html
 from app.ui.status_bar import last_answer_text
 from storage import MessageInfo
 
@@ -35,14 +39,16 @@ class ChatPanel:
             submit_btn=ASK,
             interactive=False,
         )
+        self.summarize_button = gr.Button("Summarise the record", size="sm", interactive=False)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
-        return [self.chatbot, self.question]
+        return [self.chatbot, self.question, self.summarize_button]
 
     def show(self, view: SessionView | None) -> list[Any]:
         history = [] if view is None else [_bubble(message) for message in view.messages]
-        return [history, gr.Textbox(value="", interactive=view is not None)]
+        open_ = view is not None
+        return [history, gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_)]
 
     def register(self, session_id: gr.State, last_answer: gr.Markdown, concurrency: int) -> gr.events.Dependency:
         """Wire the question box; returns the ask event so the page can chain on it."""
@@ -57,6 +63,14 @@ class ChatPanel:
         )
         # Stopping closes the stream, and an answer abandoned mid-stream is not stored.
         self.question.stop(None, cancels=[asking])
+        self.summarize_button.click(
+            self.summarize,
+            inputs=[session_id, self.chatbot],
+            outputs=[self.chatbot, last_answer],
+            concurrency_id="engine",
+            concurrency_limit=concurrency,
+            show_progress="minimal",
+        )
         # Runs whether the answer finished or was stopped.
         return asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
 
@@ -74,17 +88,39 @@ class ChatPanel:
                 answer += event.text
                 yield [*history, _assistant(answer)], gr.skip(), gr.skip()
             elif isinstance(event, Answer):
-                done = _assistant(_answer(event.text, event.disclaimer))
+                done = _assistant(_answer(answer_html(event.text, event.grounding), event.disclaimer))
                 yield [*history, done], gr.skip(), last_answer_text(event.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not answered.</b> {escape(event.text)}</p>'
                 yield [*history, _assistant(notice)], gr.skip(), gr.skip()
 
 
+    def summarize(self, session_id: int | None, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
+        if session_id is None:
+            return
+        history = [*history, {"role": "user", "content": "Summarise this record."}]
+        for event in self.assistant.summarize(session_id):
+            if isinstance(event, SummaryProgress):
+                drafting = f'<p class="hint">Drafting the summary: {event.tokens:,} tokens so far…</p>'
+                yield [*history, _assistant(drafting)], gr.skip()
+            elif isinstance(event, Summary):
+                done = _assistant(_answer(summary_html(event.summary), event.disclaimer))
+                yield [*history, done], last_answer_text(event.stats)
+            elif isinstance(event, Notice):
+                notice = f'<p class="notice"><b>Not summarised.</b> {escape(event.text)}</p>'
+                yield [*history, _assistant(notice)], gr.skip()
+
+
 def _bubble(message: MessageInfo) -> dict[str, str]:
-    if message.role == "assistant" and message.disclaimer:
-        return _assistant(_answer(message.text, message.disclaimer))
-    return {"role": message.role, "content": message.text}
+    if message.role == "user" or not message.disclaimer:
+        return {"role": message.role, "content": message.text}
+    if message.kind == "summary" and message.grounding is not None:
+        summary = ChartSummary.model_validate({**message.grounding, "citations": message.citations})
+        return _assistant(_answer(summary_html(summary), message.disclaimer))
+    if message.grounding is not None:
+        grounding = GroundedAnswer.model_validate({**message.grounding, "citations": message.citations})
+        return _assistant(_answer(answer_html(message.text, grounding), message.disclaimer))
+    return _assistant(_answer(escape(message.text), message.disclaimer))
 
 
 def _assistant(content: str) -> dict[str, str]:

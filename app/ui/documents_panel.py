@@ -63,6 +63,7 @@ def _summary(view: SessionView | None, upload: Upload | None) -> str:
         if not parts:
             parts.append('<p class="hint">Upload one or more files of one patient\'s record to start a session.</p>')
         return "".join(parts)
+    parts += [f'<p class="patient-warning"><b>Warning:</b> {escape(warning)}</p>' for warning in view.warnings]
     items = "".join(_document(d, view.coverage.get(d.id)) for d in view.documents)
     fits = "fits" if view.record.fits else "too-long"
     parts.append(f'<ul class="document-list">{items}</ul>')

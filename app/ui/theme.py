@@ -31,11 +31,24 @@ CSS = """
 .documents-summary .record-size.too-long, .documents-summary .upload-failed :is(p, li) { color: #b91c1c; }
 .upload-failed ul { margin: 0.25rem 0 0.5rem 1rem; }
 .hint { color: var(--body-text-color-subdued); }
+.patient-warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; font-size: 0.9rem; }
 #chat .disclaimer {
   margin-top: 0.6rem; padding-top: 0.4rem; border-top: 1px solid var(--border-color-primary);
   font-size: 0.8rem; font-style: italic; color: var(--body-text-color-subdued);
 }
 #chat .notice { color: #92400e; }
+#chat .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
+#chat .unsupported { background: #fef2f2; text-decoration: underline dotted #b91c1c; }
+#chat .support-label {
+  margin-left: 0.3rem; padding: 0 0.3rem; border-radius: 3px; font-size: 0.75rem;
+  background: #fee2e2; color: #991b1b; white-space: nowrap;
+}
+#chat .summary h4 { margin: 0.8rem 0 0.2rem; }
+#chat .summary .quote { display: block; font-size: 0.8rem; color: var(--body-text-color-subdued); }
+#chat .summary .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
+#chat .sources { margin-top: 0.6rem; font-size: 0.85rem; }
+#chat .sources .where { font-weight: 600; }
+#chat .sources mark { background: #fef9c3; }
 /* Clearing the chat view would look like deleting the conversation, which stays stored;
    "Delete this session" is the one way to remove it. */
 #chat button[aria-label="Clear"] { display: none; }

@@ -1,0 +1,79 @@
+"""Answers and summaries as the chat shows them: each statement with its numbered sources or marked as not
+supported by the record, and the sources listed under it with the page and the words that support it."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Sequence
+
+from app.grounding import Citation, GroundedAnswer, SentenceSupport
+from app.summary import ChartSummary, SummaryItem, unsupported_label
+
+NOT_SUPPORTED = "not supported by the record"
+
+
+def answer_html(text: str, grounding: GroundedAnswer) -> str:
+    """`text` with its sentences marked: the sentences' offsets point into it, and what follows the last one
+    (the notes on what the model did not read) is shown as it is."""
+    parts: list[str] = []
+    position = 0
+    for sentence in grounding.sentences:
+        parts.append(escape(text[position : sentence.start]))
+        parts.append(_sentence(sentence))
+        position = sentence.end
+    parts.append(escape(text[position:]))
+    return "".join(parts) + _sources(grounding.citations)
+
+
+def summary_html(summary: ChartSummary) -> str:
+    parts = [f'<p class="warning"><b>Warning:</b> {escape(warning)}</p>' for warning in summary.warnings]
+    if summary.patient:
+        parts.append(_list("Patient", summary.patient))
+    for section in summary.sections:
+        if section.items:
+            more = f"<li class=\"more\">… and {section.more:,} earlier, in the record</li>" if section.more else ""
+            parts.append(_list(section.title, section.items, more))
+    if summary.narrative:
+        narrative = " ".join(_sentence(sentence) for sentence in summary.narrative)
+        parts.append(f"<h4>Narrative</h4><p>{narrative}</p>")
+    parts += [f'<p class="note">{escape(note)}</p>' for note in summary.notes]
+    return '<div class="summary">' + "".join(parts) + "</div>" + _sources(summary.citations)
+
+
+def _list(title: str, items: Sequence[SummaryItem], more: str = "") -> str:
+    return f"<h4>{escape(title)}</h4><ul>" + "".join(_item(item) for item in items) + more + "</ul>"
+
+
+def _item(item: SummaryItem) -> str:
+    origin = "read from a structured entry" if item.origin == "record" else "drafted by the model"
+    if item.citation is not None:
+        return f'<li title="{origin}">{escape(item.text)} {_reference(item.citation)}</li>'
+    return (
+        f'<li class="unsupported" title="{origin}">{escape(item.text)} '
+        f'<span class="support-label">{escape(unsupported_label(item))}</span>'
+        f'<span class="quote">quoted: “{escape(item.quote or "")}”</span></li>'
+    )
+
+
+def _sentence(sentence: SentenceSupport) -> str:
+    text = escape(sentence.text)
+    if sentence.label == "supported":
+        return text + "".join(_reference(number) for number in sentence.citations)
+    if sentence.label == "not_supported":
+        return f'<span class="unsupported">{text} <span class="support-label">{NOT_SUPPORTED}</span></span>'
+    return text
+
+
+def _reference(number: int) -> str:
+    return f'<sup class="cite">[{number}]</sup>'
+
+
+def _sources(citations: Sequence[Citation]) -> str:
+    if not citations:
+        return ""
+    items = "".join(
+        f'<li value="{c.number}"><span class="where">{escape(c.document)}, page {c.page}</span> '
+        f"<mark>{escape(c.quote.strip())}</mark></li>"
+        for c in citations
+    )
+    return f'<details class="sources" open><summary>Sources ({len(citations)})</summary><ol>{items}</ol></details>'

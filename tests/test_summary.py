@@ -1,0 +1,204 @@
+"""The structured summary: facts read from FHIR and C-CDA entries, drafted items checked against the record, and the
+whole pipeline with the real model, its grammar and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import CCDA_FILES, FHIR_FILES, RecordingEngine
+
+from app.assistant import Assistant, Summary, SummaryProgress, parse_draft, read_upload
+from app.evaluation import compare_facts
+from app.grounding import verify
+from app.settings import Settings
+from app.summary import (
+    SummaryDraft,
+    build_summary,
+    draft_schema,
+    summary_text,
+)
+from documents import load
+from engine import LocalEngine
+from prompts import disclaimer
+from storage import list_messages, open_database
+
+RHINITIS = "mtsamples_allergic_rhinitis.txt"
+STRUCTURED = FHIR_FILES + CCDA_FILES
+
+
+def truth(corpus: Path, name: str) -> dict:
+    return json.loads((corpus / "truth" / f"{Path(name).stem}.json").read_text())
+
+
+# Truth facts that no coded entry of their C-CDA document gives: only its free-text sections state them (see
+# tests/test_documents_facts.py), so only the model's draft can list them.
+NARRATIVE_ONLY = {
+    "ccda_ccd_eve_betterhalf.xml": {"conditions": 1},
+    "ccda_discharge_summary_isabella_jones.xml": {"labs": 9},
+    "ccda_progress_note_adam_everyman.xml": {"conditions": 6},
+    "ccda_referral_note_eve_betterhalf.xml": {"conditions": 3},
+}
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_structured_records_give_every_coded_truth_fact_read_from_their_entries(corpus: Path, name: str) -> None:
+    document = load(corpus / name)
+    # No model at all: the lists of a structured record are read, not written.
+    summary = build_summary([document], SummaryDraft())
+
+    counts = compare_facts(summary, truth(corpus, name)["facts"])
+    missed = {category: c.truth - c.found for category, c in counts.items() if c.found != c.truth}
+    assert missed == NARRATIVE_ONLY.get(name, {})
+    assert all(item.origin == "record" for _, item in summary.shown_as_fact())
+    assert summary.citations and all(verify(citation, [document]) for citation in summary.citations)
+    assert all(citation.match == "record" for citation in summary.citations)
+
+
+def test_a_long_list_shows_its_latest_entries_and_says_how_many_more(corpus: Path) -> None:
+    document = load(corpus / "synthea_fhir_dennis_durgan.json")
+    sections = {section.key: section for section in build_summary([document], SummaryDraft()).sections}
+
+    labs = sections["labs"]
+    assert len(labs.items) >= 12 and labs.more > 0
+    # The limit never splits a draw: the tests of the last date shown are all there.
+    shown = {item.text.split(":")[0] for item in labs.items}
+    last_date = labs.items[-1].text.split("; ")[1]
+    labs_that_day = {fact.name for fact in document.facts if fact.category == "lab" and fact.date == last_date}
+    assert labs_that_day <= shown
+    # The latest value of each test comes with the values before it and the direction it moved.
+    assert any("before:" in item.text and any(arrow in item.text for arrow in "↑↓→") for item in labs.items)
+    encounters = sections["encounters"]
+    assert encounters.more > 0
+    dates = [item.text.split("; ")[-2] for item in encounters.items]
+    assert dates == sorted(dates)
+
+
+def test_drafted_items_are_cited_only_when_their_quote_is_in_the_record_and_names_them(corpus: Path) -> None:
+    document = load(corpus / RHINITIS)
+    text = document.pages[0].text
+    line = "She has used Allegra also."
+    assert line in text
+    draft = SummaryDraft.model_validate(
+        {
+            "medications": [
+                # A true quote, copied with the spacing and case a small model gets wrong.
+                {"name": "Allegra", "dose": None, "route": None, "frequency": None, "status": None,
+                 "quote": "  " + line.upper() + " "},
+                {"name": "Warfarin", "dose": "5 mg", "route": None, "frequency": "daily", "status": "active",
+                 "quote": "warfarin 5 mg daily"},
+                # A real quote about something else does not support the item.
+                {"name": "Lisinopril", "dose": None, "route": None, "frequency": None, "status": None,
+                 "quote": line},
+            ],
+            "narrative": "She has allergic rhinitis. She was admitted for a myocardial infarction.",
+        }
+    )
+
+    summary = build_summary([document], draft)
+
+    medications = next(section for section in summary.sections if section.key == "medications")
+    allegra, warfarin, lisinopril = medications.items
+    assert allegra.citation is not None and allegra.origin == "model"
+    cited = summary.citations[allegra.citation - 1]
+    assert "Allegra" in cited.quote and verify(cited, [document])
+    assert warfarin.citation is None and lisinopril.citation is None
+    first, second = summary.narrative
+    assert (first.label, second.label) == ("supported", "not_supported")
+    assert first.citations and all(number <= len(summary.citations) for number in first.citations)
+
+    text = summary_text(summary)
+    assert "Warfarin; 5 mg; daily; active (not found in the record;" in text
+    assert "Lisinopril (not found in the record: the quote given does not mention it;" in text
+    assert (warfarin.unsupported, lisinopril.unsupported) == ("quote not found", "quote does not name it")
+    assert "(not supported by the record)" in text
+    assert f"[{allegra.citation}] {document.name}, page 1:" in text
+
+
+def test_a_drafted_item_that_a_structured_entry_lists_is_not_shown_twice(corpus: Path) -> None:
+    fhir = load(corpus / "synthea_fhir_dennis_durgan.json")
+    note = load(corpus / RHINITIS)
+    line = next(line for line in fhir.pages[0].text.splitlines() if "Hypertension" in line)
+    draft = SummaryDraft.model_validate({"problems": [{"name": "Hypertension", "status": None, "quote": line}]})
+
+    problems = next(s for s in build_summary([fhir, note], draft).sections if s.key == "problems")
+
+    assert [item.origin for item in problems.items if "Hypertension" in item.text] == ["record"]
+
+
+def test_documents_about_different_patients_are_flagged_in_the_summary(corpus: Path) -> None:
+    eve = load(corpus / "ccda_ccd_eve_betterhalf.xml")
+    adam = load(corpus / "ccda_progress_note_adam_everyman.xml")
+
+    summary = build_summary([eve, adam], SummaryDraft())
+
+    [warning] = summary.warnings
+    assert "Eve" in warning and "Adam" in warning
+    assert summary_text(summary).startswith("**Warning:**")
+
+
+def test_the_model_writes_only_the_narrative_and_follow_ups_of_a_fhir_record(corpus: Path) -> None:
+    fhir = load(corpus / "synthea_fhir_dennis_durgan.json")
+    ccda = load(corpus / "ccda_progress_note_adam_everyman.xml")
+    note = load(corpus / RHINITIS)
+
+    assert set(draft_schema([fhir])["properties"]) == {"follow_ups", "narrative"}
+    # C-CDA free-text sections and notes hold what no entry codes.
+    assert set(draft_schema([ccda])["properties"]) == set(SummaryDraft.model_fields)
+    assert set(draft_schema([fhir, note])["properties"]) == set(SummaryDraft.model_fields)
+
+
+def test_a_draft_cut_short_keeps_every_item_it_finished() -> None:
+    cut = '{"problems": [{"name": "Asthma", "status": "active", "quote": "asthma"}, {"name": "Hyperten'
+
+    draft = parse_draft(cut)
+
+    assert [problem.name for problem in draft.problems] == ["Asthma"]
+    assert parse_draft("") == SummaryDraft()
+
+
+@pytest.fixture
+def assistant(local_engine: LocalEngine, tmp_path: Path) -> Assistant:
+    settings = Settings(data_dir=tmp_path, summary_tokens=160)
+    return Assistant(local_engine, open_database(settings.db_path), settings)
+
+
+def test_a_summary_is_drafted_under_the_grammar_checked_and_stored(assistant: Assistant, corpus: Path) -> None:
+    upload = read_upload([(corpus / RHINITIS, RHINITIS)], 1 << 26)
+    view = assistant.start_session(upload)
+    assert view is not None
+
+    events = list(assistant.summarize(view.session.id))
+
+    *progress, summary = events
+    assert progress and all(isinstance(event, SummaryProgress) for event in progress)
+    assert isinstance(summary, Summary)
+    assert summary.prompt_version == "summary-v1" and summary.disclaimer == disclaimer()
+    # Whatever the small model drafted, nothing is shown as a fact without a span of the record behind it.
+    for _, item in summary.summary.shown_as_fact():
+        assert verify(summary.summary.citations[item.citation - 1], upload.documents)
+    request, stored = list_messages(assistant.db, view.session.id)
+    assert (request.kind, stored.kind) == ("summary", "summary")
+    assert stored.text == summary_text(summary.summary)
+    assert stored.citations == [c.model_dump() for c in summary.summary.citations]
+    assert stored.prompt_version == "summary-v1" and stored.disclaimer == disclaimer()
+
+
+def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_read_part(
+    local_engine: LocalEngine, corpus: Path, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, summary_tokens=48)
+    engine = RecordingEngine(local_engine, context_window=4096)
+    assistant = Assistant(engine, open_database(settings.db_path), settings)
+    name = "synthea_fhir_dennis_durgan.json"
+    view = assistant.start_session(read_upload([(corpus / name, name)], 1 << 26))
+    assert view is not None and not view.record.fits
+
+    *_, summary = assistant.summarize(view.session.id)
+
+    assert isinstance(summary, Summary), summary
+    assert any(note.startswith("The model drafted from part of the record") for note in summary.summary.notes)
+    counts = compare_facts(summary.summary, truth(corpus, name)["facts"])
+    assert all(c.found == c.truth for c in counts.values())
