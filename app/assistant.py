@@ -30,7 +30,7 @@ from documents import (
     load,
     with_tokens,
 )
-from engine import ChatMessage, Engine, GenerationParams, PromptTooLong, Stats, TextDelta
+from engine import ChatMessage, Engine, EngineError, GenerationParams, PromptTooLong, Stats, TextDelta
 from prompts import PromptMessage, RenderedPrompt, disclaimer, render
 from storage import (
     Database,
@@ -222,12 +222,16 @@ class Assistant:
             record_event(
                 self.db, self.user, "upload", session_id, detail=f"{document.kind} sha256:{document.sha256}"
             )
-        return self._view(session_id)
+        return self.view(session_id)
 
     def open_session(self, session_id: int) -> SessionView:
-        view = self._view(session_id)
+        view = self.view(session_id)
         record_event(self.db, self.user, "session_open", session_id)
         return view
+
+    def record_export(self, session_id: int) -> None:
+        """Note in the audit log that the session left Clinidoc as an export (app/export.py)."""
+        record_event(self.db, self.user, "export", session_id)
 
     def delete_session(self, session_id: int) -> None:
         delete_session(self.db, session_id)
@@ -277,6 +281,10 @@ class Assistant:
             yield Notice(text=f"{err} Ask a shorter question, or start a new session.")
             record_event(self.db, self.user, "question_unanswered", session_id, detail="prompt too long")
             return
+        except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
+            yield Notice(text=str(err))
+            record_event(self.db, self.user, "question_unanswered", session_id, detail="engine error")
+            return
         assert stats is not None, "the engine ends every generation with its Stats"
         text = "".join(pieces).strip()
         answer = Answer(
@@ -313,20 +321,24 @@ class Assistant:
         """
         record_event(self.db, self.user, "summary", session_id)
         documents = self._documents(session_id)
-        record = assemble(documents, self.summary_budget, self.engine.count_tokens, query=SUMMARY_QUERY)
+        record, prompt = self._summary_prompt(documents)
         if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
             yield Notice(text=f"The model can read only {record.budget:,} tokens at once, too few for this record.")
             return
-        prompt = render(SUMMARY_TEMPLATE, record=record.text)
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(documents))
         pieces: list[str] = []
         stats: Stats | None = None
-        for event in self.engine.generate(_chat(prompt), params):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-                yield SummaryProgress(tokens=len(pieces))
-            else:
-                stats = event
+        try:
+            for event in self.engine.generate(_chat(prompt), params):
+                if isinstance(event, TextDelta):
+                    pieces.append(event.text)
+                    yield SummaryProgress(tokens=len(pieces))
+                else:
+                    stats = event
+        except EngineError as err:
+            yield Notice(text=str(err))
+            record_event(self.db, self.user, "summary_failed", session_id, detail="engine error")
+            return
         assert stats is not None, "the engine ends every generation with its Stats"
         notes = []
         if record.retrieval is not None:
@@ -358,7 +370,16 @@ class Assistant:
         record_event(self.db, self.user, "summary_done", session_id, detail=f"{summary.model} {prompt.version}")
         yield summary
 
-    def _view(self, session_id: int) -> SessionView:
+    def summary_messages(self, session_id: int) -> list[ChatMessage]:
+        """What a summary of the session puts to the model; the benchmark decodes it with and without the grammar."""
+        return _chat(self._summary_prompt(self._documents(session_id))[1])
+
+    def _summary_prompt(self, documents: list[Document]) -> tuple[AssembledRecord, RenderedPrompt]:
+        record = assemble(documents, self.summary_budget, self.engine.count_tokens, query=SUMMARY_QUERY)
+        return record, render(SUMMARY_TEMPLATE, record=record.text)
+
+    def view(self, session_id: int) -> SessionView:
+        """The session as it is stored now; unlike open_session, not an access to record in the audit log."""
         session = get_session(self.db, session_id)
         if session is None:
             raise SessionNotFound(session_id)

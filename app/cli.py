@@ -16,7 +16,7 @@ from app.display import model_line, record_line, report_lines, stats_line
 from app.evaluation import evaluate
 from app.settings import Settings
 from documents import DocumentError, assemble, load, with_tokens
-from engine import EngineError, load_engine
+from engine import EngineError, connect_engine, load_engine
 from engine.checkpoint import Checkpoint, default_model_path
 from storage import open_database
 
@@ -79,7 +79,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Gradio fixes its upload folder when it is imported; patient files belong under the data dir.
-    os.environ["GRADIO_TEMP_DIR"] = str(settings.data_dir / "uploads")
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.uploads_dir)
     from app.ui import serve
 
     serve(_assistant(settings), settings)
@@ -145,11 +145,25 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _assistant(settings: Settings) -> Assistant:
-    print("Loading the model…", file=sys.stderr, flush=True)
-    engine = load_engine(
-        settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20,
-        drafter=settings.drafter, draft_model=settings.draft_model, max_batch=settings.max_batch,
-        kv_cache=settings.kv_cache,
-    )
+    if settings.backend == "remote":
+        if not settings.remote_url:
+            raise EngineError(
+                "The remote backend needs the model server's address: set CLINIDOC_REMOTE_URL, "
+                "such as http://gpu-node:8000/v1."
+            )
+        print(f"Connecting to the model server at {settings.remote_url}…", file=sys.stderr, flush=True)
+        # --context / CLINIDOC_CONTEXT, when given, stands for the window the server reports.
+        engine = connect_engine(
+            settings.remote_url, settings.remote_model,
+            settings.remote_api_key.get_secret_value() if settings.remote_api_key else None, settings.remote_tokenizer,
+            settings.context, settings.remote_timeout_s,
+        )
+    else:
+        print("Loading the model…", file=sys.stderr, flush=True)
+        engine = load_engine(
+            settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20,
+            drafter=settings.drafter, draft_model=settings.draft_model, max_batch=settings.max_batch,
+            kv_cache=settings.kv_cache,
+        )
     print(model_line(engine.info), file=sys.stderr)
     return Assistant(engine, open_database(settings.db_path), settings)

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     max_batch: int = Field(4, ge=1)
     # fp8 holds the KV cache in about half the memory (a long record on a small GPU), at some cost in accuracy.
     kv_cache: Literal["full", "fp8"] = "full"
+    # Where answers are generated. local: the embedded engine, on this machine. remote: a vLLM or SGLang server
+    # that already serves a model, for more clinicians or larger models than one machine holds; the record then
+    # travels to that server, so it belongs on the same protected network (or behind TLS, with https://).
+    backend: Literal["local", "remote"] = "local"
+    remote_url: str | None = None  # the server's OpenAI-compatible API, such as http://gpu-node:8000/v1
+    remote_model: str | None = None  # the served model's id; None takes the first the server lists
+    # For a server started with --api-key; sent as a Bearer token. Secret, so printed settings do not show it.
+    remote_api_key: SecretStr | None = None
+    # A local copy of the served model's tokenizer directory: tokens are then counted here, without a request to
+    # the server per count; needed when the server cannot count a chat's (SGLang's /tokenize takes text only).
+    remote_tokenizer: str | None = None
+    # A long record's prefill on a busy server can take minutes; this bounds each wait, not the whole answer.
+    remote_timeout_s: float = Field(300, gt=0)
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)
@@ -39,6 +52,11 @@ class Settings(BaseSettings):
     summary_tokens: int = Field(1024, ge=1)
     max_upload_mb: int = Field(50, ge=1)
     user: str = "local"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Gradio's cache of uploads and downloads: patient files, so under the data dir, never the system temp."""
+        return self.data_dir / "uploads"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -6,6 +6,7 @@ import torch
 
 from engine.checkpoint import default_model_path
 from engine.generate import DrafterKind, LocalEngine
+from engine.remote import RemoteEngine
 from engine.types import (
     ChatMessage,
     Engine,
@@ -42,6 +43,19 @@ def load_engine(
     )
 
 
+def connect_engine(
+    url: str,
+    model: str | None = None,
+    api_key: str | None = None,
+    tokenizer: str | None = None,
+    context: int | None = None,
+    timeout_s: float = 300.0,
+) -> Engine:
+    """The model of a vLLM or SGLang server at `url` (its OpenAI-compatible API, such as http://gpu-node:8000/v1);
+    see engine/remote.py. It fails at once, with the reason, when the server cannot be used."""
+    return RemoteEngine(url, model, api_key, tokenizer, context, timeout_s)
+
+
 __all__ = [
     "ChatMessage",
     "Engine",
@@ -51,8 +65,10 @@ __all__ = [
     "GenerationParams",
     "LocalEngine",
     "PromptTooLong",
+    "RemoteEngine",
     "Stats",
     "TextDelta",
+    "connect_engine",
     "default_model_path",
     "load_engine",
 ]

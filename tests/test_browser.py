@@ -25,6 +25,7 @@ CLINIDOC = Path(sys.executable).with_name("clinidoc")
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 FHIR = "synthea_fhir_dennis_durgan.json"
 TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
+CCDA = "ccda_ccd_eve_betterhalf.xml"
 QUESTION = "What medications is she taking?"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -65,7 +66,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("clinidoc")
     log = data_dir / "serve.log"
     url = f"http://127.0.0.1:{free_port()}/"
-    env = {**os.environ, "CLINIDOC_DATA_DIR": str(data_dir), "CLINIDOC_MAX_NEW_TOKENS": "48"}
+    env = {
+        **os.environ, "CLINIDOC_DATA_DIR": str(data_dir), "CLINIDOC_MAX_NEW_TOKENS": "48",
+        "CLINIDOC_SUMMARY_TOKENS": "48",
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(CLINIDOC), "serve", "--port", str(urlparse(url).port)], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -157,3 +161,32 @@ def test_an_encrypted_pdf_is_opened_with_its_password_beside_a_fhir_file_and_bot
     expect(page.get_by_label("Password for locked.pdf")).to_be_hidden()
     documents.get_by_text("What was read").first.click()
     expect(documents).to_contain_text("Not read: Claim ×31: billing record, not clinical")
+
+
+def test_a_summary_lists_facts_read_from_the_record_each_with_its_source_and_the_disclaimer(
+    browser: Browser, server: Server, corpus: Path
+) -> None:
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files(corpus / CCDA)
+    expect(page.locator(".document-list")).to_contain_text(CCDA, timeout=60_000)
+
+    page.get_by_role("button", name="Summarise the record").click()
+
+    summary = page.locator("#chat .summary")
+    expect(summary).to_contain_text("Medications", timeout=180_000)
+    # Atenolol is read from its C-CDA entry: a numbered reference to the span, listed under Sources with the page.
+    atenolol = summary.locator("li", has_text="Atenolol 25 MG Oral Tablet").first
+    expect(atenolol.locator(".cite")).to_have_text(re.compile(r"\[\d+\]"))
+    number = atenolol.locator(".cite").inner_text().strip("[]")
+    source = page.locator(f"#chat .sources li[value='{number}']")
+    expect(source).to_contain_text(f"{CCDA}, page 1")
+    expect(source.locator("mark")).to_contain_text("Atenolol")
+    expect(page.locator("#chat .disclaimer").last).to_have_text(disclaimer())
+
+    # The export carries the summary with its sources and the disclaimer.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export this session (Markdown)").click()
+    exported = Path(download.value.path()).read_text()
+    assert "## Summary" in exported and "Atenolol 25 MG Oral Tablet" in exported
+    assert f"[{number}] {CCDA}, page 1:" in exported
+    assert exported.count(disclaimer()) == 2

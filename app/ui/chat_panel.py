@@ -50,8 +50,11 @@ class ChatPanel:
         open_ = view is not None
         return [history, gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_)]
 
-    def register(self, session_id: gr.State, last_answer: gr.Markdown, concurrency: int) -> gr.events.Dependency:
-        """Wire the question box; returns the ask event so the page can chain on it."""
+    def register(
+        self, session_id: gr.State, last_answer: gr.Markdown, concurrency: int
+    ) -> list[gr.events.Dependency]:
+        """Wire the question box and the summary button; returns their events, which add to the session, so the
+        page can chain on them."""
         asking = self.question.submit(
             self.ask,
             inputs=[session_id, self.question, self.chatbot],
@@ -63,7 +66,7 @@ class ChatPanel:
         )
         # Stopping closes the stream, and an answer abandoned mid-stream is not stored.
         self.question.stop(None, cancels=[asking])
-        self.summarize_button.click(
+        summarizing = self.summarize_button.click(
             self.summarize,
             inputs=[session_id, self.chatbot],
             outputs=[self.chatbot, last_answer],
@@ -72,7 +75,8 @@ class ChatPanel:
             show_progress="minimal",
         )
         # Runs whether the answer finished or was stopped.
-        return asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
+        asked = asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
+        return [asked, summarizing]
 
     def ask(self, session_id: int | None, question: str, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
         question = question.strip()

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import gradio as gr
 
 from app.assistant import Assistant, SessionView, Upload, UploadProgress, read_upload
+from app.export import session_markdown
 from app.ui.chat_panel import ChatPanel
 from app.ui.documents_panel import DocumentsPanel, LockedFile
 from app.ui.sessions_panel import SessionsPanel
@@ -27,8 +28,10 @@ Check them against the source record before any clinical decision.</p>
 
 
 class Page:
-    def __init__(self, assistant: Assistant, max_upload_bytes: int, concurrent_answers: int) -> None:
+    def __init__(self, assistant: Assistant, max_upload_bytes: int, concurrent_answers: int, export_dir: Path) -> None:
         self.assistant = assistant
+        # Exports hold patient data: they go to Gradio's own cache, which it empties after an hour.
+        self.export_dir = export_dir
         self.concurrent_answers = concurrent_answers
         self.max_upload_bytes = max_upload_bytes
         # The cancel switch of the upload being read in each browser tab, by Gradio's session hash. Kept here,
@@ -54,6 +57,7 @@ class Page:
         outputs = [
             self.session_id,
             *self.sessions.outputs,
+            self.sessions.export_button,
             *self.documents.outputs,
             *self.chat.outputs,
             self.status.last_answer,
@@ -80,9 +84,12 @@ class Page:
                 self._unlock, inputs=unlock_inputs, outputs=outputs, concurrency_id="engine",
                 concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
             )
-        asked = self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers)
-        # An answer makes its session the most recent one.
-        asked.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
+        for added in self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers):
+            # An answer or a summary makes its session the most recent one, and is part of its export.
+            added.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs).then(
+                self._export, inputs=self.session_id, outputs=self.sessions.export_button
+            )
+        self.sessions.export_button.click(self._exported, inputs=self.session_id)
 
     def _show(
         self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
@@ -91,6 +98,7 @@ class Page:
         return [
             current,
             *self.sessions.show(self.assistant.sessions(), current),
+            self._export(current),
             *self.documents.show(view, upload, locked),
             *self.chat.show(view),
             last_answer_text(None if view is None else last_stats(view.messages)),
@@ -141,6 +149,20 @@ class Page:
     def _delete(self, session_id: int) -> list[Any]:
         self.assistant.delete_session(session_id)
         return self._show(None)
+
+    def _export(self, session_id: int | None) -> Any:
+        """The export of the open session, written for the download button: it downloads what is ready, so the
+        file is refreshed whenever the session changes."""
+        if session_id is None:
+            return gr.DownloadButton(value=None, interactive=False)
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        path = self.export_dir / f"clinidoc-session-{session_id}.md"
+        path.write_text(session_markdown(self.assistant.view(session_id)), encoding="utf-8")
+        return gr.DownloadButton(value=str(path), interactive=True)
+
+    def _exported(self, session_id: int | None) -> None:
+        if session_id is not None:
+            self.assistant.record_export(session_id)
 
     def _list_sessions(self, session_id: int | None) -> list[Any]:
         return self.sessions.show(self.assistant.sessions(), session_id)

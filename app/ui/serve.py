@@ -8,7 +8,7 @@ from app.ui.theme import CSS, THEME
 
 def serve(assistant: Assistant, settings: Settings) -> None:
     """Serve until interrupted. Blocks the calling thread."""
-    page = Page(assistant, settings.max_upload_bytes, settings.max_batch)
+    page = Page(assistant, settings.max_upload_bytes, settings.max_batch, settings.uploads_dir / "exports")
     # Only the page may call its events; no public API on patient data.
     page.blocks.queue(api_open=False, default_concurrency_limit=1)
     page.blocks.launch(

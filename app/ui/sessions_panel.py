@@ -18,6 +18,7 @@ class SessionsPanel:
             choices=[],
             elem_classes="session-list",
         )
+        self.export_button = gr.DownloadButton("Export this session (Markdown)", size="sm", interactive=False)
         self.delete_button = gr.Button("Delete this session", variant="stop", size="sm", interactive=False)
         # Deleting is for good, so it takes a second, deliberate click.
         with gr.Column(visible=False, elem_classes="confirm-delete") as self.confirm:

@@ -1,0 +1,364 @@
+"""RemoteEngine against a real HTTP server: the part of vLLM's OpenAI-compatible API Clinidoc uses, served in a
+thread by the real SmolLM2 engine, so what comes back over the wire is a real model's answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import pytest
+
+from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
+from app.cli import main
+from app.settings import Settings
+from engine import (
+    ChatMessage,
+    EngineError,
+    Event,
+    GenerationParams,
+    LocalEngine,
+    PromptTooLong,
+    RemoteEngine,
+    Stats,
+    TextDelta,
+)
+from storage import list_messages, open_database
+
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MESSAGES = [
+    ChatMessage(role="system", content="You are a concise clinical assistant."),
+    ChatMessage(role="user", content="Name three common symptoms of allergic rhinitis."),
+]
+
+# How the server misbehaves: "error" answers every completion with HTTP 500, "cut" closes the connection after
+# the first piece of the answer, as a crashed or restarted server does.
+Fault = Literal["error", "cut"]
+
+
+class ModelServer(ThreadingHTTPServer):
+    """vLLM's API as far as Clinidoc uses it, answering with `engine`. `max_model_len` is the window it reports
+    (a small one makes a record too long); `tokenize=False` is a server without /tokenize."""
+
+    def __init__(
+        self, engine: LocalEngine, max_model_len: int | None = None, tokenize: bool = True, fault: Fault | None = None
+    ):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.engine = engine
+        self.max_model_len = max_model_len or engine.context_window
+        self.tokenize = tokenize
+        self.fault = fault
+        self.requests: list[dict] = []  # the chat completion requests, as sent
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ModelServer
+
+    def do_GET(self) -> None:
+        if self.path != "/v1/models":
+            return self.send_error(404)
+        card = {"id": MODEL, "object": "model", "max_model_len": self.server.max_model_len}
+        self.send_json({"object": "list", "data": [card]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/tokenize" and self.server.tokenize:
+            self.tokenize(body)
+        elif self.path == "/v1/chat/completions":
+            self.server.requests.append(body)
+            self.complete(body)
+        else:
+            self.send_error(404)
+
+    def tokenize(self, body: dict) -> None:
+        tokenizer = self.server.engine.tokenizer
+        if "messages" in body:
+            tokens = tokenizer.encode_chat([ChatMessage(**message) for message in body["messages"]])
+        else:
+            tokens = tokenizer.encode(body["prompt"])
+        self.send_json({"tokens": tokens, "count": len(tokens), "max_model_len": self.server.max_model_len})
+
+    def complete(self, body: dict) -> None:
+        if self.server.fault == "error":
+            return self.send_json({"object": "error", "message": "CUDA out of memory", "code": 500}, status=500)
+        messages = [ChatMessage(**message) for message in body["messages"]]
+        prompt_tokens = self.server.engine.count_prompt_tokens(messages)
+        if prompt_tokens + body["max_tokens"] > self.server.max_model_len:
+            message = (
+                f"This model's maximum context length is {self.server.max_model_len} tokens. However, you requested "
+                f"{prompt_tokens + body['max_tokens']} tokens. Please reduce the length of the messages or completion."
+            )
+            return self.send_json({"object": "error", "message": message, "code": 400}, status=400)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()  # no length: the stream ends when the connection closes, as HTTP/1.0 allows
+        for event in self.server.engine.generate(messages, generation_params(body)):
+            if isinstance(event, TextDelta):
+                self.send_event({"choices": [{"index": 0, "delta": {"content": event.text}, "finish_reason": None}]})
+                if self.server.fault == "cut":
+                    return
+            else:
+                self.send_event({"choices": [{"index": 0, "delta": {}, "finish_reason": event.finish_reason}]})
+                usage = {
+                    "prompt_tokens": event.prompt_tokens,
+                    "completion_tokens": event.generated_tokens,
+                    "total_tokens": event.prompt_tokens + event.generated_tokens,
+                    "prompt_tokens_details": {"cached_tokens": event.cached_tokens},
+                }
+                self.send_event({"choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def send_event(self, chunk: dict) -> None:
+        data = json.dumps({"object": "chat.completion.chunk", "model": MODEL, **chunk})
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    def send_json(self, answer: dict, status: int = 200) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # pytest's output is for failures
+
+
+def generation_params(body: dict) -> GenerationParams:
+    """A chat completion request read as vLLM reads it, top_k and repetition_penalty included."""
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    return GenerationParams(
+        max_new_tokens=body["max_tokens"],
+        temperature=body.get("temperature", 1.0),
+        top_p=body.get("top_p", 1.0),
+        top_k=body.get("top_k", 0),
+        repetition_penalty=body.get("repetition_penalty", 1.0),
+        seed=body.get("seed"),
+        stop=body.get("stop", []),
+        json_schema=schema,
+    )
+
+
+@pytest.fixture
+def serve(local_engine: LocalEngine) -> Iterator[Callable[..., ModelServer]]:
+    """Starts a ModelServer on a free port; each is shut down when its test ends."""
+    servers: list[ModelServer] = []
+
+    def start(**options: object) -> ModelServer:
+        server = ModelServer(local_engine, **options)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def server(serve: Callable[..., ModelServer]) -> ModelServer:
+    return serve()
+
+
+def collect(events: Iterator[Event]) -> tuple[str, Stats]:
+    *deltas, stats = events
+    assert all(isinstance(delta, TextDelta) for delta in deltas) and isinstance(stats, Stats)
+    return "".join(delta.text for delta in deltas), stats
+
+
+def test_the_server_answers_as_the_engine_it_serves_with_its_token_counts(
+    local_engine: LocalEngine, server: ModelServer
+) -> None:
+    params = GenerationParams(max_new_tokens=24)
+    engine = RemoteEngine(server.url)
+
+    text, stats = collect(engine.generate(MESSAGES, params))
+
+    expected, local = collect(local_engine.generate(MESSAGES, params))
+    assert text == expected and text
+    assert (stats.prompt_tokens, stats.generated_tokens) == (local.prompt_tokens, local.generated_tokens)
+    assert stats.finish_reason == local.finish_reason
+    assert stats.ttft_s > 0
+    [request] = server.requests
+    assert request["model"] == MODEL and request["max_tokens"] == 24 and request["temperature"] == 0.0
+    assert request["stream"] and request["stream_options"] == {"include_usage": True}
+
+
+def test_it_describes_the_served_model(local_engine: LocalEngine, server: ModelServer) -> None:
+    engine = RemoteEngine(server.url)
+
+    assert engine.info.model_name == MODEL
+    assert engine.info.device == server.url.removeprefix("http://").removesuffix("/v1")
+    assert engine.context_window == engine.info.context_window == local_engine.context_window
+    assert RemoteEngine(server.url, context_window=4096).context_window == 4096
+
+
+def test_tokens_are_counted_by_the_servers_tokenizer(local_engine: LocalEngine, server: ModelServer) -> None:
+    engine = RemoteEngine(server.url)
+    text = "Loratadine 10 mg daily; Flonase 2 sprays each nostril (50 µg/spray)."
+
+    assert engine.count_tokens(text) == local_engine.count_tokens(text)
+    assert engine.count_prompt_tokens(MESSAGES) == local_engine.count_prompt_tokens(MESSAGES)
+
+
+def test_a_server_without_tokenize_is_counted_with_a_local_copy_of_its_tokenizer(
+    local_engine: LocalEngine, serve: Callable[..., ModelServer], tmp_path: Path
+) -> None:
+    server = serve(tokenize=False)
+    local_engine.tokenizer.hf.save_pretrained(tmp_path / "tokenizer")
+
+    engine = RemoteEngine(server.url, tokenizer=tmp_path / "tokenizer")
+
+    text = "Loratadine 10 mg daily."
+    assert engine.count_tokens(text) == local_engine.count_tokens(text)
+    assert engine.count_prompt_tokens(MESSAGES) == local_engine.count_prompt_tokens(MESSAGES)
+
+
+def test_a_server_without_tokenize_and_no_local_tokenizer_is_refused_at_once(serve: Callable[..., ModelServer]) -> None:
+    with pytest.raises(EngineError, match="CLINIDOC_REMOTE_TOKENIZER"):
+        RemoteEngine(serve(tokenize=False).url)
+
+
+def test_json_schema_answers_are_constrained_on_the_server(server: ModelServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"symptoms": {"type": "array", "items": {"type": "string"}, "maxItems": 3}},
+        "required": ["symptoms"],
+        "additionalProperties": False,
+    }
+    engine = RemoteEngine(server.url)
+
+    text, _ = collect(engine.generate(MESSAGES, GenerationParams(max_new_tokens=64, json_schema=schema)))
+
+    answer = json.loads(text)
+    assert list(answer) == ["symptoms"] and all(isinstance(item, str) for item in answer["symptoms"])
+    assert server.requests[0]["response_format"]["json_schema"]["schema"] == schema
+
+
+def test_a_prompt_too_long_for_the_served_window_is_refused_before_sending(serve: Callable[..., ModelServer]) -> None:
+    server = serve(max_model_len=64)
+    engine = RemoteEngine(server.url)
+    long = [ChatMessage(role="user", content="The patient reports sneezing. " * 20)]
+
+    with pytest.raises(PromptTooLong) as refused:
+        next(engine.generate(long, GenerationParams(max_new_tokens=16)))
+
+    assert refused.value.context_window == 64
+    assert server.requests == []
+
+
+def test_a_prompt_the_server_finds_too_long_is_refused_in_its_words(serve: Callable[..., ModelServer]) -> None:
+    # The app's own count lets the prompt through, as it would with a tokenizer unlike the server's.
+    engine = RemoteEngine(serve(max_model_len=64).url, context_window=8192)
+
+    with pytest.raises(PromptTooLong, match="maximum context length is 64 tokens"):
+        next(engine.generate(MESSAGES, GenerationParams(max_new_tokens=48)))
+
+
+def test_token_ids_are_refused_with_a_reason(server: ModelServer) -> None:
+    with pytest.raises(EngineError, match="not token ids"):
+        next(RemoteEngine(server.url).generate([1, 2, 3], GenerationParams()))
+
+
+def test_a_server_that_is_down_is_named_in_the_error() -> None:
+    with socket.socket() as probe:  # a port that was just free, and now has nobody listening
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+
+    reason = f"The model server at {url} could not be reached: Connection refused"
+    with pytest.raises(EngineError, match=re.escape(reason)):
+        RemoteEngine(url)
+
+
+def test_a_server_that_accepts_but_never_answers_times_out_with_a_reason() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts connections; nobody reads them
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+
+        with pytest.raises(EngineError, match=re.escape(f"The model server at {url} gave no answer within 0.5 s")):
+            RemoteEngine(url, timeout_s=0.5)
+
+
+def test_a_server_error_is_reported_with_the_servers_reason(serve: Callable[..., ModelServer]) -> None:
+    engine = RemoteEngine(serve(fault="error").url)
+
+    with pytest.raises(EngineError, match="answered HTTP 500: CUDA out of memory"):
+        collect(engine.generate(MESSAGES, GenerationParams(max_new_tokens=8)))
+
+
+def test_a_stream_cut_mid_answer_is_an_error_not_a_short_answer(serve: Callable[..., ModelServer]) -> None:
+    engine = RemoteEngine(serve(fault="cut").url)
+    events = engine.generate(MESSAGES, GenerationParams(max_new_tokens=24))
+
+    assert isinstance(next(events), TextDelta)
+    with pytest.raises(EngineError, match="broke off the answer"):
+        next(events)
+
+
+def test_the_assistant_answers_through_the_server_and_stores_the_answer(
+    server: ModelServer, corpus: Path, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, max_new_tokens=24)
+    assistant = Assistant(RemoteEngine(server.url), open_database(tmp_path / "db.sqlite3"), settings)
+    path = corpus / "mtsamples_allergic_rhinitis.txt"
+
+    view = assistant.start_session(read_upload([(path, path.name)], 1 << 26))
+    assert view is not None and view.record.fits and view.record.tokens > 0
+    *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
+
+    assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
+    assert isinstance(answer, Answer) and answer.model == MODEL
+    question, stored = list_messages(assistant.db, view.session.id)
+    assert (question.role, stored.role, stored.text) == ("user", "assistant", answer.text)
+    assert stored.stats is not None and 1 <= stored.stats["generated_tokens"] <= 24
+
+
+def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_stores_nothing(
+    serve: Callable[..., ModelServer], corpus: Path, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, max_new_tokens=24)
+    assistant = Assistant(RemoteEngine(serve(fault="cut").url), open_database(tmp_path / "db.sqlite3"), settings)
+    path = corpus / "mtsamples_allergic_rhinitis.txt"
+    view = assistant.start_session(read_upload([(path, path.name)], 1 << 26))
+    assert view is not None
+
+    *_, last = assistant.ask(view.session.id, "What medications is she taking?")
+
+    assert isinstance(last, Notice) and "broke off the answer" in last.text
+    assert list_messages(assistant.db, view.session.id) == []
+
+
+def test_clinidoc_ask_answers_through_the_server_when_the_backend_is_remote(
+    server: ModelServer, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CLINIDOC_BACKEND", "remote")
+    monkeypatch.setenv("CLINIDOC_REMOTE_URL", server.url)
+    monkeypatch.setenv("CLINIDOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLINIDOC_MAX_NEW_TOKENS", "16")
+
+    assert main(["ask", str(corpus / "mtsamples_allergic_rhinitis.txt"), "What is the assessment?"]) == 0
+
+    assert MODEL in capsys.readouterr().err
+    assert len(server.requests) == 1
+
+
+def test_clinidoc_with_the_remote_backend_and_no_url_says_what_to_set(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLINIDOC_BACKEND", "remote")
+    monkeypatch.delenv("CLINIDOC_REMOTE_URL", raising=False)
+    monkeypatch.setenv("CLINIDOC_DATA_DIR", str(tmp_path))
+
+    assert main(["ask", str(corpus / "mtsamples_allergic_rhinitis.txt"), "What is the assessment?"]) == 1
+
+    assert "set CLINIDOC_REMOTE_URL" in capsys.readouterr().err
