@@ -10,13 +10,20 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import pydantic_core
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.grounding import GroundedAnswer, ground
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
-from app.summary import SUMMARY_QUERY, ChartSummary, SummaryDraft, build_summary, draft_schema, summary_text
+from app.summary import (
+    SUMMARY_QUERY,
+    ChartSummary,
+    SummaryDraft,
+    build_summary,
+    draft_schema,
+    parse_draft,
+    summary_text,
+)
 from documents import (
     AssembledRecord,
     Cancelled,
@@ -348,7 +355,10 @@ class Assistant:
             )
         if stats.finish_reason == "length":
             notes.append(f"The model's draft reached its limit of {self.summary_tokens:,} tokens; later items are missing.")
-        chart = build_summary(documents, parse_draft("".join(pieces))).model_copy(update={"notes": notes})
+        draft = parse_draft("".join(pieces))
+        if draft is None:
+            notes.append("The model's draft could not be read; the summary shows only what coded entries hold.")
+        chart = build_summary(documents, draft or SummaryDraft()).model_copy(update={"notes": notes})
         summary = Summary(
             summary=chart, disclaimer=disclaimer(), model=self.engine.info.model_name, prompt_version=prompt.version,
             stats=stats,
@@ -434,29 +444,6 @@ def _document(info: DocumentInfo) -> Document:
         return Document.model_validate_json(info.content)
     pages = [Page(number=number, text=text) for number, text in enumerate(info.page_texts, start=1)]
     return Document(name=info.name, sha256=info.sha256, kind=info.kind, pages=pages)
-
-
-def parse_draft(text: str) -> SummaryDraft:
-    """The model's draft, keeping every item it finished when its tokens ran out before the JSON closed."""
-    values = pydantic_core.from_json(text or "{}", allow_partial=True)
-    draft: dict[str, object] = {}
-    for key, field in SummaryDraft.model_fields.items():
-        if key not in values:
-            continue
-        if isinstance(values[key], list):
-            item_type = field.annotation.__args__[0]  # type: ignore[union-attr]
-            draft[key] = [item for item in values[key] if _valid(item_type, item)]
-        elif isinstance(values[key], str):
-            draft[key] = values[key]
-    return SummaryDraft.model_validate(draft)
-
-
-def _valid(model: type[BaseModel], value: object) -> bool:
-    try:
-        model.model_validate(value)
-    except ValidationError:
-        return False
-    return True
 
 
 def _title(documents: list[Document]) -> str:

@@ -143,7 +143,10 @@ def evaluate(assistant: Assistant, corpus: Path, max_bytes: int, progress: Progr
         path = corpus / truth["doc"]
         if progress is not None:
             progress(path.name)
-        evaluation.documents.append(_evaluate_document(assistant, path, truth, max_bytes))
+        try:
+            evaluation.documents.append(_evaluate_document(assistant, path, truth, max_bytes))
+        except Exception as err:  # one document's failure is a finding of the run, not the end of it
+            evaluation.documents.append(_failed(path, repr(err)))
     return evaluation
 
 
@@ -152,11 +155,7 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
     upload = read_upload([(path, path.name)], max_bytes)
     read_s = time.perf_counter() - started
     if upload.failures or not upload.documents:
-        reason = str(upload.failures[0]) if upload.failures else "nothing was read"
-        return DocumentResult(
-            document=path.name, format=_format(path), facts={}, citations=0, valid_citations=0, questions=[],
-            read_s=read_s, summary_s=0.0, answer_s=0.0, problems=[reason],
-        )
+        return _failed(path, str(upload.failures[0]) if upload.failures else "nothing was read", read_s)
     view = assistant.start_session(upload)
     assert view is not None, "a readable file always starts a session"
     documents = upload.documents
@@ -197,6 +196,13 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
         summary_s=summary_s,
         answer_s=sum(q.seconds for q in questions) / len(questions) if questions else 0.0,
         problems=problems,
+    )
+
+
+def _failed(path: Path, reason: str, read_s: float = 0.0) -> DocumentResult:
+    return DocumentResult(
+        document=path.name, format=_format(path), facts={}, citations=0, valid_citations=0, questions=[],
+        read_s=read_s, summary_s=0.0, answer_s=0.0, problems=[reason],
     )
 
 

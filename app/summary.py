@@ -14,7 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rapidfuzz import fuzz
 
 from app.grounding import Citation, Located, SentenceSupport, ground, locate
@@ -44,13 +45,18 @@ def _quote() -> str:
     return Field(max_length=160, description="the words of the record that state this, copied exactly")
 
 
-class DraftProblem(BaseModel):
+class _Drafted(BaseModel):
+    # No properties beyond these: the grammar would otherwise let the model write any JSON under a name of its own.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DraftProblem(_Drafted):
     name: str = Field(max_length=80)
     status: str | None = Field(max_length=20)
     quote: str = _quote()
 
 
-class DraftMedication(BaseModel):
+class DraftMedication(_Drafted):
     name: str = Field(max_length=80)
     dose: str | None = Field(max_length=40)
     route: str | None = Field(max_length=30)
@@ -59,13 +65,13 @@ class DraftMedication(BaseModel):
     quote: str = _quote()
 
 
-class DraftAllergy(BaseModel):
+class DraftAllergy(_Drafted):
     substance: str = Field(max_length=60)
     reaction: str | None = Field(max_length=60)
     quote: str = _quote()
 
 
-class DraftResult(BaseModel):
+class DraftResult(_Drafted):
     name: str = Field(max_length=60)
     value: str = Field(max_length=30)
     unit: str | None = Field(max_length=20)
@@ -73,25 +79,25 @@ class DraftResult(BaseModel):
     quote: str = _quote()
 
 
-class DraftProcedure(BaseModel):
+class DraftProcedure(_Drafted):
     name: str = Field(max_length=80)
     date: str | None = Field(max_length=20)
     quote: str = _quote()
 
 
-class DraftEncounter(BaseModel):
+class DraftEncounter(_Drafted):
     date: str | None = Field(max_length=20)
     description: str = Field(max_length=100)
     quote: str = _quote()
 
 
-class DraftFollowUp(BaseModel):
+class DraftFollowUp(_Drafted):
     description: str = Field(max_length=120)
     due: str | None = Field(max_length=30)
     quote: str = _quote()
 
 
-class SummaryDraft(BaseModel):
+class SummaryDraft(_Drafted):
     """What the model writes. The narrative comes last, so it is written after the lists it sums up."""
 
     problems: list[DraftProblem] = Field(default=[], max_length=10)
@@ -168,6 +174,33 @@ def draft_schema(documents: Sequence[Document]) -> dict:
 
 def fully_coded(documents: Sequence[Document]) -> bool:
     return all(document.kind in FULLY_CODED_KINDS for document in documents)
+
+
+def parse_draft(text: str) -> SummaryDraft | None:
+    """The model's draft, keeping every item it finished when its tokens ran out before the JSON closed; None when
+    it cannot be read at all."""
+    try:
+        values = pydantic_core.from_json(text or "{}", allow_partial=True)
+    except ValueError:
+        return None
+    if not isinstance(values, dict):
+        return None
+    draft: dict[str, object] = {}
+    for key, field in SummaryDraft.model_fields.items():
+        if isinstance(values.get(key), list):
+            item_type = field.annotation.__args__[0]  # type: ignore[union-attr]
+            draft[key] = [item for item in values[key] if _valid(item_type, item)]
+        elif isinstance(values.get(key), str):
+            draft[key] = values[key]
+    return SummaryDraft.model_validate(draft)
+
+
+def _valid(model: type[BaseModel], value: object) -> bool:
+    try:
+        model.model_validate(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class _Citations:
