@@ -60,6 +60,10 @@ ANSWER_TEMPLATE = "answer"
 SUMMARY_TEMPLATE = "summary"
 # What the stored conversation shows for the request of a summary.
 SUMMARY_REQUEST = "Summarise this record."
+# Said under an answer none of whose statements the record supports: it reads as fluently as a true one.
+UNSUPPORTED_ANSWER = (
+    "Nothing this answer states could be found in the record: treat it as unsupported and check the record itself."
+)
 
 
 class FileFailure(BaseModel):
@@ -294,6 +298,9 @@ class Assistant:
             return
         assert stats is not None, "the engine ends every generation with its Stats"
         text = "".join(pieces).strip()
+        grounding = ground(text, documents)
+        if wholly_unsupported(grounding):
+            notes.insert(0, UNSUPPORTED_ANSWER)
         answer = Answer(
             # The notes are part of the stored text, so a reopened session still says what the model did not read.
             text="\n\n".join([text, *notes]),
@@ -301,7 +308,7 @@ class Assistant:
             model=self.engine.info.model_name,
             prompt_version=prompt.version,
             stats=stats,
-            grounding=ground(text, documents),
+            grounding=grounding,
             notes=notes,
         )
         add_message(self.db, session_id, "user", question)
@@ -444,6 +451,12 @@ def _document(info: DocumentInfo) -> Document:
         return Document.model_validate_json(info.content)
     pages = [Page(number=number, text=text) for number, text in enumerate(info.page_texts, start=1)]
     return Document(name=info.name, sha256=info.sha256, kind=info.kind, pages=pages)
+
+
+def wholly_unsupported(grounding: GroundedAnswer) -> bool:
+    """The answer claims something and the record supports none of it."""
+    labels = {sentence.label for sentence in grounding.sentences}
+    return "not_supported" in labels and "supported" not in labels
 
 
 def _title(documents: list[Document]) -> str:

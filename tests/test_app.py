@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, Upload, read_upload
-from app.grounding import verify
+from app.assistant import Answer, AnswerDelta, Assistant, Notice, Upload, read_upload, wholly_unsupported
+from app.grounding import ground, verify
 from app.safety import DECISION_BOUNDARY
 from app.settings import Settings
 from documents import Document
@@ -289,3 +289,17 @@ def test_documents_about_different_patients_are_flagged_when_the_session_opens(
     assert view is not None
     [warning] = view.warnings
     assert "different patients" in warning and "ccda_ccd_eve_betterhalf.xml" in warning
+
+
+@pytest.mark.parametrize(
+    ("answer", "flagged"),
+    [
+        ("The patient's reaction to codeine is a positive one. She takes warfarin.", True),
+        ("She currently takes Ortho Tri-Cyclen and Allegra. She takes warfarin.", False),
+        ("The record does not say.", False),
+    ],
+)
+def test_an_answer_none_of_whose_statements_the_record_supports_is_flagged_as_a_whole(
+    corpus: Path, answer: str, flagged: bool
+) -> None:
+    assert wholly_unsupported(ground(answer, read(corpus / RHINITIS).documents)) is flagged
