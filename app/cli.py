@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as err:
         print(f"clinidoc: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader left early (`clinidoc extract FILE | head`): nothing more to say, and nothing to say it to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -81,3 +81,16 @@ def test_an_encrypted_pdf_is_read_only_with_its_password(corpus: Path, tmp_path:
     assert refused.stderr.strip() == "locked.pdf: the PDF is password-protected"
     assert opened.returncode == 0, opened.stderr
     assert "[Document: locked.pdf | page 2]" in opened.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
+    # Longer than a pipe's buffer, so the writer is still writing when the reader has gone.
+    note = tmp_path / "long.txt"
+    note.write_text("".join(f"Day {day}: vitals stable, no complaints.\n" for day in range(20_000)))
+
+    done = subprocess.run(
+        f'"{CLINIDOC}" extract "{note}" | head -1', shell=True, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.stdout == "[Document: long.txt | page 1]\n"
+    assert done.stderr == ""
