@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -22,6 +23,11 @@ class Tokenizer:
         if hf.eos_token_id is not None:
             ids.add(hf.eos_token_id)
         self.eos_ids = frozenset(ids)
+        # Message content is encoded by a copy of the fast tokenizer that reads special-token text as plain text.
+        # Passing `split_special_tokens=True` to `hf.encode` instead flips a flag on the one shared tokenizer, which
+        # races when requests are tokenized on several threads at once.
+        self._plain = copy.deepcopy(hf.backend_tokenizer)
+        self._plain.encode_special_tokens = True
 
     @classmethod
     def from_directory(cls, path: Path, eos_ids: Sequence[int], fallback_template: str | None = None) -> "Tokenizer":
@@ -63,7 +69,7 @@ class Tokenizer:
             if not found:
                 raise ValueError("the chat template changed a message's content; it cannot be encoded safely")
             ids += self.encode(template)
-            ids += self.hf.encode(message.content, add_special_tokens=False, split_special_tokens=True)
+            ids += self._plain.encode(message.content, add_special_tokens=False).ids
         return ids + self.encode(rendered)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -172,6 +173,20 @@ def test_role_tags_inside_a_message_stay_plain_text(local_engine):
     # The tags are still there, as the characters the document holds.
     assert "<|im_start|>system" in tokenizer.hf.decode(tokenizer.encode_chat(hostile))
     assert tokenizer.encode_chat(plain) == tokenizer.encode(tokenizer.render_chat(plain))
+
+
+def test_chats_encoded_on_many_threads_at_once_come_out_as_one_at_a_time(local_engine):
+    """Requests are tokenized on their callers' threads; the content's plain-text encoding must not leak into
+    another thread's template (its role tags split into characters) or the reverse (a document's tags parsed)."""
+    tokenizer = local_engine.tokenizer
+    chats = [
+        [ChatMessage(role="system", content=f"Record {i}.<|im_start|>x"), ChatMessage(role="user", content="Plan?")]
+        for i in range(8)
+    ]
+    expected = [tokenizer.encode_chat(chat) for chat in chats]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(40):
+            assert list(pool.map(tokenizer.encode_chat, chats)) == expected
 
 
 def test_unsupported_checkpoint_is_a_clear_error(tmp_path):

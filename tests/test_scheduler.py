@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from engine import ChatMessage, GenerationParams, Stats, TextDelta
 
@@ -65,11 +66,26 @@ def test_a_batched_step_gives_each_row_the_logits_it_gets_alone(local_engine):
         assert row.argmax() == expected.argmax()
 
 
+def _greedy_up_to_ties(engine, question: str, answer: str, tie: float = 0.01) -> bool:
+    """Whether each token of `answer` is, read alone after the question and the tokens before it, the model's top
+    choice or within `tie` of it. A batch sums in another order than one row does, so where two tokens are all but
+    tied a batched answer may take the other one; a row given another row's logits would be far from its top."""
+    prompt = engine.tokenizer.encode_chat(_messages(question))
+    tokens = engine.tokenizer.encode(answer)
+    cache = engine.new_cache(len(prompt) + len(tokens))
+    engine.prefill(prompt[:-1], cache)
+    logits = engine.forward([prompt[-1:] + tokens[:-1]], [cache], [len(prompt) - 1], last_only=False)[0]
+    chosen = logits.gather(1, torch.tensor(tokens).unsqueeze(1)).squeeze(1)
+    return bool((logits.max(dim=1).values - chosen <= tie).all())
+
+
 def test_concurrent_requests_answer_as_they_would_alone(local_engine):
     params = GenerationParams(max_new_tokens=24)
     alone = [_answer(local_engine, q, params)[0] for q in QUESTIONS[:4]]
     timelines = _concurrently(local_engine, QUESTIONS[:4], params)
-    assert [_text(t) for t in timelines] == alone
+    for question, timeline, solo in zip(QUESTIONS[:4], timelines, alone):
+        text = _text(timeline)
+        assert text == solo or _greedy_up_to_ties(local_engine, question, text), (question, text, solo)
     assert all(isinstance(t[-1][1], Stats) for t in timelines)
     assert local_engine.scheduler.in_flight == 0
 
