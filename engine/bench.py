@@ -1,4 +1,4 @@
-"""Engine benchmarks, each against a peer run in this same process on the same weights.
+"""Engine benchmarks, each against a peer run on this machine on the same weights.
 
     python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: vs transformers, llama.cpp
     python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
@@ -8,7 +8,7 @@
 
 Dense compares time to first token and decode speed of the engine (fp32, and with --quantize bf16, int8, int4) with
 `transformers` generate and, when llama-cpp-python is installed (`pip install -e .[bench]`), llama.cpp on the same
-GGUF file (default model SmolLM2-135M).
+GGUF file (default model SmolLM2-135M), each runner in a process of its own.
 `--moe` builds a tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) and runs
 the same weights in transformers' Glm4MoeForCausalLM, with its per-expert loop ("eager") and its grouped matmul.
 `--fp8` loads SmolLM2 (when installed) and the tiny-but-wide MoE with BF16 weights and with block FP8 weights
@@ -19,10 +19,12 @@ greedy decoding and the same number of new tokens, so the printed ratios compare
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -155,37 +157,17 @@ def bench_llama_cpp(path: Path, ids: list[int], new_tokens: int, runs: int) -> t
 
 
 def bench_dense(args) -> None:
-    from transformers import AutoModelForCausalLM
+    from engine.checkpoint import Checkpoint, default_model_path
 
-    engine = LocalEngine(args.model)
-    path = engine.checkpoint_path
-    if path.suffix == ".gguf":
-        reference = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    else:
-        reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    reference.eval()
-
+    checkpoint = Checkpoint(Path(args.model) if args.model else default_model_path())
+    path = checkpoint.path
     text = args.prompt_file.read_text() if args.prompt_file else DEFAULT_PROMPT
-    ids = engine.tokenizer.encode_chat([ChatMessage(role="user", content=text)])
+    ids = checkpoint.tokenizer().encode_chat([ChatMessage(role="user", content=text)])
 
-    def uncached(served: LocalEngine) -> tuple[float, float]:
-        # Every run prefills the whole prompt, as the peers do (the prefix cache would keep the warm-up's), and
-        # decodes one token per forward pass (drafting is measured by --speculative).
-        served.prefix_cache.clear()
-        return bench_engine(served, ids, args.new_tokens, draft_tokens=0)
-
-    rows = [("clinidoc engine, fp32", *median_runs(lambda: uncached(engine), args.runs))]
-    del engine
     # --quantize: bf16 weights × fp32 arithmetic, and int8 / int4 weights through the CPU weight-only kernels.
-    for quantize in ("bf16", "int8", "int4"):
-        served = LocalEngine(args.model, quantize=quantize)
-        timing = median_runs(lambda: uncached(served), args.runs)
-        rows.append((f"clinidoc engine, --quantize {quantize} ({served.info.precision.split('→ ')[-1]})", *timing))
-        del served
-    transformers = ("transformers generate, fp32", *median_runs(
-        lambda: bench_transformers(reference, ids, args.new_tokens), args.runs))
-    del reference
-    llama = bench_llama_cpp(path, ids, args.new_tokens, args.runs) if path.suffix == ".gguf" else None
+    rows = [_isolated(_dense_engine_row, args, quantize, ids) for quantize in (None, "bf16", "int8", "int4")]
+    transformers = ("transformers generate, fp32", *_isolated(_dense_transformers_timing, args, path, ids))
+    llama = _isolated(bench_llama_cpp, path, ids, args.new_tokens, args.runs) if path.suffix == ".gguf" else None
 
     print(f"model: {path.name}, threads: {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens} (greedy, EOS ignored), "
@@ -205,6 +187,38 @@ def bench_dense(args) -> None:
         ratios = "".join(f" {decode / peer_decode:.2f}x |" for _, _, peer_decode in peers)
         print(f"| {name} | {ttft:.3f} | {len(ids) / ttft:.0f} | {decode:.1f} |{ratios}")
 
+
+def _isolated(work, *args):
+    """work(*args) in a fresh process, as each runner is deployed: alone. In one process, the OpenMP teams of the
+    threads that ran earlier runners (an engine's scheduler thread outlives the engine) push libgomp past one
+    thread per core, and its workers then sleep between parallel regions, slowing every runner after the first."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(work, *args).result()
+
+
+def _dense_engine_row(args, quantize: str | None, ids: list[int]) -> tuple[str, float, float]:
+    served = LocalEngine(args.model, quantize=quantize)
+
+    def uncached() -> tuple[float, float]:
+        # Every run prefills the whole prompt, as the peers do (the prefix cache would keep the warm-up's), and
+        # decodes one token per forward pass (drafting is measured by --speculative).
+        served.prefix_cache.clear()
+        return bench_engine(served, ids, args.new_tokens, draft_tokens=0)
+
+    label = "fp32" if quantize is None else f"--quantize {quantize} ({served.info.precision.split('→ ')[-1]})"
+    return (f"clinidoc engine, {label}", *median_runs(uncached, args.runs))
+
+
+def _dense_transformers_timing(args, path: Path, ids: list[int]) -> tuple[float, float]:
+    from transformers import AutoModelForCausalLM
+
+    if path.suffix == ".gguf":
+        reference = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    else:
+        reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    reference.eval()
+    return median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
 
 def bench_moe(args, tokenizer: Tokenizer) -> None:
     """With --dtype bfloat16 both hold bf16 weights; on a CPU the engine still computes in fp32 (as it serves)."""

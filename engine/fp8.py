@@ -7,6 +7,7 @@ name that scale is the dequant multiplier: W ≈ float(q) · scale_inv[i // 128,
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +100,18 @@ class Fp8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Fp8Parts(nn.Module):
+    """Block FP8 linears on the same input whose outputs come side by side: the FP8 form of `fused_linear`. Each part
+    keeps blocks of its own (checkpoint keys `parts.{i}.weight`, `parts.{i}.weight_scale_inv`)."""
+
+    def __init__(self, in_features: int, parts: Sequence[int], bias: bool = False):
+        super().__init__()
+        self.parts = nn.ModuleList(Fp8Linear(in_features, out_features, bias=bias) for out_features in parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(x) for part in self.parts], dim=-1)
 
 
 def dequant_row_chunks(out_features: int, in_features: int, block: int = BLOCK) -> list[tuple[int, int]]:

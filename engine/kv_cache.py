@@ -47,6 +47,8 @@ class KVCache:
         # a decode step over a short context is bound by the number of ops, not by their arithmetic.
         self._kv = torch.zeros((2, *shape), dtype=storage_dtype, device=device)
         self.keys, self.values = self._kv
+        # Each layer's keys and values as views made once: a decode step indexes them for every layer.
+        self._by_layer = list(zip(self.keys, self.values))
         self._scales: torch.Tensor | None = None
         self.key_scales: torch.Tensor | None = None
         self.value_scales: torch.Tensor | None = None
@@ -73,15 +75,16 @@ class KVCache:
 
         With narrow storage the returned tensors live in buffers that the next call on this thread overwrites."""
         end = start + k.shape[2]
+        keys, values = self._by_layer[layer]
         if self._scales is None:
-            self.keys[layer, :, :, start:end] = k
-            self.values[layer, :, :, start:end] = v
+            keys.narrow(2, start, k.shape[2]).copy_(k)
+            values.narrow(2, start, v.shape[2]).copy_(v)
         else:
             self._kv[:, layer, :, :, start:end], self._scales[:, layer, :, :, start:end] = quantize_fp8(
                 torch.stack((k, v))
             )
         if self._kv.dtype == self.dtype:
-            return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+            return keys.narrow(2, 0, end), values.narrow(2, 0, end)
         keys, values = self._widen(layer, end).unbind()
         return keys, values
 

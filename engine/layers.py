@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.fp8 import Fp8Linear
+from engine.fp8 import Fp8Linear, Fp8Parts
 from engine.kv_cache import KVCache
 from engine.rope import RopeScaling, rope_inv_freq
 
@@ -20,10 +20,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Statistics in fp32 whatever the activation dtype, as the reference implementations do.
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        if x.dtype == torch.float32:
+            # The reference's ops in one call, bit for bit: a decode step runs 61 norms, each a handful of tiny ops.
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # Statistics in fp32, then rounded back before the weight, as the reference implementations do.
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
@@ -40,16 +41,37 @@ class RotaryEmbedding(nn.Module):
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)
         self.register_buffer("cos", angles.cos() * attention_factor, persistent=False)
-        self.register_buffer("sin", angles.sin() * attention_factor, persistent=False)
+        # rotate_half(x) · sin is swapped(x) · signed_sin: with the sign in the table, a rotation is whole-head ops.
+        signed_sin = angles.sin() * attention_factor
+        signed_sin[:, : rotary_dim // 2].neg_()
+        self.register_buffer("signed_sin", signed_sin, persistent=False)
+
+    def at(self, positions: torch.Tensor, dtype: torch.dtype, head_dim: int) -> Rotation:
+        """The rotation at one forward pass's positions ([B, T]), looked up once for all its layers."""
+        cos, sin = self.cos[positions], self.signed_sin[positions]
+        if head_dim > self.rotary_dim:  # the dims past the rotary ones pass through: cos 1, sin 0
+            cos = F.pad(cos, (0, head_dim - self.rotary_dim), value=1.0)
+            sin = F.pad(sin, (0, head_dim - self.rotary_dim))
+        swap = torch.arange(head_dim, device=positions.device)
+        swap[: self.rotary_dim] = swap[: self.rotary_dim].roll(self.rotary_dim // 2)
+        return Rotation(cos.unsqueeze(-2).to(dtype), sin.unsqueeze(-2).to(dtype), swap)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x: [B, heads, T, head_dim]; positions: [B, T]."""
-        cos = self.cos[positions].unsqueeze(1).to(x.dtype)
-        sin = self.sin[positions].unsqueeze(1).to(x.dtype)
-        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
-        half = self.rotary_dim // 2
-        rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
-        return torch.cat([rot * cos + rotated * sin, rest], dim=-1)
+        return self.at(positions, x.dtype, x.shape[-1])(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Rotation:
+    """RoPE at fixed positions: x · cos + swapped(x) · signed_sin, with cos and signed_sin [B, T, 1, head_dim] and
+    `swap` [head_dim] the permutation that exchanges the halves of the rotary dims. The products and the sum are
+    those of the reference's rotate-half form, so the result is the same to the bit."""
+
+    def __init__(self, cos: torch.Tensor, signed_sin: torch.Tensor, swap: torch.Tensor):
+        self.cos, self.signed_sin, self.swap = cos, signed_sin, swap
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, heads, head_dim]."""
+        return x * self.cos + x.index_select(-1, self.swap) * self.signed_sin
 
 
 class Step:
@@ -165,17 +187,31 @@ def linear(in_features: int, out_features: int, bias: bool = False, fp8: bool = 
     return integer if integer is not None else Linear(in_features, out_features, bias=bias)
 
 
+def fused_linear(in_features: int, parts: Sequence[int], bias: bool = False, fp8: bool = False) -> nn.Module:
+    """One projection standing for several of the checkpoint's on the same input (q, k and v; gate and up), their
+    outputs side by side: a decode step on a CPU pays per matmul, not only per byte of weights. A module that holds
+    one declares which checkpoint projections it joins in a `fused` mapping, which `engine.weights` loads by.
+
+    Block FP8 keeps the parts apart: a part that is not a whole number of 128-row blocks (SmolLM2's q, 576 rows)
+    would share blocks with the next, and a checkpoint's own FP8 scales could not be reused."""
+    if fp8:
+        return Fp8Parts(in_features, parts, bias)
+    return linear(in_features, sum(parts), bias)
+
+
 class GatedMLP(nn.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)), gate and up in one matmul."""
+
+    fused = {"gate_up_proj": ("gate_proj", "up_proj")}
 
     def __init__(self, hidden: int, intermediate: int, fp8: bool = False):
         super().__init__()
-        self.gate_proj = linear(hidden, intermediate, fp8=fp8)
-        self.up_proj = linear(hidden, intermediate, fp8=fp8)
+        self.gate_up_proj = fused_linear(hidden, (intermediate, intermediate), fp8=fp8)
         self.down_proj = linear(intermediate, hidden, fp8=fp8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 def rotary_for(cfg) -> RotaryEmbedding:

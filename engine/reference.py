@@ -119,6 +119,10 @@ def add_random_mtp_layer(directory: Path, seed: int = 1) -> None:
             if name.startswith("mlp.experts.") and t.dim() == 3:  # stacked [experts, out, in]: one tensor each
                 projection = name.removeprefix("mlp.experts.")
                 tensors.update({f"mlp.experts.{e}.{projection}.weight": w for e, w in enumerate(t)})
+            elif name.endswith("gate_up_proj.weight"):  # fused by the engine, two tensors in the checkpoint
+                gate, up = t.chunk(2)
+                tensors[name.replace("gate_up_proj", "gate_proj")] = gate
+                tensors[name.replace("gate_up_proj", "up_proj")] = up
             else:
                 tensors[name] = t
     save_file({f"model.layers.{index}.{k}": v.contiguous() for k, v in tensors.items()}, directory / "mtp.safetensors")

@@ -1,20 +1,23 @@
 """Putting checkpoint tensors into a model built on the meta device, one tensor at a time.
 
 A model may declare, by name, tensors kept in fp32 (`keep_fp32`) and checkpoint tensors that are slices of one
-of its stacked tensors (`stacked_name`, e.g. per-expert weights). Where the model holds a weight in block FP8,
-int8 or int4 and the checkpoint has it in full precision, the weight is quantized as it arrives (`--quantize fp8`,
-`int8`, `int4`), so the full-precision copy never exists beside the model.
+of its stacked tensors (`stacked_name`, e.g. per-expert weights). A module that fuses several of the checkpoint's
+projections into one (`engine.layers.fused_linear`) names them in a `fused` mapping, as vLLM's stacked-params
+mapping does: {"qkv_proj": ("q_proj", "k_proj", "v_proj")} loads q, k and v as consecutive rows of qkv_proj.
+Where the model holds a weight in block FP8, int8 or int4 and the checkpoint has it in full precision, the weight
+is quantized as it arrives (`--quantize fp8`, `int8`, `int4`), so the full-precision copy never exists beside the
+model.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from engine.fp8 import FP8, quantize_block_fp8
+from engine.fp8 import FP8, Fp8Parts, quantize_block_fp8
 from engine.quantize import Int4Linear, Int8Linear
 from engine.types import EngineError
 
@@ -60,7 +63,7 @@ def load_weights(
         stacks[name][index] = tensor
         filled[name].add(index)
 
-    for checkpoint_name, tensor in tensors:
+    for checkpoint_name, tensor in _joined(tensors, _fused_parts(model)):
         name, index = stacked_name(checkpoint_name)
         if name not in targets:
             continue  # e.g. rotary tables some exporters save; the engine computes its own
@@ -89,6 +92,40 @@ def load_weights(
         raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
     if integer_head is None:
         model.tie_weights()
+
+
+def _fused_parts(model: nn.Module) -> dict[str, tuple[str, int, int]]:
+    """Checkpoint module name → (the fused module holding it, its place among the parts, how many parts), from the
+    `fused` mappings of the model's modules; an FP8 part keeps a module of its own (`Fp8Parts`)."""
+    parts = {}
+    for prefix, module in model.named_modules():
+        for fused, names in getattr(module, "fused", {}).items():
+            fused_name = f"{prefix}.{fused}"
+            for index, name in enumerate(names):
+                if isinstance(module.get_submodule(fused), Fp8Parts):  # a part alone, joined with nothing
+                    parts[f"{prefix}.{name}"] = (f"{fused_name}.parts.{index}", 0, 1)
+                else:
+                    parts[f"{prefix}.{name}"] = (fused_name, index, len(names))
+    return parts
+
+
+def _joined(
+    tensors: Iterable[tuple[str, torch.Tensor]], parts: dict[str, tuple[str, int, int]]
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """The checkpoint's tensors with those of fused projections renamed, and concatenated once all parts have come:
+    int8/int4 then quantize the whole weight, whose rows are those of the parts quantized alone."""
+    waiting: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+    for name, tensor in tensors:
+        module_name, _, attr = name.rpartition(".")
+        if module_name not in parts:
+            yield name, tensor
+            continue
+        fused, index, count = parts[module_name]
+        name = f"{fused}.{attr}"
+        waiting[name][index] = tensor
+        if len(waiting[name]) == count:
+            arrived = waiting.pop(name)
+            yield name, torch.cat([arrived[i] for i in range(count)])
 
 
 def _put_quantized(

@@ -145,7 +145,9 @@ def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair):
         mtp = m.model.layers[L]
         u = mtp.eh_proj(torch.cat([mtp.enorm(m.model.word_embeddings(next_tokens)), mtp.hnorm(hidden)], -1))
         fresh = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
-        r = u + mtp.attention(mtp.input_layernorm(u), m.rope, Step([fresh], [0], len(positions), u.device), L)
+        step = Step([fresh], [0], len(positions), u.device)
+        rotate = m.rope.at(step.positions, u.dtype, cfg.head_dim)
+        r = u + mtp.attention(mtp.input_layernorm(u), rotate, step, L)
         r = r + mtp.mlp(mtp.post_attention_layernorm(r))
         expected_state = mtp.final_layernorm(r)
     assert isinstance(mtp.enorm, RMSNorm)

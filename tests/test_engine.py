@@ -204,7 +204,9 @@ def test_smollm2_quantized_to_fp8_at_load(local_engine):
 
     fp8_engine = LocalEngine(quantize="fp8")
     layer = fp8_engine.model.model.layers[0]
-    assert layer.self_attn.q_proj.weight.dtype == FP8 and layer.mlp.down_proj.weight.dtype == FP8
+    # FP8 keeps the parts of a fused projection apart, each with blocks of its own.
+    assert all(part.weight.dtype == FP8 for part in layer.self_attn.qkv_proj.parts)
+    assert layer.mlp.down_proj.weight.dtype == FP8
     assert fp8_engine.model.model.embed_tokens.weight.dtype == torch.float32
     ids = local_engine.tokenizer.encode(
         "Discharge summary. The patient is a 67-year-old woman admitted for elective right total knee arthroplasty. "
@@ -237,7 +239,7 @@ def test_bf16_weights_with_fp32_arithmetic(local_engine):
     a many-token prefill (weights upcast) and one-token decode steps (bf16 matmuls) both stay near fp32."""
     half = LocalEngine(quantize="bf16")
     layer = half.model.model.layers[0]
-    assert layer.self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert layer.self_attn.qkv_proj.weight.dtype == torch.bfloat16
     assert layer.input_layernorm.weight.dtype == torch.float32
     ids = local_engine.tokenizer.encode("Assessment and plan: continue aspirin 81 mg daily, recheck lipids in 3 months.")
     cfg = local_engine.config

@@ -137,7 +137,7 @@ def test_smollm2_with_integer_weights_stays_near_fp32(local_engine, integer_engi
     model = integer_engine.model
     layer = model.model.layers[0]
     expected = Int4Linear if integer_engine.info.precision.split("→ ")[1].startswith("int4") else Int8Linear
-    assert isinstance(layer.mlp.down_proj, expected) and isinstance(layer.self_attn.q_proj, expected)
+    assert isinstance(layer.mlp.down_proj, expected) and isinstance(layer.self_attn.qkv_proj, expected)
     assert isinstance(model.lm_head, Int8Linear)  # int4 keeps an 8-bit head: the logits are what gets sampled
     assert model.model.embed_tokens.weight.dtype == torch.float32
     ids = local_engine.tokenizer.encode(PROMPT)

@@ -16,7 +16,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, Step, attention, linear, rotary_for
+from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, rotary_for
 from engine.moe import MoEBlock
 
 
@@ -30,13 +30,14 @@ class Attention(nn.Module):
         self.key_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.dense = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, step: Step, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
         qkv = self.query_key_value(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
         q, k, v = qkv.split([self.heads, self.kv_heads, self.kv_heads], dim=2)
-        q = rope(self.query_layernorm(q).transpose(1, 2), step.positions)
-        k = rope(self.key_layernorm(k).transpose(1, 2), step.positions)
-        out = attention(q, k, v.transpose(1, 2), step, layer)
+        # The heads of q and k side by side take one rotation.
+        qk = torch.cat([self.query_layernorm(q), self.key_layernorm(k)], dim=2)
+        q, k = rotate(qk).split([self.heads, self.kv_heads], dim=2)
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), step, layer)
         return self.dense(out)
 
 
@@ -52,8 +53,8 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size, cfg.fp8), cfg.fp8)
 
-    def forward(self, x, rope, step, layer):
-        x = x + self.attention(self.input_layernorm(x), rope, step, layer)
+    def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
+        x = x + self.attention(self.input_layernorm(x), rotate, step, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -95,8 +96,9 @@ class BailingMoeV2ForCausalLM(nn.Module):
         Row b continues the sequence cached in caches[b] from position starts[b]."""
         step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.word_embeddings(tokens)
+        rotate = self.rope.at(step.positions, x.dtype, self.config.head_dim)
         for i in range(self.config.num_hidden_layers):
-            x = self.model.layers[i](x, self.rope, step, i)
+            x = self.model.layers[i](x, rotate, step, i)
         return self.model.norm(x)
 
     def forward(
@@ -118,7 +120,8 @@ class BailingMoeV2ForCausalLM(nn.Module):
         e = mtp.enorm(self.model.word_embeddings(tokens))
         u = mtp.eh_proj(torch.cat([e, mtp.hnorm(hidden)], dim=-1))
         step = Step(caches, starts, tokens.shape[1], tokens.device)
-        r = DecoderLayer.forward(mtp, u, self.rope, step, layer_index)
+        rotate = self.rope.at(step.positions, u.dtype, self.config.head_dim)
+        r = DecoderLayer.forward(mtp, u, rotate, step, layer_index)
         out = mtp.final_layernorm(r)
         return self.lm_head(out).float(), out
 

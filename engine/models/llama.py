@@ -1,7 +1,8 @@
 """Llama-family dense decoder (Llama, SmolLM2, Mistral; Qwen2 with q/k/v biases; Qwen3 with QK-norm).
 
-Module names follow the Hugging Face checkpoints, so HF tensors load by their own names;
-`gguf_to_hf` below maps llama.cpp's names onto them.
+Module names follow the Hugging Face checkpoints, so HF tensors load by their own names, except that q/k/v and
+gate/up are fused into one projection each (the `fused` mappings name the checkpoint's parts); `gguf_to_hf` below
+maps llama.cpp's names onto HF's.
 """
 
 from __future__ import annotations
@@ -14,31 +15,33 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, Step, attention, linear, rotary_for
+from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, rotary_for
 
 
 class Attention(nn.Module):
+    fused = {"qkv_proj": ("q_proj", "k_proj", "v_proj")}
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.q_proj = linear(cfg.hidden_size, self.heads * self.head_dim, cfg.attention_bias, cfg.fp8)
-        self.k_proj = linear(cfg.hidden_size, self.kv_heads * self.head_dim, cfg.attention_bias, cfg.fp8)
-        self.v_proj = linear(cfg.hidden_size, self.kv_heads * self.head_dim, cfg.attention_bias, cfg.fp8)
-        self.o_proj = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.qkv_proj = fused_linear(cfg.hidden_size, (q_out, kv_out, kv_out), cfg.attention_bias, cfg.fp8)
+        self.o_proj = linear(q_out, cfg.hidden_size, fp8=cfg.fp8)
+        self.qk_norm = cfg.qk_norm
         if cfg.qk_norm:
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, step: Step, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
-        k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)
-        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)
-        if hasattr(self, "q_norm"):
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = rope(q.transpose(1, 2), step.positions)
-        k = rope(k.transpose(1, 2), step.positions)
-        out = attention(q, k, v.transpose(1, 2), step, layer)
+        qkv = self.qkv_proj(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)
+        qk, v = qkv.split([self.heads + self.kv_heads, self.kv_heads], dim=2)
+        if self.qk_norm:
+            q, k = qk.split([self.heads, self.kv_heads], dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
+        # The heads of q and k side by side take one rotation.
+        q, k = rotate(qk).split([self.heads, self.kv_heads], dim=2)
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), step, layer)
         return self.o_proj(out)
 
 
@@ -50,8 +53,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
 
-    def forward(self, x, rope, step, layer):
-        x = x + self.self_attn(self.input_layernorm(x), rope, step, layer)
+    def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rotate, step, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -81,8 +84,9 @@ class LlamaForCausalLM(nn.Module):
         """
         step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.embed_tokens(tokens)
+        rotate = self.rope.at(step.positions, x.dtype, self.config.head_dim)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, self.rope, step, i)
+            x = layer(x, rotate, step, i)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
