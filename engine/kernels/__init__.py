@@ -1,0 +1,46 @@
+"""CPU kernels of our own, in C++, compiled on first use with the machine's compiler and cached.
+
+`int_matmul` holds the int8 / int4 weight matmuls of a decode step (`int_matmul.cpp`, engine/quantize.py). It needs an
+x86 CPU with AVX2 and FMA (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either, `int_matmul()`
+is None and the quantized layers multiply by their dequantized weights in fp32 instead, which is correct but slower.
+The first build takes about half a minute; later processes load the cached library.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from platformdirs import user_cache_dir
+
+_SOURCE = Path(__file__).with_name("int_matmul.cpp")
+_FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp"]
+
+
+@functools.cache
+def int_matmul() -> ModuleType | None:
+    """The compiled int8/int4 matmul module, or None where it cannot run or be built here."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return None
+    from torch.utils.cpp_extension import load  # imported here: it is slow to import and needs setuptools
+
+    build = _build_directory()
+    build.mkdir(parents=True, exist_ok=True)
+    try:
+        return load(
+            name="clinidoc_int_matmul", sources=[str(_SOURCE)], build_directory=str(build),
+            extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"], verbose=False,
+        )
+    except Exception as error:  # noqa: BLE001 - no compiler, or one that fails: run without the kernels
+        warnings.warn(f"Built without the int8/int4 CPU kernels ({error}); quantized layers run in fp32.", stacklevel=2)
+        return None
+
+
+def _build_directory() -> Path:
+    """One per torch version, which the library links against; torch rebuilds it when the source changes."""
+    root = Path(os.environ.get("CLINIDOC_CACHE_DIR") or user_cache_dir("clinidoc"))
+    return root / "kernels" / f"torch-{torch.__version__}"
