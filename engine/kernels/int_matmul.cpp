@@ -25,6 +25,8 @@ struct QuantizedRows {
 };
 
 QuantizedRows quantize_rows(const torch::Tensor& x) {
+  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: contiguous fp32 [M, K]");
+  TORCH_CHECK(x.size(1) % kBlock == 0, "K must be a multiple of 32");
   const int64_t M = x.size(0), K = x.size(1), blocks = K / kBlock;
   QuantizedRows q{torch::empty({M, K}, x.options().dtype(torch::kInt8)),
                   torch::empty({M, blocks}, x.options()), torch::empty({M, blocks}, x.options())};
@@ -66,9 +68,7 @@ inline __m256i dot_bytes(__m256i u, __m256i s) {
 
 // y [M, N] = x [M, K] · (q · scale)ᵀ with q int8 [N, K] and scale fp32 [N].
 torch::Tensor int8_matmul(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale) {
-  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: contiguous fp32 [M, K]");
   TORCH_CHECK(q.dtype() == torch::kInt8 && q.is_contiguous() && q.size(1) == x.size(1), "q: int8 [N, K]");
-  TORCH_CHECK(x.size(1) % kBlock == 0, "K must be a multiple of 32");
   const int64_t M = x.size(0), K = x.size(1), N = q.size(0), blocks = K / kBlock;
   const QuantizedRows xq = quantize_rows(x);
   auto y = torch::empty({M, N}, x.options());
@@ -101,10 +101,8 @@ torch::Tensor int8_matmul(const torch::Tensor& x, const torch::Tensor& q, const 
 // [N, K / 32].
 torch::Tensor int4_matmul(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
                           const torch::Tensor& low) {
-  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: contiguous fp32 [M, K]");
   TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.size(1) * 2 == x.size(1),
               "packed: uint8 [N, K / 2]");
-  TORCH_CHECK(x.size(1) % kBlock == 0, "K must be a multiple of 32");
   const int64_t M = x.size(0), K = x.size(1), N = packed.size(0), blocks = K / kBlock;
   const QuantizedRows xq = quantize_rows(x);
   auto y = torch::empty({M, N}, x.options());
