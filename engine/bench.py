@@ -164,7 +164,7 @@ def bench_dense(args) -> None:
     text = args.prompt_file.read_text() if args.prompt_file else DEFAULT_PROMPT
     ids = checkpoint.tokenizer().encode_chat([ChatMessage(role="user", content=text)])
 
-    # --quantize: bf16 weights × fp32 arithmetic, and int8 / int4 weights through the CPU weight-only kernels.
+    # --quantize: bf16 weights × fp32 arithmetic, and int8 / int4 weights through the engine's CPU kernels.
     rows = [_isolated(_dense_engine_row, args, quantize, ids) for quantize in (None, "bf16", "int8", "int4")]
     transformers = ("transformers generate, fp32", *_isolated(_dense_transformers_timing, args, path, ids))
     llama = _isolated(bench_llama_cpp, path, ids, args.new_tokens, args.runs) if path.suffix == ".gguf" else None

@@ -40,8 +40,8 @@ class LocalEngine:
     ):
         """`dtype` is what the model computes in. `quantize` stores the projections narrower while loading:
         "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU),
-        "int8" as int8 per output channel and "int4" as 4-bit groups of 32 with an int8 output head (CPU only,
-        weight-only kernels; engine/quantize.py).
+        "int8" as int8 per output channel and "int4" as 4-bit groups of 32 with an int8 output head (CPU only: AVX2
+        kernels with int8 activations, engine/quantize.py).
         `context` beyond the model's window stretches it with YaRN. `prefix_cache_bytes` bounds the KV kept from
         earlier requests for reuse; prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
         activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
