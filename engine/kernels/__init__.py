@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +31,7 @@ def int_matmul() -> ModuleType | None:
 
     build = _build_directory()
     build.mkdir(parents=True, exist_ok=True)
+    _put_ninja_on_path()
     try:
         return load(
             name="clinidoc_int_matmul", sources=[str(_SOURCE)], build_directory=str(build),
@@ -38,6 +40,15 @@ def int_matmul() -> ModuleType | None:
     except Exception as error:  # noqa: BLE001 - no compiler, or one that fails: run without the kernels
         warnings.warn(f"Built without the int8/int4 CPU kernels ({error}); quantized layers run in fp32.", stacklevel=2)
         return None
+
+
+def _put_ninja_on_path() -> None:
+    """torch builds with the `ninja` it finds on PATH; the `ninja` package's own sits in the virtual environment's
+    bin, which is not on PATH when the interpreter is run by its path (`.venv/bin/python`)."""
+    if shutil.which("ninja") is None:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
 
 
 def _build_directory() -> Path:
