@@ -12,7 +12,6 @@ from prompts import disclaimer
 from storage import MessageInfo
 
 
-
 def session_markdown(view: SessionView, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     lines = [
@@ -52,12 +51,5 @@ def _body(message: MessageInfo) -> str:
     if message.kind == "summary":
         return summary_text(ChartSummary.model_validate({**message.grounding, "citations": message.citations}))
     grounding = GroundedAnswer.model_validate({**message.grounding, "citations": message.citations})
-    # The text between and after the sentences (line breaks, the notes on what the model did not read) stays as it is.
-    parts: list[str] = []
-    position = 0
-    for sentence in grounding.sentences:
-        parts += [message.text[position : sentence.start], sentence_text(sentence)]
-        position = sentence.end
-    parts.append(message.text[position:])
     sources = "\n".join(citation_line(citation) for citation in grounding.citations)
-    return "".join(parts).strip() + (f"\n\nSources:\n{sources}" if sources else "")
+    return grounding.marked(message.text, sentence_text).strip() + (f"\n\nSources:\n{sources}" if sources else "")

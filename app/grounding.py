@@ -20,7 +20,7 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import accumulate
@@ -98,6 +98,17 @@ class SentenceSupport(BaseModel):
 class GroundedAnswer(BaseModel):
     sentences: list[SentenceSupport]
     citations: list[Citation]
+
+    def marked(self, text: str, mark: Callable[[SentenceSupport], str], plain: Callable[[str], str] = str) -> str:
+        """`text`, the answer these sentences' offsets point into, with each sentence written by `mark` and what lies
+        between and after them (line breaks, the notes on what the model did not read) by `plain`."""
+        parts: list[str] = []
+        position = 0
+        for sentence in self.sentences:
+            parts += [plain(text[position : sentence.start]), mark(sentence)]
+            position = sentence.end
+        parts.append(plain(text[position:]))
+        return "".join(parts)
 
 
 def locate(quote: str, documents: Sequence[Document], min_score: float = FUZZY_THRESHOLD) -> Located | None:

@@ -126,8 +126,40 @@ def _rows(x: torch.Tensor) -> int:
     return x.shape[:-1].numel()
 
 
-class Int8Linear(nn.Module):
-    """y = x Wᵀ (+ b) with W held as int8 `weight` and a bf16 `weight_scale` per output channel."""
+class _IntegerLinear(nn.Module):
+    """y = x Wᵀ (+ b) for a weight held in integers: the compiled kernel for a few rows, else an fp32 GEMM on the
+    weight dequantized into a reusable buffer. Quantized weights are buffers, not Parameters: they are never
+    trained, and buffers still travel with .to(device)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, device, dtype):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        b = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype), requires_grad=False) if bias else None
+        self.register_parameter("bias", b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernels = _kernels_for(x)
+        x2 = x.reshape(-1, self.in_features)
+        if kernels is not None:
+            out = self._kernel_matmul(kernels, x2.float().contiguous()).to(x.dtype)
+        else:
+            out = F.linear(x2, self._dequantized(x.dtype))
+        if self.bias is not None:
+            out += self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(_IntegerLinear):
+    """W held as int8 `weight` and an fp32 `weight_scale` per output channel."""
 
     def __init__(
         self,
@@ -137,13 +169,9 @@ class Int8Linear(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        # Buffers, not Parameters: quantized weights are never trained, and buffers still travel with .to(device).
+        super().__init__(in_features, out_features, bias, device, dtype)
         self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.empty(out_features, device=device))
-        b = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype), requires_grad=False) if bias else None
-        self.register_parameter("bias", b)
 
     @staticmethod
     def quantized(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -151,24 +179,16 @@ class Int8Linear(nn.Module):
         q, scale = quantize_int8(weight)
         return {"": q, "_scale": scale}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernels = _kernels_for(x)
-        x2 = x.reshape(-1, self.in_features)
-        if kernels is not None:
-            out = kernels.int8_matmul(x2.float().contiguous(), self.weight, self.weight_scale).to(x.dtype)
-        else:
-            out = F.linear(x2, _scale_rows_(SCRATCH.converted("linear", self.weight, x.dtype), self.weight_scale))
-        if self.bias is not None:
-            out += self.bias
-        return out.view(*x.shape[:-1], self.out_features)
+    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
+        return kernels.int8_matmul(x, self.weight, self.weight_scale)
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+    def _dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        return _scale_rows_(SCRATCH.converted("linear", self.weight, dtype), self.weight_scale)
 
 
-class Int4Linear(nn.Module):
-    """y = x Wᵀ (+ b) with W held as packed 4-bit `weight` (`pack_int4`) and fp32 `weight_scale` and `weight_low`
-    per block of 32 inputs."""
+class Int4Linear(_IntegerLinear):
+    """W held as packed 4-bit `weight` (`pack_int4`) and fp32 `weight_scale` and `weight_low` per block of 32
+    inputs."""
 
     def __init__(
         self,
@@ -178,35 +198,23 @@ class Int4Linear(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        super().__init__(in_features, out_features, bias, device, dtype)
         blocks = in_features // INT4_GROUP
         self.register_buffer("weight", torch.empty(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer("weight_scale", torch.empty(out_features, blocks, device=device))
         self.register_buffer("weight_low", torch.empty(out_features, blocks, device=device))
-        b = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype), requires_grad=False) if bias else None
-        self.register_parameter("bias", b)
 
     @staticmethod
     def quantized(weight: torch.Tensor) -> dict[str, torch.Tensor]:
         q, scale, low = quantize_int4(weight)
         return {"": pack_int4(q), "_scale": scale, "_low": low}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernels = _kernels_for(x)
-        x2 = x.reshape(-1, self.in_features)
-        if kernels is not None:
-            out = kernels.int4_matmul(x2.float().contiguous(), self.weight, self.weight_scale, self.weight_low)
-            out = out.to(x.dtype)
-        else:
-            w = SCRATCH.converted("linear", unpack_int4(self.weight), x.dtype)
-            out = F.linear(x2, _scale_groups_(w, self.weight_scale, self.weight_low))
-        if self.bias is not None:
-            out += self.bias
-        return out.view(*x.shape[:-1], self.out_features)
+    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
+        return kernels.int4_matmul(x, self.weight, self.weight_scale, self.weight_low)
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+    def _dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        w = SCRATCH.converted("linear", unpack_int4(self.weight), dtype)
+        return _scale_groups_(w, self.weight_scale, self.weight_low)
 
 
 def _kernels_for(x: torch.Tensor):

@@ -101,11 +101,10 @@ def _fused_parts(model: nn.Module) -> dict[str, tuple[str, int, int]]:
     for prefix, module in model.named_modules():
         for fused, names in getattr(module, "fused", {}).items():
             fused_name = f"{prefix}.{fused}"
+            apart = isinstance(module.get_submodule(fused), Fp8Parts)  # each part alone, joined with nothing
             for index, name in enumerate(names):
-                if isinstance(module.get_submodule(fused), Fp8Parts):  # a part alone, joined with nothing
-                    parts[f"{prefix}.{name}"] = (f"{fused_name}.parts.{index}", 0, 1)
-                else:
-                    parts[f"{prefix}.{name}"] = (fused_name, index, len(names))
+                joined = (f"{fused_name}.parts.{index}", 0, 1) if apart else (fused_name, index, len(names))
+                parts[f"{prefix}.{name}"] = joined
     return parts
 
 

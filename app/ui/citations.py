@@ -15,14 +15,7 @@ NOT_SUPPORTED = "not supported by the record"
 def answer_html(text: str, grounding: GroundedAnswer) -> str:
     """`text` with its sentences marked: the sentences' offsets point into it, and what follows the last one
     (the notes on what the model did not read) is shown as it is."""
-    parts: list[str] = []
-    position = 0
-    for sentence in grounding.sentences:
-        parts.append(escape(text[position : sentence.start]))
-        parts.append(_sentence(sentence))
-        position = sentence.end
-    parts.append(escape(text[position:]))
-    return "".join(parts) + _sources(grounding.citations)
+    return grounding.marked(text, _sentence, escape) + _sources(grounding.citations)
 
 
 def summary_html(summary: ChartSummary) -> str:
