@@ -5,6 +5,7 @@
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
     python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
     python -m engine.bench --concurrent [--concurrency 1,2,4,8] [--new-tokens 64]   batched requests' throughput
+    python -m engine.bench --step                                                     int8/int4 step vs llama.cpp's
 
 Dense compares time to first token and decode speed of the engine (fp32, and with --quantize bf16, int8, int4) with
 `transformers` generate and, when llama-cpp-python is installed (`pip install -e .[bench]`), llama.cpp on the same
@@ -220,6 +221,71 @@ def _dense_transformers_timing(args, path: Path, ids: list[int]) -> tuple[float,
     reference.eval()
     return median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
 
+def bench_step(args) -> None:
+    """Where a decode step with integer weights spends its time: in the int8/int4 projections (the compiled kernels
+    and their calls) and in the rest of the step (norms, rotary, attention, cache writes, Python), beside
+    llama.cpp's whole step on the same GGUF file."""
+    from engine.checkpoint import Checkpoint, default_model_path
+
+    checkpoint = Checkpoint(Path(args.model) if args.model else default_model_path())
+    ids = checkpoint.tokenizer().encode_chat([ChatMessage(role="user", content=DEFAULT_PROMPT)])
+    rows = {quantize: _isolated(_step_breakdown, args, quantize, ids) for quantize in ("int8", "int4")}
+    llama = None
+    if checkpoint.path.suffix == ".gguf":
+        llama = _isolated(bench_llama_cpp, checkpoint.path, ids, args.new_tokens, args.runs)
+    llama_ms = 1000 / llama[1] if llama else None
+    print(f"model: {checkpoint.path.name}, threads: {torch.get_num_threads()}, {args.new_tokens} decode steps after "
+          f"a {len(ids)}-token prompt")
+    print("\n| weights | step (ms) | int projections (ms) | rest of the step (ms) | step vs llama.cpp's |")
+    print("|---|---|---|---|---|")
+    for quantize, (step_s, projections_s) in rows.items():
+        ratio = f"{step_s * 1000 / llama_ms:.2f}x" if llama_ms else "—"
+        rest_s = step_s - projections_s
+        print(f"| {quantize} | {step_s * 1000:.1f} | {projections_s * 1000:.1f} | {rest_s * 1000:.1f} | {ratio} |")
+    if llama_ms:
+        print(f"| llama.cpp, the GGUF's own quants | {llama_ms:.1f} | — | — | 1.00x |")
+
+
+def _step_breakdown(args, quantize: str, ids: list[int]) -> tuple[float, float]:
+    """Seconds per decode step, and of those, seconds inside the integer projections. Module hooks time the
+    projections, but they slow every call they watch: the step is timed on a pass without them."""
+    from engine.quantize import Int4Linear, Int8Linear
+
+    engine = LocalEngine(args.model, quantize=quantize)
+    warm_up = 8
+    cache = engine.new_cache(len(ids) + 2 * (warm_up + args.new_tokens))
+    engine.prefill(ids, cache)
+    position, token = len(ids), ids[-1]
+
+    def decode(steps: int) -> float:
+        nonlocal position, token
+        started = time.perf_counter()
+        for _ in range(steps):
+            token = int(engine.forward([[token]], [cache], [position]).argmax())
+            position += 1
+        return (time.perf_counter() - started) / steps
+
+    decode(warm_up)
+    step_s = decode(args.new_tokens)
+    inside = [0.0]
+    entered: dict[torch.nn.Module, float] = {}
+
+    def enter(module, inputs) -> None:
+        entered[module] = time.perf_counter()
+
+    def leave(module, inputs, output) -> None:
+        inside[0] += time.perf_counter() - entered[module]
+
+    for module in engine.model.modules():
+        if isinstance(module, (Int8Linear, Int4Linear)):
+            module.register_forward_pre_hook(enter)
+            module.register_forward_hook(leave)
+    decode(warm_up)
+    inside[0] = 0.0
+    decode(args.new_tokens)
+    return step_s, inside[0] / args.new_tokens
+
+
 def bench_moe(args, tokenizer: Tokenizer) -> None:
     """With --dtype bfloat16 both hold bf16 weights; on a CPU the engine still computes in fp32 (as it serves)."""
     dtype = getattr(torch, args.dtype)
@@ -407,6 +473,7 @@ def main() -> None:
     mode.add_argument("--prefix", action="store_true", help="follow-up time to first token, cached vs not")
     mode.add_argument("--memory", action="store_true", help="peak memory of a --prompt-tokens prefill")
     mode.add_argument("--concurrent", action="store_true", help="throughput with several requests in flight")
+    mode.add_argument("--step", action="store_true", help="where an int8/int4 decode step's time goes")
     parser.add_argument("--model", help="dense mode: GGUF file or HF directory (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (default: SmolLM2's)")
     parser.add_argument("--device", default="cpu")
@@ -424,6 +491,9 @@ def main() -> None:
         return
     if args.prefix:
         bench_prefix(args)
+        return
+    if args.step:
+        bench_step(args)
         return
     if not (args.moe or args.fp8 or args.memory):
         bench_dense(args)
