@@ -106,6 +106,10 @@ class SessionView(BaseModel):
     # Said before anything else: the documents may be about different patients.
     warnings: list[str] = []
 
+    def page_texts(self) -> dict[tuple[str, int], str]:
+        """Each page's text by (document name, page number): what citations point into."""
+        return {(info.name, page.number): page.text for info in self.documents for page in _document(info).pages}
+
 
 class AnswerDelta(BaseModel):
     """The next piece of the answer being generated."""

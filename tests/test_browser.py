@@ -180,7 +180,11 @@ def test_a_summary_lists_facts_read_from_the_record_each_with_its_source_and_the
     number = atenolol.locator(".cite").inner_text().strip("[]")
     source = page.locator(f"#chat .sources li[value='{number}']")
     expect(source).to_contain_text(f"{CCDA}, page 1")
-    expect(source.locator("mark")).to_contain_text("Atenolol")
+    expect(source.locator("summary mark")).to_contain_text("Atenolol")
+    # Opened, the source shows its page around the entry, the entry's words highlighted where they stand.
+    source.locator("summary").click()
+    expect(source.locator(".page")).to_be_visible()
+    expect(source.locator(".page mark")).to_contain_text("Atenolol")
     expect(page.locator("#chat .disclaimer").last).to_have_text(disclaimer())
 
     # The export carries the summary with its sources and the disclaimer.

@@ -11,7 +11,7 @@ import gradio as gr
 from app.assistant import Answer, AnswerDelta, Assistant, Notice, SessionView, Summary, SummaryProgress
 from app.grounding import GroundedAnswer
 from app.summary import ChartSummary
-from app.ui.citations import answer_html, summary_html
+from app.ui.citations import Pages, answer_html, summary_html
 from app.ui.status_bar import last_answer_text
 from storage import MessageInfo
 
@@ -46,7 +46,11 @@ class ChatPanel:
         return [self.chatbot, self.question, self.summarize_button]
 
     def show(self, view: SessionView | None) -> list[Any]:
-        history = [] if view is None else [_bubble(message) for message in view.messages]
+        if view is None:
+            history = []
+        else:
+            pages = view.page_texts()
+            history = [_bubble(message, pages) for message in view.messages]
         open_ = view is not None
         return [history, gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_)]
 
@@ -92,7 +96,8 @@ class ChatPanel:
                 answer += event.text
                 yield [*history, _assistant(answer)], gr.skip(), gr.skip()
             elif isinstance(event, Answer):
-                done = _assistant(_answer(answer_html(event.text, event.grounding), event.disclaimer))
+                pages = self.assistant.view(session_id).page_texts()
+                done = _assistant(_answer(answer_html(event.text, event.grounding, pages), event.disclaimer))
                 yield [*history, done], gr.skip(), last_answer_text(event.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not answered.</b> {escape(event.text)}</p>'
@@ -108,22 +113,23 @@ class ChatPanel:
                 drafting = f'<p class="hint">Drafting the summary: {event.tokens:,} tokens so far…</p>'
                 yield [*history, _assistant(drafting)], gr.skip()
             elif isinstance(event, Summary):
-                done = _assistant(_answer(summary_html(event.summary), event.disclaimer))
+                pages = self.assistant.view(session_id).page_texts()
+                done = _assistant(_answer(summary_html(event.summary, pages), event.disclaimer))
                 yield [*history, done], last_answer_text(event.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not summarised.</b> {escape(event.text)}</p>'
                 yield [*history, _assistant(notice)], gr.skip()
 
 
-def _bubble(message: MessageInfo) -> dict[str, str]:
+def _bubble(message: MessageInfo, pages: Pages) -> dict[str, str]:
     if message.role == "user" or not message.disclaimer:
         return {"role": message.role, "content": message.text}
     if message.kind == "summary" and message.grounding is not None:
         summary = ChartSummary.model_validate({**message.grounding, "citations": message.citations})
-        return _assistant(_answer(summary_html(summary), message.disclaimer))
+        return _assistant(_answer(summary_html(summary, pages), message.disclaimer))
     if message.grounding is not None:
         grounding = GroundedAnswer.model_validate({**message.grounding, "citations": message.citations})
-        return _assistant(_answer(answer_html(message.text, grounding), message.disclaimer))
+        return _assistant(_answer(answer_html(message.text, grounding, pages), message.disclaimer))
     return _assistant(_answer(escape(message.text), message.disclaimer))
 
 

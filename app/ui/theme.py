@@ -49,6 +49,11 @@ CSS = """
 #chat .sources { margin-top: 0.6rem; font-size: 0.85rem; }
 #chat .sources .where { font-weight: 600; }
 #chat .sources mark { background: #fef9c3; }
+#chat .sources summary { cursor: pointer; }
+#chat .sources .page {
+  max-height: 16rem; overflow: auto; white-space: pre-wrap; margin: 0.3rem 0 0.5rem; padding: 0.4rem 0.6rem;
+  border-left: 3px solid var(--border-color-primary); font-size: 0.8rem;
+}
 /* Clearing the chat view would look like deleting the conversation, which stays stored;
    "Delete this session" is the one way to remove it. */
 #chat button[aria-label="Clear"] { display: none; }

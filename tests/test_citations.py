@@ -1,0 +1,53 @@
+"""app.ui.citations: an answer's sources open on their page, with the cited words highlighted where they stand."""
+
+import html
+import re
+from pathlib import Path
+
+import documents
+from app.grounding import ground
+from app.ui.citations import PAGE_CONTEXT, answer_html
+
+NOTE = "mtsamples_allergic_rhinitis.txt"
+FHIR = "synthea_fhir_dennis_durgan.json"
+
+
+def _pages(document: documents.Document) -> dict[tuple[str, int], str]:
+    return {(document.name, page.number): page.text for page in document.pages}
+
+
+def _opened_pages(rendered: str) -> list[str]:
+    """The text of each source's page view, with its highlighted words between « and »."""
+    views = re.findall(r'<div class="page"[^>]*>(.*?)</div>', rendered, flags=re.DOTALL)
+    return [html.unescape(view.replace("<mark>", "«").replace("</mark>", "»")) for view in views]
+
+
+def test_a_short_page_opens_whole_with_the_cited_words_highlighted(corpus: Path) -> None:
+    note = documents.load(corpus / NOTE)
+    answer = "She has used Allegra also."
+    grounding = ground(answer, [note])
+    citation = grounding.citations[0]
+    [view] = _opened_pages(answer_html(answer, grounding, _pages(note)))
+    text = note.pages[0].text
+    assert len(text) < 2 * PAGE_CONTEXT
+    assert view == f"{text[: citation.start]}«{text[citation.start : citation.end]}»{text[citation.end :]}"
+    assert "Allegra" in text[citation.start : citation.end]
+
+
+def test_a_long_page_opens_on_whole_lines_around_the_cited_words(corpus: Path) -> None:
+    record = documents.load(corpus / FHIR)
+    text = record.pages[0].text
+    middle = range(3 * PAGE_CONTEXT, len(text) - 3 * PAGE_CONTEXT)
+    fact = next(fact for fact in record.facts if fact.span.start in middle and fact.span.end in middle)
+    line = text[fact.span.start : fact.span.end]
+    grounding = ground(line, [record])
+    citation = grounding.citations[0]
+    [view] = _opened_pages(answer_html(line, grounding, _pages(record)))
+    assert view.startswith("…\n") and view.endswith("\n…")
+    inner = view.removeprefix("…\n").removesuffix("\n…")
+    before, marked, after = re.fullmatch(r"(.*)«(.*)»(.*)", inner, flags=re.DOTALL).groups()
+    assert marked == text[citation.start : citation.end]
+    # Whole lines of the page, at least PAGE_CONTEXT characters of them on each side of the words.
+    assert text[: citation.start].endswith(before) and text[citation.end :].startswith(after)
+    assert len(before) >= PAGE_CONTEXT and len(after) >= PAGE_CONTEXT
+    assert text[citation.start - len(before) - 1] == "\n" and text[citation.end + len(after)] == "\n"
