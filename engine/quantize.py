@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.kernels import int_matmul
+from engine.kernels import cpu_kernels
 from engine.layers import NARROW_ROWS, SCRATCH
 
 IntMode = Literal["int8", "int4"]
@@ -40,7 +40,7 @@ def build(make: Callable[[], nn.Module], mode: IntMode | None) -> nn.Module:
     With int4 the output head stays int8: logits are what the sampler reads, and a 4-bit head put SmolLM2's logits
     5-8% off fp32 where an 8-bit one leaves 1-2.5% (the projections themselves requantize its Q4_1 blocks)."""
     if mode is not None:
-        int_matmul()  # built now, if need be, rather than during the first request
+        cpu_kernels()  # built now, if need be, rather than during the first request
     with _quantized_linears(mode):
         model = make()
         if mode == "int4":
@@ -221,4 +221,4 @@ def _kernels_for(x: torch.Tensor):
     """The compiled kernels when they take this input: a few rows, on the CPU, inputs in whole blocks of 32."""
     if _rows(x) > NARROW_ROWS or x.device.type != "cpu" or x.shape[-1] % INT4_GROUP:
         return None
-    return int_matmul()
+    return cpu_kernels()

@@ -1,9 +1,11 @@
 """CPU kernels of our own, in C++, compiled on first use with the machine's compiler and cached.
 
-`int_matmul` holds the int8 / int4 weight matmuls of a decode step (`int_matmul.cpp`, engine/quantize.py). It needs an
-x86 CPU with AVX2 and FMA (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either, `int_matmul()`
-is None and the quantized layers multiply by their dequantized weights in fp32 instead, which is correct but slower.
-The first build takes about half a minute; later processes load the cached library.
+`cpu_kernels()` holds the int8 / int4 weight matmuls of a decode step (`int_matmul.cpp`, engine/quantize.py) and a
+Llama-family forward pass of a few tokens in one call over those weights (`decoder.cpp`, engine/cpu_decoder.py). They
+need an x86 CPU with AVX2 and FMA (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either,
+`cpu_kernels()` is None and the model runs in PyTorch ops, its quantized layers multiplying by their dequantized
+weights in fp32, which is correct but slower. The first build takes about a minute; later processes load the cached
+library.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from types import ModuleType
 import torch
 from platformdirs import user_cache_dir
 
-_SOURCE = Path(__file__).with_name("int_matmul.cpp")
+_SOURCES = [str(Path(__file__).with_name(name)) for name in ("int_matmul.cpp", "decoder.cpp", "bindings.cpp")]
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp"]
 
 
 @functools.cache
-def int_matmul() -> ModuleType | None:
-    """The compiled int8/int4 matmul module, or None where it cannot run or be built here."""
+def cpu_kernels() -> ModuleType | None:
+    """The compiled kernels' module, or None where it cannot run or be built here."""
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return None
     from torch.utils.cpp_extension import load  # imported here: it is slow to import and needs setuptools
@@ -34,11 +36,11 @@ def int_matmul() -> ModuleType | None:
     _put_ninja_on_path()
     try:
         return load(
-            name="clinidoc_int_matmul", sources=[str(_SOURCE)], build_directory=str(build),
+            name="clinidoc_cpu_kernels", sources=_SOURCES, build_directory=str(build),
             extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"], verbose=False,
         )
     except Exception as error:  # noqa: BLE001 - no compiler, or one that fails: run without the kernels
-        warnings.warn(f"Built without the int8/int4 CPU kernels ({error}); quantized layers run in fp32.", stacklevel=2)
+        warnings.warn(f"Built without the CPU kernels ({error}); quantized layers run in fp32.", stacklevel=2)
         return None
 
 

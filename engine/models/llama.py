@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.cpu_decoder import CompiledDecoder, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, rotary_for
 
@@ -73,6 +74,7 @@ class LlamaForCausalLM(nn.Module):
         self.model = LlamaBody(cfg)
         self.lm_head = linear(cfg.hidden_size, cfg.vocab_size)
         self.rope = rotary_for(cfg)
+        self.compiled: CompiledDecoder | None = None
 
     def forward(
         self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = False
@@ -81,7 +83,10 @@ class LlamaForCausalLM(nn.Module):
         Returns fp32 logits [B, T, vocab].
 
         With `last_only`, logits only for the last position: a long prompt's full logits would not fit in memory.
+        A pass of a few tokens over int8/int4 weights runs in one compiled call (engine/cpu_decoder.py).
         """
+        if self.compiled is not None and self.compiled.takes(tokens, caches):
+            return self.compiled(tokens, caches, starts, last_only)
         step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.embed_tokens(tokens)
         rotate = self.rope.at(step.positions, x.dtype, self.config.head_dim)
@@ -92,8 +97,10 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head(self.model.norm(x)).float()
 
     def materialize_buffers(self, device: torch.device | str) -> None:
-        """Rotary tables are computed, not loaded: rebuild them on the weights' device."""
+        """Rotary tables are computed, not loaded: rebuild them on the weights' device. Then the compiled decoder,
+        which reads the loaded weights and those tables, where it takes this model."""
         self.rope = rotary_for(self.config).to(device)
+        self.compiled = compiled_decoder(self)
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:

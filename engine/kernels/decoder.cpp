@@ -1,0 +1,307 @@
+// A Llama-family forward pass of a few tokens (a decode step, a draft to verify, a short batch) in one call.
+//
+// In eager PyTorch a decode step of SmolLM2-135M is some 600 small ops (norms, rotary, cache writes, attention,
+// SwiGLU, residuals, the projections), and each costs more in dispatch than in arithmetic. Here the whole pass is
+// plain loops over the weights and the KV cache that engine/models/llama.py holds, with the int8/int4 projections
+// of int_matmul.cpp. Every token is computed alone, with the same operations whatever the number of tokens or rows
+// beside it, so a draft verifies exactly as one-token steps would decode and a batched row equals the row alone.
+
+#include "decoder.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace clinidoc {
+namespace {
+
+// Positions per attention task: long contexts are split so that both cores share each head's keys; the split
+// depends only on the position, never on the number of threads, so the sums come out the same on any machine.
+constexpr int64_t kChunk = 128;
+
+// e^x for x in fp32's range (clamped to [-87, 88]): 2^n · e^r with n = round(x / ln 2), |r| ≤ ln 2 / 2, and e^r
+// from its Taylor series to r^7 (relative error under 2e-8 before rounding).
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // ln 2 in two parts: n · ln2_hi is exact, so r loses nothing to cancellation.
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i two_to_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(two_to_n));
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  return horizontal_sum(acc);
+}
+
+// y = x / sqrt(mean(x²) + eps) · weight, for n a multiple of 8.
+void rms_norm(const float* x, const float* weight, float eps, int64_t n, float* y) {
+  const float inverse = 1.f / std::sqrt(dot(x, x, n) / static_cast<float>(n) + eps);
+  const __m256 factor = _mm256_set1_ps(inverse);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), factor);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_loadu_ps(weight + i)));
+  }
+}
+
+void add(float* x, const float* delta, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(delta + i)));
+}
+
+// SwiGLU's middle: out = silu(gate) · up = gate / (1 + e^-gate) · up.
+void silu_times(const float* gate, const float* up, int64_t n, float* out) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 sigmoid = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sigmoid), _mm256_loadu_ps(up + i)));
+  }
+}
+
+const float* data(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+void check_vector(const torch::Tensor& t, int64_t n, const char* name) {
+  TORCH_CHECK(t.dtype() == torch::kFloat32 && t.is_contiguous() && t.numel() == n, name, ": contiguous fp32 [", n,
+              "]");
+}
+
+}  // namespace
+
+DecoderLayer::DecoderLayer(torch::Tensor input_norm_, torch::Tensor post_norm_, c10::optional<torch::Tensor> q_norm_,
+                           c10::optional<torch::Tensor> k_norm_, IntWeight qkv_, IntWeight o_, IntWeight gate_up_,
+                           IntWeight down_)
+    : input_norm(std::move(input_norm_)), post_norm(std::move(post_norm_)), qkv(std::move(qkv_)), o(std::move(o_)),
+      gate_up(std::move(gate_up_)), down(std::move(down_)) {
+  if (q_norm_.has_value()) q_norm = *q_norm_;
+  if (k_norm_.has_value()) k_norm = *k_norm_;
+}
+
+Decoder::Decoder(torch::Tensor embedding_, std::vector<DecoderLayer> layers_, torch::Tensor final_norm_, IntWeight head_,
+                 torch::Tensor cos_, torch::Tensor signed_sin_, int64_t heads_, int64_t kv_heads_, int64_t head_dim_,
+                 double eps_)
+    : embedding(std::move(embedding_)), layers(std::move(layers_)), final_norm(std::move(final_norm_)),
+      head(std::move(head_)), cos(std::move(cos_)), signed_sin(std::move(signed_sin_)), heads(heads_),
+      kv_heads(kv_heads_), head_dim(head_dim_), eps(static_cast<float>(eps_)) {
+  TORCH_CHECK(embedding.dtype() == torch::kFloat32 && embedding.is_contiguous() && embedding.dim() == 2,
+              "embedding: contiguous fp32 [vocab, hidden]");
+  hidden = embedding.size(1);
+  TORCH_CHECK(hidden % kBlock == 0 && head_dim % 8 == 0 && heads % kv_heads == 0, "unsupported shape");
+  TORCH_CHECK(cos.dtype() == torch::kFloat32 && cos.is_contiguous() && cos.sizes() == signed_sin.sizes() &&
+                  signed_sin.is_contiguous() && cos.size(1) <= head_dim && cos.size(1) % 2 == 0,
+              "rotary tables: contiguous fp32 [positions, rotary dims]");
+  rotary_dim = cos.size(1);
+  check_vector(final_norm, hidden, "final norm");
+  TORCH_CHECK(head.in_features == hidden, "the output head must take the hidden size");
+  const int64_t q = heads * head_dim, kv = kv_heads * head_dim;
+  for (const DecoderLayer& layer : layers) {
+    check_vector(layer.input_norm, hidden, "input norm");
+    check_vector(layer.post_norm, hidden, "post-attention norm");
+    if (layer.q_norm.defined()) check_vector(layer.q_norm, head_dim, "q norm");
+    if (layer.k_norm.defined()) check_vector(layer.k_norm, head_dim, "k norm");
+    TORCH_CHECK(layer.qkv.in_features == hidden && layer.qkv.out_features == q + 2 * kv, "qkv: [q + 2 kv, hidden]");
+    TORCH_CHECK(layer.o.in_features == q && layer.o.out_features == hidden, "o: [hidden, q]");
+    TORCH_CHECK(layer.gate_up.in_features == hidden && layer.gate_up.out_features % 16 == 0, "gate_up: [2 I, hidden]");
+    TORCH_CHECK(layer.down.in_features * 2 == layer.gate_up.out_features && layer.down.out_features == hidden,
+                "down: [hidden, I]");
+  }
+}
+
+// RoPE in place on `count` heads of one token at `position`: x · cos + swapped(x) · signed_sin over the rotary
+// dims (engine/layers.py's Rotation); the dims past them pass through.
+void Decoder::rotate(float* x, int64_t count, int64_t position) const {
+  const int64_t half = rotary_dim / 2;
+  const float* c = cos.data_ptr<float>() + position * rotary_dim;
+  const float* s = signed_sin.data_ptr<float>() + position * rotary_dim;
+  for (int64_t h = 0; h < count; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t d = 0; d < half; ++d) {
+      const float first = v[d], second = v[d + half];
+      v[d] = first * c[d] + second * s[d];
+      v[d + half] = second * c[d + half] + first * s[d + half];
+    }
+  }
+}
+
+// Attention of every token's query heads over its own cache, causal: a token at position p reads positions 0..p.
+// Each (token, KV head, chunk of positions) is a task with its own softmax; the chunks then merge by their maxima.
+void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, float* out) const {
+  const int64_t group = heads / kv_heads, D = head_dim, width = (heads + 2 * kv_heads) * D;
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  struct Task {
+    int64_t row, kv_head, first, last;
+  };
+  std::vector<Task> tasks;
+  std::vector<int64_t> first_task(batch.rows * kv_heads);
+  for (int64_t r = 0; r < batch.rows; ++r) {
+    const int64_t length = batch.position(r) + 1;
+    for (int64_t g = 0; g < kv_heads; ++g) {
+      first_task[r * kv_heads + g] = static_cast<int64_t>(tasks.size());
+      for (int64_t first = 0; first < length; first += kChunk) tasks.push_back({r, g, first, std::min(length, first + kChunk)});
+    }
+  }
+  // Per task and query head: the weighted sum of values (D), then the chunk's max score and sum of weights.
+  const int64_t stride = D + 2;
+  std::vector<float> partial(tasks.size() * group * stride);
+  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> weights(group * kChunk);
+    for (int64_t i = begin; i < end; ++i) {
+      const Task& task = tasks[i];
+      const int64_t n = task.last - task.first;
+      const float* keys = batch.keys(task.row, layer, task.kv_head);
+      const float* values = batch.values(task.row, layer, task.kv_head);
+      const float* queries = qkv + task.row * width + task.kv_head * group * D;
+      for (int64_t h = 0; h < group; ++h) {
+        float* w = weights.data() + h * kChunk;
+        float top = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n; ++j) {
+          w[j] = dot(queries + h * D, keys + (task.first + j) * D, D) * scale;
+          top = std::max(top, w[j]);
+        }
+        for (int64_t j = n; j < (n + 7) / 8 * 8; ++j) w[j] = top;  // padding lanes, never summed
+        const __m256 shift = _mm256_set1_ps(top);
+        for (int64_t j = 0; j < n; j += 8)
+          _mm256_storeu_ps(w + j, exp8(_mm256_sub_ps(_mm256_loadu_ps(w + j), shift)));
+        float* slot = partial.data() + (i * group + h) * stride;
+        float total = 0.f;
+        for (int64_t j = 0; j < n; ++j) total += w[j];
+        slot[D] = top;
+        slot[D + 1] = total;
+        std::fill(slot, slot + D, 0.f);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const float* v = values + (task.first + j) * D;
+        for (int64_t h = 0; h < group; ++h) {
+          float* slot = partial.data() + (i * group + h) * stride;
+          const __m256 weight = _mm256_set1_ps(weights[h * kChunk + j]);
+          for (int64_t d = 0; d < D; d += 8)
+            _mm256_storeu_ps(slot + d, _mm256_fmadd_ps(weight, _mm256_loadu_ps(v + d), _mm256_loadu_ps(slot + d)));
+        }
+      }
+    }
+  });
+  for (int64_t r = 0; r < batch.rows; ++r) {
+    const int64_t chunks = (batch.position(r) + kChunk) / kChunk;
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t g = h / group;
+      const float* first = partial.data() + (first_task[r * kv_heads + g] * group + h % group) * stride;
+      float top = -std::numeric_limits<float>::infinity();
+      for (int64_t c = 0; c < chunks; ++c) top = std::max(top, first[c * group * stride + D]);
+      float* o = out + (r * heads + h) * D;
+      std::fill(o, o + D, 0.f);
+      float total = 0.f;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float* slot = first + c * group * stride;
+        const float factor = std::exp(slot[D] - top);
+        total += slot[D + 1] * factor;
+        for (int64_t d = 0; d < D; ++d) o[d] += slot[d] * factor;
+      }
+      for (int64_t d = 0; d < D; ++d) o[d] /= total;
+    }
+  }
+}
+
+torch::Tensor Decoder::forward(const torch::Tensor& tokens, const std::vector<torch::Tensor>& keys,
+                               const std::vector<torch::Tensor>& values, const std::vector<int64_t>& starts,
+                               bool last_only) const {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.dtype() == torch::kInt64, "tokens: int64 [B, T]");
+  const Batch batch(tokens.contiguous(), keys, values, starts, *this);
+  const int64_t R = batch.rows, H = hidden, D = head_dim, width = (heads + 2 * kv_heads) * D;
+  const int64_t vocab = embedding.size(0);
+  std::vector<float> x(R * H), normed(R * H), delta(R * H), qkv(R * width), attended(R * heads * D);
+  std::vector<float> gate_up, act;
+  QuantizedRows quantized;
+
+  const int64_t* ids = batch.tokens.data_ptr<int64_t>();
+  for (int64_t r = 0; r < R; ++r) {
+    TORCH_CHECK(ids[r] >= 0 && ids[r] < vocab, "token ", ids[r], " is outside the vocabulary");
+    std::copy_n(embedding.data_ptr<float>() + ids[r] * H, H, x.data() + r * H);
+  }
+  for (int64_t l = 0; l < static_cast<int64_t>(layers.size()); ++l) {
+    const DecoderLayer& layer = layers[l];
+    for (int64_t r = 0; r < R; ++r) rms_norm(x.data() + r * H, data(layer.input_norm), eps, H, normed.data() + r * H);
+    quantized.quantize(normed.data(), R, H);
+    layer.qkv.multiply(quantized, qkv.data());
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = qkv.data() + r * width;
+      if (layer.q_norm.defined()) {
+        for (int64_t h = 0; h < heads; ++h) rms_norm(row + h * D, data(layer.q_norm), eps, D, row + h * D);
+        for (int64_t h = heads; h < heads + kv_heads; ++h) rms_norm(row + h * D, data(layer.k_norm), eps, D, row + h * D);
+      }
+      rotate(row, heads + kv_heads, batch.position(r));
+      for (int64_t g = 0; g < kv_heads; ++g) {
+        float* key = const_cast<float*>(batch.keys(r, l, g)) + batch.position(r) * D;
+        float* value = const_cast<float*>(batch.values(r, l, g)) + batch.position(r) * D;
+        std::copy_n(row + (heads + g) * D, D, key);
+        std::copy_n(row + (heads + kv_heads + g) * D, D, value);
+      }
+    }
+    attend(qkv.data(), batch, l, attended.data());
+    quantized.quantize(attended.data(), R, heads * D);
+    layer.o.multiply(quantized, delta.data());
+    add(x.data(), delta.data(), R * H);
+
+    const int64_t I = layer.down.in_features;
+    gate_up.resize(R * 2 * I);
+    act.resize(R * I);
+    for (int64_t r = 0; r < R; ++r) rms_norm(x.data() + r * H, data(layer.post_norm), eps, H, normed.data() + r * H);
+    quantized.quantize(normed.data(), R, H);
+    layer.gate_up.multiply(quantized, gate_up.data());
+    for (int64_t r = 0; r < R; ++r) silu_times(gate_up.data() + r * 2 * I, gate_up.data() + r * 2 * I + I, I, act.data() + r * I);
+    quantized.quantize(act.data(), R, I);
+    layer.down.multiply(quantized, delta.data());
+    add(x.data(), delta.data(), R * H);
+  }
+
+  const int64_t B = batch.tokens.size(0), T = batch.tokens.size(1), kept = last_only ? 1 : T;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < kept; ++t) {
+      const int64_t r = b * T + (last_only ? T - 1 : t);
+      rms_norm(x.data() + r * H, data(final_norm), eps, H, normed.data() + (b * kept + t) * H);
+    }
+  quantized.quantize(normed.data(), B * kept, H);
+  auto logits = torch::empty({B, kept, head.out_features}, torch::dtype(torch::kFloat32));
+  head.multiply(quantized, logits.data_ptr<float>());
+  return logits;
+}
+
+Batch::Batch(torch::Tensor tokens_, const std::vector<torch::Tensor>& keys_, const std::vector<torch::Tensor>& values_,
+             const std::vector<int64_t>& starts_, const Decoder& decoder)
+    : tokens(std::move(tokens_)), starts(starts_), length(tokens.size(1)), rows(tokens.numel()),
+      kv_heads(decoder.kv_heads), head_dim(decoder.head_dim) {
+  const int64_t B = tokens.size(0);
+  TORCH_CHECK(static_cast<int64_t>(keys_.size()) == B && static_cast<int64_t>(values_.size()) == B &&
+                  static_cast<int64_t>(starts.size()) == B, "one cache and start per row");
+  for (int64_t b = 0; b < B; ++b) {
+    const torch::Tensor& k = keys_[b];
+    const torch::Tensor& v = values_[b];
+    TORCH_CHECK(k.dtype() == torch::kFloat32 && k.is_contiguous() && v.dtype() == torch::kFloat32 &&
+                    v.is_contiguous() && k.sizes() == v.sizes() && k.dim() == 5 && k.size(1) == 1,
+                "keys and values: contiguous fp32 [layers, 1, kv heads, positions, head dim]");
+    TORCH_CHECK(k.size(0) >= static_cast<int64_t>(decoder.layers.size()) && k.size(2) == kv_heads &&
+                    k.size(4) == head_dim, "the cache does not match the model");
+    TORCH_CHECK(starts[b] >= 0 && starts[b] + length <= k.size(3), "positions ", starts[b], "..",
+                starts[b] + length, " do not fit a cache of ", k.size(3));
+    TORCH_CHECK(starts[b] + length <= decoder.cos.size(0), "positions beyond the rotary tables");
+    capacity.push_back(k.size(3));
+    key_data.push_back(k.data_ptr<float>());
+    value_data.push_back(v.data_ptr<float>());
+  }
+}
+
+}  // namespace clinidoc

@@ -1,0 +1,70 @@
+// A Llama-family forward pass of a few tokens in one call, over int8/int4 weights and an fp32 KV cache.
+#pragma once
+
+#include "int_matmul.h"
+
+#include <torch/extension.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace clinidoc {
+
+// One decoder layer's weights, as engine/models/llama.py holds them (q/k/v and gate/up fused).
+struct DecoderLayer {
+  torch::Tensor input_norm, post_norm, q_norm, k_norm;  // q_norm, k_norm: undefined without QK-norm
+  IntWeight qkv, o, gate_up, down;
+
+  DecoderLayer(torch::Tensor input_norm, torch::Tensor post_norm, c10::optional<torch::Tensor> q_norm,
+               c10::optional<torch::Tensor> k_norm, IntWeight qkv, IntWeight o, IntWeight gate_up, IntWeight down);
+};
+
+class Decoder;
+
+// Where one call's tokens go: row b of tokens [B, T] continues the sequence cached in keys[b] / values[b]
+// ([layers, 1, kv heads, positions, head dim], engine/kv_cache.py) from position starts[b].
+struct Batch {
+  torch::Tensor tokens;
+  std::vector<int64_t> starts, capacity;
+  std::vector<float*> key_data, value_data;
+  int64_t length, rows, kv_heads, head_dim;
+
+  Batch(torch::Tensor tokens, const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
+        const std::vector<int64_t>& starts, const Decoder& decoder);
+
+  // Token r of the flattened [B * T] rows: its position, and the first cached key or value of a layer and KV head.
+  int64_t position(int64_t r) const { return starts[r / length] + r % length; }
+  float* keys(int64_t r, int64_t layer, int64_t kv_head) const { return at(key_data, r, layer, kv_head); }
+  float* values(int64_t r, int64_t layer, int64_t kv_head) const { return at(value_data, r, layer, kv_head); }
+
+ private:
+  float* at(const std::vector<float*>& data, int64_t r, int64_t layer, int64_t kv_head) const {
+    const int64_t b = r / length;
+    return data[b] + (layer * kv_heads + kv_head) * capacity[b] * head_dim;
+  }
+};
+
+class Decoder {
+ public:
+  Decoder(torch::Tensor embedding, std::vector<DecoderLayer> layers, torch::Tensor final_norm, IntWeight head,
+          torch::Tensor cos, torch::Tensor signed_sin, int64_t heads, int64_t kv_heads, int64_t head_dim, double eps);
+
+  // fp32 logits [B, T, vocab] (or [B, 1, vocab] with last_only) of tokens [B, T]; writes their keys and values.
+  torch::Tensor forward(const torch::Tensor& tokens, const std::vector<torch::Tensor>& keys,
+                        const std::vector<torch::Tensor>& values, const std::vector<int64_t>& starts,
+                        bool last_only) const;
+
+  torch::Tensor embedding;
+  std::vector<DecoderLayer> layers;
+  torch::Tensor final_norm;
+  IntWeight head;
+  torch::Tensor cos, signed_sin;  // [positions, rotary dims], signed_sin negated on the first half
+  int64_t heads, kv_heads, head_dim, hidden = 0, rotary_dim = 0;
+  float eps;
+
+ private:
+  void rotate(float* x, int64_t count, int64_t position) const;
+  void attend(const float* qkv, const Batch& batch, int64_t layer, float* out) const;
+};
+
+}  // namespace clinidoc

@@ -1,0 +1,51 @@
+// Weight-only int8 / int4 matmuls for a few rows of activations (decode steps, drafts) on x86 CPUs with AVX2.
+#pragma once
+
+#include <immintrin.h>
+#include <torch/extension.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace clinidoc {
+
+constexpr int64_t kBlock = 32;
+
+// The sum of a vector's eight floats.
+inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Rows of activations quantized to int8 per block of 32, one fp32 scale per block, as the integer dot products
+// read them. Held in vectors that a caller reuses from one matmul to the next.
+struct QuantizedRows {
+  std::vector<int8_t> values;  // [rows, cols]
+  std::vector<float> scales;   // [rows, cols / 32]
+  std::vector<float> sums;     // [rows, cols / 32]: each block's scale times the sum of its values
+  int64_t rows = 0, cols = 0;
+
+  void quantize(const float* x, int64_t rows, int64_t cols);
+};
+
+// A projection's weight held in integers (engine/quantize.py): int8 [out, in] with an fp32 scale per output row, or
+// 4-bit values packed [out, in / 2] with an fp32 scale and low per block of 32 inputs (W = q · scale + low).
+struct IntWeight {
+  torch::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
+  int64_t out_features = 0, in_features = 0;
+  bool int4 = false;
+
+  IntWeight(torch::Tensor weight, torch::Tensor scale, c10::optional<torch::Tensor> low,
+            c10::optional<torch::Tensor> bias);
+
+  // y [x.rows, out_features] = x · Wᵀ (+ bias). Each row of y depends only on its own row of x.
+  void multiply(const QuantizedRows& x, float* y) const;
+};
+
+torch::Tensor int8_matmul(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale);
+torch::Tensor int4_matmul(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
+                          const torch::Tensor& low);
+
+}  // namespace clinidoc
