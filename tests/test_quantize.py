@@ -24,7 +24,7 @@ from engine.quantize import (
 from engine.weights import resident_bytes
 
 # SmolLM2's projection shapes: attention (q/o, k/v) and MLP (gate/up, down).
-SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536)]
+SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (1001, 64)]
 PROMPT = (
     "Discharge summary. The patient is a 67-year-old woman admitted for elective right total knee arthroplasty. "
     "Her history includes hypertension, type 2 diabetes and hyperlipidemia. Postoperatively she received "

@@ -25,57 +25,76 @@ inline __m256i dot_bytes(__m256i u, __m256i s) {
 // Output rows per task: enough weight rows that a thread's share is worth waking it for.
 constexpr int64_t kGrain = 16;
 
-void multiply_int8(const IntWeight& w, const QuantizedRows& x, float* y) {
-  const int64_t M = x.rows, K = x.cols, N = w.out_features, blocks = K / kBlock;
-  const int8_t* weights = w.weight.data_ptr<int8_t>();
-  const float* row_scales = w.scale.data_ptr<float>();
-  at::parallel_for(0, N, kGrain, [&](int64_t first, int64_t last) {
-    for (int64_t n = first; n < last; ++n) {
-      const int8_t* wn = weights + n * K;
-      for (int64_t m = 0; m < M; ++m) {
-        const int8_t* xm = x.values.data() + m * K;
-        const float* x_scales = x.scales.data() + m * blocks;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < blocks; ++b) {
-          const __m256i wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wn + b * kBlock));
-          const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
-          // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
-          const __m256i products = dot_bytes(_mm256_sign_epi8(wb, wb), _mm256_sign_epi8(xb, wb));
-          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps(x_scales[b]), acc);
-        }
-        y[m * N + n] = horizontal_sum(acc) * row_scales[n];
-      }
+// Weight rows per pass over an activation row: each block of x is loaded once for all of them, and their
+// accumulators are independent chains, so the FMA latency of one row hides behind the others.
+constexpr int64_t kRowsAtOnce = 4;
+
+// Rows n .. n + R of an int8 weight times one quantized activation row.
+template <int64_t R>
+void int8_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, float* y) {
+  const int64_t K = x.cols, blocks = K / kBlock;
+  const int8_t* xm = x.values.data() + m * K;
+  const float* x_scales = x.scales.data() + m * blocks;
+  const int8_t* weights = static_cast<const int8_t*>(w.weight_data) + n * K;
+  const float* row_scales = w.scale_data + n;
+  __m256 acc[R];
+  for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
+    const __m256 x_scale = _mm256_set1_ps(x_scales[b]);
+    for (int64_t r = 0; r < R; ++r) {
+      const __m256i wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + r * K + b * kBlock));
+      // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
+      const __m256i products = dot_bytes(_mm256_sign_epi8(wb, wb), _mm256_sign_epi8(xb, wb));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), x_scale, acc[r]);
     }
-  });
+  }
+  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) * row_scales[r];
 }
 
-void multiply_int4(const IntWeight& w, const QuantizedRows& x, float* y) {
-  const int64_t M = x.rows, K = x.cols, N = w.out_features, blocks = K / kBlock;
-  const uint8_t* weights = w.weight.data_ptr<uint8_t>();
-  const float* w_scales = w.scale.data_ptr<float>();
-  const float* w_lows = w.low.data_ptr<float>();
+// Rows n .. n + R of an int4 weight times one quantized activation row.
+template <int64_t R>
+void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, float* y) {
+  const int64_t K = x.cols, blocks = K / kBlock;
+  const int8_t* xm = x.values.data() + m * K;
+  const float* x_scales = x.scales.data() + m * blocks;
+  const float* x_sums = x.sums.data() + m * blocks;
+  const uint8_t* weights = static_cast<const uint8_t*>(w.weight_data) + n * (K / 2);
+  const float* w_scales = w.scale_data + n * blocks;
+  const float* w_lows = w.low_data + n * blocks;
   const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-  at::parallel_for(0, N, kGrain, [&](int64_t first, int64_t last) {
-    for (int64_t n = first; n < last; ++n) {
-      const uint8_t* wn = weights + n * (K / 2);
-      const float* w_scale = w_scales + n * blocks;
-      const float* w_low = w_lows + n * blocks;
-      for (int64_t m = 0; m < M; ++m) {
-        const int8_t* xm = x.values.data() + m * K;
-        const float* x_scales = x.scales.data() + m * blocks;
-        const float* x_sums = x.sums.data() + m * blocks;
-        __m256 acc = _mm256_setzero_ps();
-        float offset = 0.f;  // the lows' share: Σ over blocks of low · x's scale · Σ x's values
-        for (int64_t b = 0; b < blocks; ++b) {
-          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wn + b * kBlock / 2));
-          const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
-                                              _mm_and_si128(bytes, low_nibbles));
-          const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
-          const __m256 both = _mm256_set1_ps(x_scales[b] * w_scale[b]);
-          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), both, acc);
-          offset += w_low[b] * x_sums[b];
+  __m256 acc[R];
+  float offset[R];  // the lows' share: Σ over blocks of low · x's scale · Σ x's values
+  for (int64_t r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    offset[r] = 0.f;
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
+    for (int64_t r = 0; r < R; ++r) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(weights + r * (K / 2) + b * kBlock / 2));
+      const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
+                                          _mm_and_si128(bytes, low_nibbles));
+      const __m256 both = _mm256_set1_ps(x_scales[b] * w_scales[r * blocks + b]);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), both, acc[r]);
+      offset[r] += w_lows[r * blocks + b] * x_sums[b];
+    }
+  }
+  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) + offset[r];
+}
+
+// y = x · Wᵀ, kRowsAtOnce weight rows at a time (one at a time for a range's last few), each read once for all of
+// x's rows while it is in the cache.
+template <typename Rows, typename Row>
+void multiply_rows(const IntWeight& w, const QuantizedRows& x, float* y, Rows rows, Row row) {
+  at::parallel_for(0, w.out_features, kGrain, [&](int64_t first, int64_t last) {
+    for (int64_t n = first; n < last; n += kRowsAtOnce) {
+      for (int64_t m = 0; m < x.rows; ++m) {
+        if (n + kRowsAtOnce <= last) {
+          rows(w, x, m, n, y);
+        } else {
+          for (int64_t tail = n; tail < last; ++tail) row(w, x, m, tail, y);
         }
-        y[m * N + n] = horizontal_sum(acc) + offset;
       }
     }
   });
@@ -105,20 +124,32 @@ void QuantizedRows::quantize(const float* x, int64_t m, int64_t k) {
   values.resize(m * k);
   scales.resize(blocks);
   sums.resize(blocks);
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  // After the two packs below, the block's four groups of eight sit as dwords 0, 4, 1, 5, 2, 6, 3, 7.
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t b = 0; b < blocks; ++b) {
     const float* v = x + b * kBlock;
-    float amax = 0.f;
-    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(v[i]));
-    const float scale = amax / 127.f;
-    const float inverse = scale > 0.f ? 1.f / scale : 0.f;
-    int32_t sum = 0;
-    for (int i = 0; i < kBlock; ++i) {
-      const int32_t r = static_cast<int32_t>(std::nearbyint(v[i] * inverse));
-      values[b * kBlock + i] = static_cast<int8_t>(r);
-      sum += r;
+    __m256 parts[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      parts[i] = _mm256_loadu_ps(v + 8 * i);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, parts[i]));
     }
+    __m128 top = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    top = _mm_max_ps(top, _mm_movehl_ps(top, top));
+    top = _mm_max_ss(top, _mm_movehdup_ps(top));
+    const float scale = _mm_cvtss_f32(top) / 127.f;
+    const __m256 inverse = _mm256_set1_ps(scale > 0.f ? 1.f / scale : 0.f);
+    __m256i rounded[4];  // to nearest, ties to even: the CPU's default rounding mode
+    for (int i = 0; i < 4; ++i) rounded[i] = _mm256_cvtps_epi32(_mm256_mul_ps(parts[i], inverse));
+    const __m256i total = _mm256_add_epi32(_mm256_add_epi32(rounded[0], rounded[1]),
+                                           _mm256_add_epi32(rounded[2], rounded[3]));
+    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(rounded[0], rounded[1]),
+                                              _mm256_packs_epi32(rounded[2], rounded[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(values.data() + b * kBlock),
+                        _mm256_permutevar8x32_epi32(packed, in_order));
     scales[b] = scale;
-    sums[b] = scale * static_cast<float>(sum);
+    sums[b] = scale * horizontal_sum(_mm256_cvtepi32_ps(total));
   }
 }
 
@@ -146,20 +177,23 @@ IntWeight::IntWeight(torch::Tensor weight_, torch::Tensor scale_, c10::optional<
   if (bias_.has_value()) {
     bias = bias_->to(torch::kFloat32).contiguous();
     TORCH_CHECK(bias.numel() == out_features, "bias: [out]");
+    bias_data = bias.data_ptr<float>();
   }
+  weight_data = weight.data_ptr();
+  scale_data = scale.data_ptr<float>();
+  if (int4) low_data = low.data_ptr<float>();
 }
 
 void IntWeight::multiply(const QuantizedRows& x, float* y) const {
   TORCH_CHECK(x.cols == in_features, "x has ", x.cols, " columns, the weight ", in_features, " inputs");
   if (int4) {
-    multiply_int4(*this, x, y);
+    multiply_rows(*this, x, y, int4_rows<kRowsAtOnce>, int4_rows<1>);
   } else {
-    multiply_int8(*this, x, y);
+    multiply_rows(*this, x, y, int8_rows<kRowsAtOnce>, int8_rows<1>);
   }
-  if (bias.defined()) {
-    const float* b = bias.data_ptr<float>();
+  if (bias_data != nullptr) {
     for (int64_t m = 0; m < x.rows; ++m)
-      for (int64_t n = 0; n < out_features; ++n) y[m * out_features + n] += b[n];
+      for (int64_t n = 0; n < out_features; ++n) y[m * out_features + n] += bias_data[n];
   }
 }
 

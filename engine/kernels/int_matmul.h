@@ -36,6 +36,9 @@ struct IntWeight {
   torch::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
   int64_t out_features = 0, in_features = 0;
   bool int4 = false;
+  // The tensors' data, looked up once: a tensor's data_ptr checks its type on every call.
+  const void* weight_data = nullptr;
+  const float *scale_data = nullptr, *low_data = nullptr, *bias_data = nullptr;
 
   IntWeight(torch::Tensor weight, torch::Tensor scale, c10::optional<torch::Tensor> low,
             c10::optional<torch::Tensor> bias);
