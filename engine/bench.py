@@ -1,6 +1,6 @@
 """Engine benchmarks, each against a peer run on this machine on the same weights.
 
-    python -m engine.bench [--model PATH] [--prompt-file FILE] [--new-tokens 256]     dense: vs transformers, llama.cpp
+    python -m engine.bench [--model PATH] [--prompt-file FILE] [--rounds 1]          dense: vs transformers, llama.cpp
     python -m engine.bench --moe [--device cuda --dtype bfloat16]                     MoE: engine vs transformers Glm4Moe
     python -m engine.bench --fp8 [--device cuda]                                      FP8 weights vs BF16 weights
     python -m engine.bench --prefix --prompt-tokens 8000 --new-tokens 32             follow-up TTFT, cached vs not
@@ -20,6 +20,7 @@ greedy decoding and the same number of new tokens, so the printed ratios compare
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import statistics
 import tempfile
@@ -166,20 +167,25 @@ def bench_dense(args) -> None:
     ids = checkpoint.tokenizer().encode_chat([ChatMessage(role="user", content=text)])
 
     # --quantize: bf16 weights × fp32 arithmetic, and int8 / int4 weights through the engine's CPU kernels.
-    rows = [_isolated(_dense_engine_row, args, quantize, ids) for quantize in (None, "bf16", "int8", "int4")]
-    transformers = ("transformers generate, fp32", *_isolated(_dense_transformers_timing, args, path, ids))
-    llama = _isolated(bench_llama_cpp, path, ids, args.new_tokens, args.runs) if path.suffix == ".gguf" else None
+    # Each round runs every runner once, each in a process of its own; a runner's figures are its medians over the
+    # rounds, so that a shared machine's load, which drifts over minutes, weighs on every runner alike.
+    runners = [(_dense_engine_row, args, quantize, ids) for quantize in (None, "bf16", "int8", "int4")]
+    runners.append((_dense_transformers_row, args, path, ids))
+    with_llama = path.suffix == ".gguf" and importlib.util.find_spec("llama_cpp") is not None
+    if with_llama:
+        runners.append((_dense_llama_row, path, ids, args.new_tokens, args.runs))
+    rounds = [[_isolated(*runner) for runner in runners] for _ in range(args.rounds)]
+    measured = [
+        (timings[0][0], statistics.median(t[1] for t in timings), statistics.median(t[2] for t in timings))
+        for timings in zip(*rounds)
+    ]
+    rows, peers = measured[:4], measured[4:]
 
     print(f"model: {path.name}, threads: {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens} (greedy, EOS ignored), "
-          f"median of {args.runs} runs after a warm-up\n")
-    peers = [transformers]
-    if llama is None:
+          f"median of {args.runs} runs after a warm-up, median of {args.rounds} rounds\n")
+    if not with_llama:
         print("llama.cpp: skipped (llama_cpp is not installed: pip install -e '.[bench]')\n")
-    else:
-        from llama_cpp import __version__ as llama_version
-
-        peers.append((f"llama.cpp {llama_version} (llama-cpp-python), the GGUF's own quants", *llama))
     header = "| runner | time to first token (s) | prefill tokens/s | decode tokens/s |"
     header += "".join(f" decode vs {name.split(' ')[0]} |" for name, _, _ in peers)
     print(header)
@@ -211,7 +217,14 @@ def _dense_engine_row(args, quantize: str | None, ids: list[int]) -> tuple[str, 
     return (f"clinidoc engine, {label}", *median_runs(uncached, args.runs))
 
 
-def _dense_transformers_timing(args, path: Path, ids: list[int]) -> tuple[float, float]:
+def _dense_llama_row(path: Path, ids: list[int], new_tokens: int, runs: int) -> tuple[str, float, float]:
+    from llama_cpp import __version__ as llama_version
+
+    name = f"llama.cpp {llama_version} (llama-cpp-python), the GGUF's own quants"
+    return (name, *bench_llama_cpp(path, ids, new_tokens, runs))
+
+
+def _dense_transformers_row(args, path: Path, ids: list[int]) -> tuple[str, float, float]:
     from transformers import AutoModelForCausalLM
 
     if path.suffix == ".gguf":
@@ -219,7 +232,8 @@ def _dense_transformers_timing(args, path: Path, ids: list[int]) -> tuple[float,
     else:
         reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     reference.eval()
-    return median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+    timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+    return ("transformers generate, fp32", *timing)
 
 def bench_step(args) -> None:
     """A decode step with integer weights: through the compiled decoder (engine/cpu_decoder.py) and through PyTorch
@@ -487,6 +501,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=256, help="--moe, --fp8, --prefix prompt length")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="dense: run every runner this many times, in turn")
     parser.add_argument("--kv-storage", choices=["float32", "bfloat16", "float8_e4m3fn"],
                         help="--memory: how the KV cache holds keys and values (default: as the model computes)")
     parser.add_argument("--concurrency", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4, 8])

@@ -2,8 +2,8 @@
 
 A decode step multiplies a few rows of activations by every weight of the model, so on a CPU it costs the bytes
 of the weights: 540 MB per token for SmolLM2-135M in fp32. "int8" holds each projection as int8 with one scale per
-output channel (a quarter of fp32's bytes); "int4" packs two 4-bit values per byte with a scale and a low value per
-block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1, so a Q4_1 checkpoint requantizes to its own values.
+output channel (a quarter of fp32's bytes); "int4" packs two 4-bit values per byte with an fp16 scale and low value
+per block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1, so a Q4_1 checkpoint requantizes to its own values.
 
 Up to NARROW_ROWS rows (decode steps, draft verification, small batches) multiply in our own AVX2 kernels
 (engine/kernels/int_matmul.cpp), which quantize each activation row to int8 per block of 32, as llama.cpp does, and
@@ -86,13 +86,15 @@ def _scale_rows_(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """W [out, in] → (q uint8 [out, in] in 0..15, scale fp32 [out, in/group], low fp32 [out, in/group]) with
-    W ≈ q · scale + low per group of `group` inputs: each group's range cut into 15 equal steps."""
+    """W [out, in] → (q uint8 [out, in] in 0..15, scale fp16 [out, in/group], low fp16 [out, in/group]) with
+    W ≈ q · scale + low per group of `group` inputs: each group's range cut into 15 equal steps. Scale and low are
+    fp16, as GGUF's Q4_1 holds them (so its blocks come back as they are), and q is rounded on that fp16 grid."""
     rows, cols = weight.shape
     w = weight.float().view(rows, cols // group, group)
-    low, high = w.amin(dim=-1), w.amax(dim=-1)
-    scale = ((high - low) / 15).clamp(min=1e-10)
-    q = torch.round((w - low[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.uint8)
+    low = w.amin(dim=-1).half()
+    # fp16's smallest subnormal is 6e-8: a floor above it keeps a constant group's step from rounding to zero.
+    scale = ((w.amax(dim=-1) - low.float()) / 15).clamp(min=1e-7).half()
+    q = torch.round((w - low.float()[..., None]) / scale.float()[..., None]).clamp_(0, 15).to(torch.uint8)
     return q.view(rows, cols), scale, low
 
 
@@ -103,7 +105,7 @@ def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> 
 
 def _scale_groups_(w: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     rows, cols = w.shape
-    w.view(rows, scale.shape[1], -1).mul_(scale[..., None]).add_(low[..., None])
+    w.view(rows, scale.shape[1], -1).mul_(scale.float()[..., None]).add_(low.float()[..., None])
     return w
 
 
@@ -187,8 +189,8 @@ class Int8Linear(_IntegerLinear):
 
 
 class Int4Linear(_IntegerLinear):
-    """W held as packed 4-bit `weight` (`pack_int4`) and fp32 `weight_scale` and `weight_low` per block of 32
-    inputs."""
+    """W held as packed 4-bit `weight` (`pack_int4`) and fp16 `weight_scale` and `weight_low` per block of 32
+    inputs: 20 bytes per 32 weights, as GGUF's Q4_1."""
 
     def __init__(
         self,
@@ -201,8 +203,8 @@ class Int4Linear(_IntegerLinear):
         super().__init__(in_features, out_features, bias, device, dtype)
         blocks = in_features // INT4_GROUP
         self.register_buffer("weight", torch.empty(out_features, in_features // 2, dtype=torch.uint8, device=device))
-        self.register_buffer("weight_scale", torch.empty(out_features, blocks, device=device))
-        self.register_buffer("weight_low", torch.empty(out_features, blocks, device=device))
+        self.register_buffer("weight_scale", torch.empty(out_features, blocks, dtype=torch.float16, device=device))
+        self.register_buffer("weight_low", torch.empty(out_features, blocks, dtype=torch.float16, device=device))
 
     @staticmethod
     def quantized(weight: torch.Tensor) -> dict[str, torch.Tensor]:

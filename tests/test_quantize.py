@@ -65,8 +65,9 @@ def test_int4_recovers_weights_already_on_a_4bit_grid():
     generator = torch.Generator().manual_seed(1)
     levels = torch.randint(0, 16, (576, 576), generator=generator).float().view(576, -1, INT4_GROUP)
     levels[..., 0], levels[..., 1] = 0, 15  # every block spans its whole grid, as Q4_1's min/max rounding gives
-    step = torch.rand(576, 576 // INT4_GROUP, 1, generator=generator) * 0.01 + 0.001
-    low = torch.randn(576, 576 // INT4_GROUP, 1, generator=generator) * 0.01
+    # Q4_1 holds each block's step and low in fp16.
+    step = (torch.rand(576, 576 // INT4_GROUP, 1, generator=generator) * 0.01 + 0.001).half().float()
+    low = (torch.randn(576, 576 // INT4_GROUP, 1, generator=generator) * 0.01).half().float()
     w = (levels * step + low).view(576, 576)
     q, scale, low = quantize_int4(w)
     assert torch.equal(q.view(576, -1, INT4_GROUP).float(), levels)

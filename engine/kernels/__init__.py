@@ -2,7 +2,7 @@
 
 `cpu_kernels()` holds the int8 / int4 weight matmuls of a decode step (`int_matmul.cpp`, engine/quantize.py) and a
 Llama-family forward pass of a few tokens in one call over those weights (`decoder.cpp`, engine/cpu_decoder.py). They
-need an x86 CPU with AVX2 and FMA (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either,
+need an x86 CPU with AVX2, FMA and F16C (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either,
 `cpu_kernels()` is None and the model runs in PyTorch ops, its quantized layers multiplying by their dequantized
 weights in fp32, which is correct but slower. The first build takes about a minute; later processes load the cached
 library.
@@ -21,7 +21,7 @@ import torch
 from platformdirs import user_cache_dir
 
 _SOURCES = [str(Path(__file__).with_name(name)) for name in ("int_matmul.cpp", "decoder.cpp", "bindings.cpp")]
-_FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp"]
+_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 
 
 @functools.cache

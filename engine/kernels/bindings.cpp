@@ -4,6 +4,7 @@
 #include "int_matmul.h"
 
 #include <pybind11/stl.h>
+#include <torch/extension.h>
 
 namespace py = pybind11;
 

@@ -94,17 +94,17 @@ void weighted_sum(const float* w, const float* values, int64_t n, int64_t D, flo
   for (; d < D; d += 8) weighted_sum_part<1>(w, values + d, n, D, out + d);
 }
 
-const float* data(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+const float* data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
-void check_vector(const torch::Tensor& t, int64_t n, const char* name) {
-  TORCH_CHECK(t.dtype() == torch::kFloat32 && t.is_contiguous() && t.numel() == n, name, ": contiguous fp32 [", n,
+void check_vector(const at::Tensor& t, int64_t n, const char* name) {
+  TORCH_CHECK(t.dtype() == at::kFloat && t.is_contiguous() && t.numel() == n, name, ": contiguous fp32 [", n,
               "]");
 }
 
 }  // namespace
 
-DecoderLayer::DecoderLayer(torch::Tensor input_norm_, torch::Tensor post_norm_, c10::optional<torch::Tensor> q_norm_,
-                           c10::optional<torch::Tensor> k_norm_, IntWeight qkv_, IntWeight o_, IntWeight gate_up_,
+DecoderLayer::DecoderLayer(at::Tensor input_norm_, at::Tensor post_norm_, c10::optional<at::Tensor> q_norm_,
+                           c10::optional<at::Tensor> k_norm_, IntWeight qkv_, IntWeight o_, IntWeight gate_up_,
                            IntWeight down_)
     : input_norm(std::move(input_norm_)), post_norm(std::move(post_norm_)), qkv(std::move(qkv_)), o(std::move(o_)),
       gate_up(std::move(gate_up_)), down(std::move(down_)) {
@@ -112,17 +112,17 @@ DecoderLayer::DecoderLayer(torch::Tensor input_norm_, torch::Tensor post_norm_, 
   if (k_norm_.has_value()) k_norm = *k_norm_;
 }
 
-Decoder::Decoder(torch::Tensor embedding_, std::vector<DecoderLayer> layers_, torch::Tensor final_norm_, IntWeight head_,
-                 torch::Tensor cos_, torch::Tensor signed_sin_, int64_t heads_, int64_t kv_heads_, int64_t head_dim_,
+Decoder::Decoder(at::Tensor embedding_, std::vector<DecoderLayer> layers_, at::Tensor final_norm_, IntWeight head_,
+                 at::Tensor cos_, at::Tensor signed_sin_, int64_t heads_, int64_t kv_heads_, int64_t head_dim_,
                  double eps_)
     : embedding(std::move(embedding_)), layers(std::move(layers_)), final_norm(std::move(final_norm_)),
       head(std::move(head_)), cos(std::move(cos_)), signed_sin(std::move(signed_sin_)), heads(heads_),
       kv_heads(kv_heads_), head_dim(head_dim_), eps(static_cast<float>(eps_)) {
-  TORCH_CHECK(embedding.dtype() == torch::kFloat32 && embedding.is_contiguous() && embedding.dim() == 2,
+  TORCH_CHECK(embedding.dtype() == at::kFloat && embedding.is_contiguous() && embedding.dim() == 2,
               "embedding: contiguous fp32 [vocab, hidden]");
   hidden = embedding.size(1);
   TORCH_CHECK(hidden % kBlock == 0 && head_dim % 8 == 0 && heads % kv_heads == 0, "unsupported shape");
-  TORCH_CHECK(cos.dtype() == torch::kFloat32 && cos.is_contiguous() && cos.sizes() == signed_sin.sizes() &&
+  TORCH_CHECK(cos.dtype() == at::kFloat && cos.is_contiguous() && cos.sizes() == signed_sin.sizes() &&
                   signed_sin.is_contiguous() && cos.size(1) <= head_dim && cos.size(1) % 2 == 0,
               "rotary tables: contiguous fp32 [positions, rotary dims]");
   rotary_dim = cos.size(1);
@@ -229,10 +229,10 @@ void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, float*
   }
 }
 
-torch::Tensor Decoder::forward(const torch::Tensor& tokens, const std::vector<torch::Tensor>& keys,
-                               const std::vector<torch::Tensor>& values, const std::vector<int64_t>& starts,
+at::Tensor Decoder::forward(const at::Tensor& tokens, const std::vector<at::Tensor>& keys,
+                               const std::vector<at::Tensor>& values, const std::vector<int64_t>& starts,
                                bool last_only) const {
-  TORCH_CHECK(tokens.dim() == 2 && tokens.dtype() == torch::kInt64, "tokens: int64 [B, T]");
+  TORCH_CHECK(tokens.dim() == 2 && tokens.dtype() == at::kLong, "tokens: int64 [B, T]");
   const Batch batch(tokens.contiguous(), keys, values, starts, *this);
   const int64_t R = batch.rows, H = hidden, D = head_dim, width = (heads + 2 * kv_heads) * D;
   const int64_t vocab = embedding.size(0);
@@ -288,12 +288,12 @@ torch::Tensor Decoder::forward(const torch::Tensor& tokens, const std::vector<to
       rms_norm(x.data() + r * H, data(final_norm), eps, H, normed.data() + (b * kept + t) * H);
     }
   quantized.quantize(normed.data(), B * kept, H);
-  auto logits = torch::empty({B, kept, head.out_features}, torch::dtype(torch::kFloat32));
+  auto logits = at::empty({B, kept, head.out_features}, at::TensorOptions().dtype(at::kFloat));
   head.multiply(quantized, logits.data_ptr<float>());
   return logits;
 }
 
-Batch::Batch(torch::Tensor tokens_, const std::vector<torch::Tensor>& keys_, const std::vector<torch::Tensor>& values_,
+Batch::Batch(at::Tensor tokens_, const std::vector<at::Tensor>& keys_, const std::vector<at::Tensor>& values_,
              const std::vector<int64_t>& starts_, const Decoder& decoder)
     : tokens(std::move(tokens_)), starts(starts_), length(tokens.size(1)), rows(tokens.numel()),
       kv_heads(decoder.kv_heads), head_dim(decoder.head_dim) {
@@ -301,9 +301,9 @@ Batch::Batch(torch::Tensor tokens_, const std::vector<torch::Tensor>& keys_, con
   TORCH_CHECK(static_cast<int64_t>(keys_.size()) == B && static_cast<int64_t>(values_.size()) == B &&
                   static_cast<int64_t>(starts.size()) == B, "one cache and start per row");
   for (int64_t b = 0; b < B; ++b) {
-    const torch::Tensor& k = keys_[b];
-    const torch::Tensor& v = values_[b];
-    TORCH_CHECK(k.dtype() == torch::kFloat32 && k.is_contiguous() && v.dtype() == torch::kFloat32 &&
+    const at::Tensor& k = keys_[b];
+    const at::Tensor& v = values_[b];
+    TORCH_CHECK(k.dtype() == at::kFloat && k.is_contiguous() && v.dtype() == at::kFloat &&
                     v.is_contiguous() && k.sizes() == v.sizes() && k.dim() == 5 && k.size(1) == 1,
                 "keys and values: contiguous fp32 [layers, 1, kv heads, positions, head dim]");
     TORCH_CHECK(k.size(0) >= static_cast<int64_t>(decoder.layers.size()) && k.size(2) == kv_heads &&

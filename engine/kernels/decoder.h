@@ -3,7 +3,7 @@
 
 #include "int_matmul.h"
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <cstdint>
 #include <vector>
@@ -12,11 +12,11 @@ namespace clinidoc {
 
 // One decoder layer's weights, as engine/models/llama.py holds them (q/k/v and gate/up fused).
 struct DecoderLayer {
-  torch::Tensor input_norm, post_norm, q_norm, k_norm;  // q_norm, k_norm: undefined without QK-norm
+  at::Tensor input_norm, post_norm, q_norm, k_norm;  // q_norm, k_norm: undefined without QK-norm
   IntWeight qkv, o, gate_up, down;
 
-  DecoderLayer(torch::Tensor input_norm, torch::Tensor post_norm, c10::optional<torch::Tensor> q_norm,
-               c10::optional<torch::Tensor> k_norm, IntWeight qkv, IntWeight o, IntWeight gate_up, IntWeight down);
+  DecoderLayer(at::Tensor input_norm, at::Tensor post_norm, c10::optional<at::Tensor> q_norm,
+               c10::optional<at::Tensor> k_norm, IntWeight qkv, IntWeight o, IntWeight gate_up, IntWeight down);
 };
 
 class Decoder;
@@ -24,12 +24,12 @@ class Decoder;
 // Where one call's tokens go: row b of tokens [B, T] continues the sequence cached in keys[b] / values[b]
 // ([layers, 1, kv heads, positions, head dim], engine/kv_cache.py) from position starts[b].
 struct Batch {
-  torch::Tensor tokens;
+  at::Tensor tokens;
   std::vector<int64_t> starts, capacity;
   std::vector<float*> key_data, value_data;
   int64_t length, rows, kv_heads, head_dim;
 
-  Batch(torch::Tensor tokens, const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
+  Batch(at::Tensor tokens, const std::vector<at::Tensor>& keys, const std::vector<at::Tensor>& values,
         const std::vector<int64_t>& starts, const Decoder& decoder);
 
   // Token r of the flattened [B * T] rows: its position, and the first cached key or value of a layer and KV head.
@@ -46,19 +46,19 @@ struct Batch {
 
 class Decoder {
  public:
-  Decoder(torch::Tensor embedding, std::vector<DecoderLayer> layers, torch::Tensor final_norm, IntWeight head,
-          torch::Tensor cos, torch::Tensor signed_sin, int64_t heads, int64_t kv_heads, int64_t head_dim, double eps);
+  Decoder(at::Tensor embedding, std::vector<DecoderLayer> layers, at::Tensor final_norm, IntWeight head,
+          at::Tensor cos, at::Tensor signed_sin, int64_t heads, int64_t kv_heads, int64_t head_dim, double eps);
 
   // fp32 logits [B, T, vocab] (or [B, 1, vocab] with last_only) of tokens [B, T]; writes their keys and values.
-  torch::Tensor forward(const torch::Tensor& tokens, const std::vector<torch::Tensor>& keys,
-                        const std::vector<torch::Tensor>& values, const std::vector<int64_t>& starts,
+  at::Tensor forward(const at::Tensor& tokens, const std::vector<at::Tensor>& keys,
+                        const std::vector<at::Tensor>& values, const std::vector<int64_t>& starts,
                         bool last_only) const;
 
-  torch::Tensor embedding;
+  at::Tensor embedding;
   std::vector<DecoderLayer> layers;
-  torch::Tensor final_norm;
+  at::Tensor final_norm;
   IntWeight head;
-  torch::Tensor cos, signed_sin;  // [positions, rotary dims], signed_sin negated on the first half
+  at::Tensor cos, signed_sin;  // [positions, rotary dims], signed_sin negated on the first half
   int64_t heads, kv_heads, head_dim, hidden = 0, rotary_dim = 0;
   float eps;
 

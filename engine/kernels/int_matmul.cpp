@@ -36,7 +36,7 @@ void int8_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
   const int8_t* xm = x.values.data() + m * K;
   const float* x_scales = x.scales.data() + m * blocks;
   const int8_t* weights = static_cast<const int8_t*>(w.weight_data) + n * K;
-  const float* row_scales = w.scale_data + n;
+  const float* row_scales = w.row_scales + n;
   __m256 acc[R];
   for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
@@ -60,8 +60,8 @@ void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
   const float* x_scales = x.scales.data() + m * blocks;
   const float* x_sums = x.sums.data() + m * blocks;
   const uint8_t* weights = static_cast<const uint8_t*>(w.weight_data) + n * (K / 2);
-  const float* w_scales = w.scale_data + n * blocks;
-  const float* w_lows = w.low_data + n * blocks;
+  const uint16_t* w_scales = w.block_scales + n * blocks;
+  const uint16_t* w_lows = w.block_lows + n * blocks;
   const __m128i low_nibbles = _mm_set1_epi8(0x0F);
   __m256 acc[R];
   float offset[R];  // the lows' share: Σ over blocks of low · x's scale · Σ x's values
@@ -75,9 +75,9 @@ void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
       const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(weights + r * (K / 2) + b * kBlock / 2));
       const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
                                           _mm_and_si128(bytes, low_nibbles));
-      const __m256 both = _mm256_set1_ps(x_scales[b] * w_scales[r * blocks + b]);
+      const __m256 both = _mm256_set1_ps(x_scales[b] * _cvtsh_ss(w_scales[r * blocks + b]));
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), both, acc[r]);
-      offset[r] += w_lows[r * blocks + b] * x_sums[b];
+      offset[r] += _cvtsh_ss(w_lows[r * blocks + b]) * x_sums[b];
     }
   }
   for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) + offset[r];
@@ -100,16 +100,16 @@ void multiply_rows(const IntWeight& w, const QuantizedRows& x, float* y, Rows ro
   });
 }
 
-void check_rows(const torch::Tensor& x) {
-  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: contiguous fp32 [M, K]");
+void check_rows(const at::Tensor& x) {
+  TORCH_CHECK(x.dtype() == at::kFloat && x.is_contiguous() && x.dim() == 2, "x: contiguous fp32 [M, K]");
 }
 
-torch::Tensor multiply(const torch::Tensor& x, const IntWeight& w) {
+at::Tensor multiply(const at::Tensor& x, const IntWeight& w) {
   check_rows(x);
   TORCH_CHECK(x.size(1) == w.in_features, "x has ", x.size(1), " columns, the weight ", w.in_features, " inputs");
   QuantizedRows xq;
   xq.quantize(x.data_ptr<float>(), x.size(0), x.size(1));
-  auto y = torch::empty({x.size(0), w.out_features}, x.options());
+  auto y = at::empty({x.size(0), w.out_features}, x.options());
   w.multiply(xq, y.data_ptr<float>());
   return y;
 }
@@ -153,35 +153,39 @@ void QuantizedRows::quantize(const float* x, int64_t m, int64_t k) {
   }
 }
 
-IntWeight::IntWeight(torch::Tensor weight_, torch::Tensor scale_, c10::optional<torch::Tensor> low_,
-                     c10::optional<torch::Tensor> bias_)
+IntWeight::IntWeight(at::Tensor weight_, at::Tensor scale_, c10::optional<at::Tensor> low_,
+                     c10::optional<at::Tensor> bias_)
     : weight(std::move(weight_)), scale(std::move(scale_)) {
   TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous(), "weight: contiguous [out, in]");
-  TORCH_CHECK(scale.dtype() == torch::kFloat32 && scale.is_contiguous(), "scale: contiguous fp32");
+  TORCH_CHECK(scale.is_contiguous(), "scale: contiguous");
   int4 = low_.has_value();
   out_features = weight.size(0);
   if (int4) {
     low = *low_;
     in_features = weight.size(1) * 2;
-    TORCH_CHECK(weight.dtype() == torch::kUInt8, "int4 weight: packed uint8 [out, in / 2]");
-    TORCH_CHECK(low.dtype() == torch::kFloat32 && low.is_contiguous() && low.sizes() == scale.sizes(),
-                "low: contiguous fp32, shaped as scale");
+    TORCH_CHECK(weight.dtype() == at::kByte, "int4 weight: packed uint8 [out, in / 2]");
+    TORCH_CHECK(scale.dtype() == at::kHalf && low.dtype() == at::kHalf && low.is_contiguous() &&
+                    low.sizes() == scale.sizes(), "int4 scale and low: contiguous fp16, the same shape");
     TORCH_CHECK(scale.dim() == 2 && scale.size(0) == out_features && scale.size(1) * kBlock == in_features,
-                "int4 scale: fp32 [out, in / 32]");
+                "int4 scale: [out, in / 32]");
   } else {
     in_features = weight.size(1);
-    TORCH_CHECK(weight.dtype() == torch::kInt8, "int8 weight: int8 [out, in]");
-    TORCH_CHECK(scale.numel() == out_features, "int8 scale: fp32 [out]");
+    TORCH_CHECK(weight.dtype() == at::kChar, "int8 weight: int8 [out, in]");
+    TORCH_CHECK(scale.dtype() == at::kFloat && scale.numel() == out_features, "int8 scale: fp32 [out]");
   }
   TORCH_CHECK(in_features % kBlock == 0, "inputs must be a multiple of 32, not ", in_features);
   if (bias_.has_value()) {
-    bias = bias_->to(torch::kFloat32).contiguous();
+    bias = bias_->to(at::kFloat).contiguous();
     TORCH_CHECK(bias.numel() == out_features, "bias: [out]");
     bias_data = bias.data_ptr<float>();
   }
   weight_data = weight.data_ptr();
-  scale_data = scale.data_ptr<float>();
-  if (int4) low_data = low.data_ptr<float>();
+  if (int4) {
+    block_scales = reinterpret_cast<const uint16_t*>(scale.data_ptr<at::Half>());
+    block_lows = reinterpret_cast<const uint16_t*>(low.data_ptr<at::Half>());
+  } else {
+    row_scales = scale.data_ptr<float>();
+  }
 }
 
 void IntWeight::multiply(const QuantizedRows& x, float* y) const {
@@ -197,12 +201,12 @@ void IntWeight::multiply(const QuantizedRows& x, float* y) const {
   }
 }
 
-torch::Tensor int8_matmul(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale) {
+at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale) {
   return multiply(x, IntWeight(q, scale, c10::nullopt, c10::nullopt));
 }
 
-torch::Tensor int4_matmul(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
-                          const torch::Tensor& low) {
+at::Tensor int4_matmul(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale,
+                          const at::Tensor& low) {
   return multiply(x, IntWeight(packed, scale, low, c10::nullopt));
 }
 

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <immintrin.h>
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <cstdint>
 #include <vector>
@@ -31,24 +31,25 @@ struct QuantizedRows {
 };
 
 // A projection's weight held in integers (engine/quantize.py): int8 [out, in] with an fp32 scale per output row, or
-// 4-bit values packed [out, in / 2] with an fp32 scale and low per block of 32 inputs (W = q · scale + low).
+// 4-bit values packed [out, in / 2] with an fp16 scale and low per block of 32 inputs (W = q · scale + low).
 struct IntWeight {
-  torch::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
+  at::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
   int64_t out_features = 0, in_features = 0;
   bool int4 = false;
   // The tensors' data, looked up once: a tensor's data_ptr checks its type on every call.
   const void* weight_data = nullptr;
-  const float *scale_data = nullptr, *low_data = nullptr, *bias_data = nullptr;
+  const float *row_scales = nullptr, *bias_data = nullptr;  // int8's scales
+  const uint16_t *block_scales = nullptr, *block_lows = nullptr;  // int4's, as fp16 bits
 
-  IntWeight(torch::Tensor weight, torch::Tensor scale, c10::optional<torch::Tensor> low,
-            c10::optional<torch::Tensor> bias);
+  IntWeight(at::Tensor weight, at::Tensor scale, c10::optional<at::Tensor> low,
+            c10::optional<at::Tensor> bias);
 
   // y [x.rows, out_features] = x · Wᵀ (+ bias). Each row of y depends only on its own row of x.
   void multiply(const QuantizedRows& x, float* y) const;
 };
 
-torch::Tensor int8_matmul(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale);
-torch::Tensor int4_matmul(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
-                          const torch::Tensor& low);
+at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale);
+at::Tensor int4_matmul(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale,
+                          const at::Tensor& low);
 
 }  // namespace clinidoc
