@@ -129,7 +129,10 @@ class _ReadBuffers(threading.local):
         values, the whole layer of the cache being read), so a sequence that lengthens by one token a step does not
         reallocate every step."""
         key = (name, dtype, device)
-        if key not in self._buffers or self._buffers[key].numel() < numel:
+        buffer = self._buffers.get(key)
+        # A buffer made under inference mode (an engine's forward) cannot be written outside it (a direct read).
+        stale = buffer is not None and buffer.is_inference() and not torch.is_inference_mode_enabled()
+        if buffer is None or stale or buffer.numel() < numel:
             self._buffers.pop(key, None)  # freed before the larger one is allocated
             self._buffers[key] = torch.empty(max(numel, capacity), dtype=dtype, device=device)
         return self._buffers[key][:numel]
