@@ -35,10 +35,7 @@ class CompiledDecoder:
                 post_norm=layer.post_attention_layernorm.weight,
                 q_norm=layer.self_attn.q_norm.weight if cfg.qk_norm else None,
                 k_norm=layer.self_attn.k_norm.weight if cfg.qk_norm else None,
-                qkv=_int_weight(kernels, layer.self_attn.qkv_proj),
-                o=_int_weight(kernels, layer.self_attn.o_proj),
-                gate_up=_int_weight(kernels, layer.mlp.gate_up_proj),
-                down=_int_weight(kernels, layer.mlp.down_proj),
+                **{name: _int_weight(kernels, projection) for name, projection in _projections(layer).items()},
             )
             for layer in body.layers
         ]
@@ -70,9 +67,7 @@ def compiled_decoder(model: nn.Module) -> CompiledDecoder | None:
     """The compiled pass for a loaded Llama-family model whose projections and head are all int8/int4 layers and
     whose embedding, norms and rotary tables are fp32 on the CPU; None for any other, or where the kernels cannot
     be built."""
-    projections = [model.lm_head]
-    for layer in model.model.layers:
-        projections += [layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj, layer.mlp.down_proj]
+    projections = [model.lm_head, *(p for layer in model.model.layers for p in _projections(layer).values())]
     integer = all(isinstance(p, (Int8Linear, Int4Linear)) for p in projections)
     norms = [m.weight for m in model.modules() if isinstance(m, RMSNorm)]
     full = [model.model.embed_tokens.weight, model.rope.cos, *norms]
@@ -80,6 +75,12 @@ def compiled_decoder(model: nn.Module) -> CompiledDecoder | None:
     if not (integer and fp32_on_cpu) or cpu_kernels() is None:
         return None
     return CompiledDecoder(model)
+
+
+def _projections(layer: nn.Module) -> dict[str, nn.Module]:
+    """A decoder layer's projections, by the names the compiled layer takes them under."""
+    attention, mlp = layer.self_attn, layer.mlp
+    return {"qkv": attention.qkv_proj, "o": attention.o_proj, "gate_up": mlp.gate_up_proj, "down": mlp.down_proj}
 
 
 def _int_weight(kernels, layer: nn.Module):

@@ -130,15 +130,19 @@ class _ReadBuffers(threading.local):
         reallocate every step."""
         key = (name, dtype, device)
         buffer = self._buffers.get(key)
-        # A buffer made under inference mode (an engine's forward) cannot be written outside it (a direct read).
-        stale = buffer is not None and buffer.is_inference() and not torch.is_inference_mode_enabled()
-        if buffer is None or stale or buffer.numel() < numel:
+        if buffer is None or not writable_here(buffer) or buffer.numel() < numel:
             self._buffers.pop(key, None)  # freed before the larger one is allocated
             self._buffers[key] = torch.empty(max(numel, capacity), dtype=dtype, device=device)
         return self._buffers[key][:numel]
 
 
 _READ_BUFFERS = _ReadBuffers()
+
+
+def writable_here(buffer: torch.Tensor) -> bool:
+    """Whether a reused scratch buffer may be written now: one made under inference mode (an engine's forward, on
+    its thread) cannot be written outside it (a test's or a tool's direct call)."""
+    return not buffer.is_inference() or torch.is_inference_mode_enabled()
 
 
 def quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

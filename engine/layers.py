@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.fp8 import Fp8Linear, Fp8Parts
-from engine.kv_cache import KVCache
+from engine.kv_cache import KVCache, writable_here
 from engine.rope import RopeScaling, rope_inv_freq
 
 
@@ -151,10 +151,8 @@ class Scratch:
 
     def converted(self, site: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         buffer = self._buffers.get(site)
-        # A buffer made under inference mode (the scheduler's thread) cannot be written outside it.
-        stale = buffer is not None and buffer.is_inference() and not torch.is_inference_mode_enabled()
         fits = buffer is not None and buffer.numel() >= tensor.numel() and buffer.dtype == dtype
-        if stale or not fits or buffer.device != tensor.device:
+        if not fits or not writable_here(buffer) or buffer.device != tensor.device:
             buffer = torch.empty(tensor.numel(), dtype=dtype, device=tensor.device)
             self._buffers[site] = buffer
         return buffer[: tensor.numel()].view(tensor.shape).copy_(tensor)

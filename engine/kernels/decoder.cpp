@@ -18,10 +18,6 @@
 namespace clinidoc {
 namespace {
 
-// Positions per attention task: long contexts are split so that both cores share each head's keys; the split
-// depends only on the position, never on the number of threads, so the sums come out the same on any machine.
-constexpr int64_t kChunk = 128;
-
 // e^x for x in fp32's range (clamped to [-87, 88]): 2^n · e^r with n = round(x / ln 2), |r| ≤ ln 2 / 2, and e^r
 // from its Taylor series to r^7 (relative error under 2e-8 before rounding).
 inline __m256 exp8(__m256 x) {
@@ -160,34 +156,24 @@ void Decoder::rotate(float* x, int64_t count, int64_t position) const {
 
 // Attention of every token's query heads over its own cache, causal: a token at position p reads positions 0..p.
 // Each (token, KV head, chunk of positions) is a task with its own softmax; the chunks then merge by their maxima.
-void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, float* out) const {
+void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, std::vector<float>& partial,
+                     float* out) const {
   const int64_t group = heads / kv_heads, D = head_dim, width = (heads + 2 * kv_heads) * D;
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
-  struct Task {
-    int64_t row, kv_head, first, last;
-  };
-  std::vector<Task> tasks;
-  std::vector<int64_t> first_task(batch.rows * kv_heads);
-  for (int64_t r = 0; r < batch.rows; ++r) {
-    const int64_t length = batch.position(r) + 1;
-    for (int64_t g = 0; g < kv_heads; ++g) {
-      first_task[r * kv_heads + g] = static_cast<int64_t>(tasks.size());
-      for (int64_t first = 0; first < length; first += kChunk) tasks.push_back({r, g, first, std::min(length, first + kChunk)});
-    }
-  }
+  const std::vector<Batch::AttentionTask>& tasks = batch.tasks;
   // Per task and query head: the weighted sum of values (D), then the chunk's max score and sum of weights.
   const int64_t stride = D + 2;
-  std::vector<float> partial(tasks.size() * group * stride);
+  partial.resize(tasks.size() * group * stride);
   at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> weights(group * kChunk);
+    std::vector<float> weights(group * kAttentionChunk);
     for (int64_t i = begin; i < end; ++i) {
-      const Task& task = tasks[i];
+      const Batch::AttentionTask& task = tasks[i];
       const int64_t n = task.last - task.first;
       const float* keys = batch.keys(task.row, layer, task.kv_head);
       const float* values = batch.values(task.row, layer, task.kv_head);
       const float* queries = qkv + task.row * width + task.kv_head * group * D;
       for (int64_t h = 0; h < group; ++h) {
-        float* w = weights.data() + h * kChunk;
+        float* w = weights.data() + h * kAttentionChunk;
         float top = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < n; ++j) {
           w[j] = dot(queries + h * D, keys + (task.first + j) * D, D) * scale;
@@ -204,15 +190,15 @@ void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, float*
         slot[D + 1] = total;
       }
       for (int64_t h = 0; h < group; ++h)
-        weighted_sum(weights.data() + h * kChunk, values + task.first * D, n, D,
+        weighted_sum(weights.data() + h * kAttentionChunk, values + task.first * D, n, D,
                      partial.data() + (i * group + h) * stride);
     }
   });
   for (int64_t r = 0; r < batch.rows; ++r) {
-    const int64_t chunks = (batch.position(r) + kChunk) / kChunk;
+    const int64_t chunks = (batch.position(r) + kAttentionChunk) / kAttentionChunk;
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t g = h / group;
-      const float* first = partial.data() + (first_task[r * kv_heads + g] * group + h % group) * stride;
+      const float* first = partial.data() + (batch.first_task[r * kv_heads + g] * group + h % group) * stride;
       float top = -std::numeric_limits<float>::infinity();
       for (int64_t c = 0; c < chunks; ++c) top = std::max(top, first[c * group * stride + D]);
       float* o = out + (r * heads + h) * D;
@@ -237,7 +223,7 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, const std::vector<at::Tens
   const int64_t R = batch.rows, H = hidden, D = head_dim, width = (heads + 2 * kv_heads) * D;
   const int64_t vocab = embedding.size(0);
   std::vector<float> x(R * H), normed(R * H), delta(R * H), qkv(R * width), attended(R * heads * D);
-  std::vector<float> gate_up, act;
+  std::vector<float> gate_up, act, partial;
   QuantizedRows quantized;
 
   const int64_t* ids = batch.tokens.data_ptr<int64_t>();
@@ -264,7 +250,7 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, const std::vector<at::Tens
         std::copy_n(row + (heads + kv_heads + g) * D, D, value);
       }
     }
-    attend(qkv.data(), batch, l, attended.data());
+    attend(qkv.data(), batch, l, partial, attended.data());
     quantized.quantize(attended.data(), R, heads * D);
     layer.o.multiply(quantized, delta.data());
     add(x.data(), delta.data(), R * H);
@@ -314,6 +300,15 @@ Batch::Batch(at::Tensor tokens_, const std::vector<at::Tensor>& keys_, const std
     capacity.push_back(k.size(3));
     key_data.push_back(k.data_ptr<float>());
     value_data.push_back(v.data_ptr<float>());
+  }
+  first_task.resize(rows * kv_heads);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t end = position(r) + 1;
+    for (int64_t g = 0; g < kv_heads; ++g) {
+      first_task[r * kv_heads + g] = static_cast<int64_t>(tasks.size());
+      for (int64_t first = 0; first < end; first += kAttentionChunk)
+        tasks.push_back({r, g, first, std::min(end, first + kAttentionChunk)});
+    }
   }
 }
 

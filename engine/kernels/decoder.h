@@ -10,6 +10,10 @@
 
 namespace clinidoc {
 
+// Positions per attention task: long contexts are split so that both cores share each head's keys; the split
+// depends only on the position, never on the number of threads, so the sums come out the same on any machine.
+constexpr int64_t kAttentionChunk = 128;
+
 // One decoder layer's weights, as engine/models/llama.py holds them (q/k/v and gate/up fused).
 struct DecoderLayer {
   at::Tensor input_norm, post_norm, q_norm, k_norm;  // q_norm, k_norm: undefined without QK-norm
@@ -28,6 +32,13 @@ struct Batch {
   std::vector<int64_t> starts, capacity;
   std::vector<float*> key_data, value_data;
   int64_t length, rows, kv_heads, head_dim;
+  // Attention's tasks, the same for every layer: each (token, KV head, chunk of its positions), and the first
+  // task of each (token, KV head).
+  struct AttentionTask {
+    int64_t row, kv_head, first, last;
+  };
+  std::vector<AttentionTask> tasks;
+  std::vector<int64_t> first_task;
 
   Batch(at::Tensor tokens, const std::vector<at::Tensor>& keys, const std::vector<at::Tensor>& values,
         const std::vector<int64_t>& starts, const Decoder& decoder);
@@ -64,7 +75,8 @@ class Decoder {
 
  private:
   void rotate(float* x, int64_t count, int64_t position) const;
-  void attend(const float* qkv, const Batch& batch, int64_t layer, float* out) const;
+  // partial: scratch for the tasks' partial sums, reused from layer to layer.
+  void attend(const float* qkv, const Batch& batch, int64_t layer, std::vector<float>& partial, float* out) const;
 };
 
 }  // namespace clinidoc
