@@ -21,6 +21,9 @@ _E4M3_TO_FP16_FACTOR = 2.0**8
 # Widened a block at a time, the int16 (2 MiB) and fp32 (4 MiB) of a block stay in the CPU's L3 between passes. Smaller
 # blocks mean more ops, each a parallel region that a busy machine makes wait for its threads; 1M was the fastest.
 _CPU_WIDEN_ELEMENTS = 1 << 20
+# Narrow KV on a CPU is read this many positions at a time: the widened block is the only copy, so a 128K-token
+# context needs no more working memory than an 8K one (AntAngelMed: 32 MiB of fp32 keys and values per block).
+READ_BLOCK = 8192
 _SCALE_DTYPE = torch.bfloat16  # two bytes per token and head; fp32's exponent range, so no scale under- or overflows
 
 
@@ -68,50 +71,69 @@ class KVCache:
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.stored)
 
-    def update(
-        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v ([B, H, T, D]) at [start, start+T) and return the cache up to start+T, in `dtype`.
+    @property
+    def narrow(self) -> bool:
+        """Whether keys and values are stored narrower than attention computes, so that every read widens them."""
+        return self._kv.dtype != self.dtype
 
-        With narrow storage the returned tensors live in buffers that the next call on this thread overwrites."""
-        end = start + k.shape[2]
-        keys, values = self._by_layer[layer]
+    def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store k, v ([B, H, T, D]) at positions [start, start+T)."""
         if self._scales is None:
+            keys, values = self._by_layer[layer]
             keys.narrow(2, start, k.shape[2]).copy_(k)
             values.narrow(2, start, v.shape[2]).copy_(v)
         else:
+            end = start + k.shape[2]
             self._kv[:, layer, :, :, start:end], self._scales[:, layer, :, :, start:end] = quantize_fp8(
                 torch.stack((k, v))
             )
-        if self._kv.dtype == self.dtype:
-            return keys.narrow(2, 0, end), values.narrow(2, 0, end)
-        keys, values = self._widen(layer, end).unbind()
+
+    def read(self, layer: int, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions [first, last) of one layer's keys and values ([B, H, last-first, D]) in `dtype`.
+
+        Storage in `dtype` is returned in place. Narrow storage is widened into a buffer that the next read on this
+        thread overwrites; on a CPU that buffer holds READ_BLOCK positions, so readers of long contexts read a block
+        at a time and the working set stays the same whatever the context."""
+        if not self.narrow:
+            keys, values = self._by_layer[layer]
+            return keys[:, :, first:last], values[:, :, first:last]
+        keys, values = self._widen(layer, first, last).unbind()
         return keys, values
 
-    def _widen(self, layer: int, end: int) -> torch.Tensor:
-        """Positions [0, end) of one layer's keys and values ([2, B, H, end, D]) in `dtype`, in this thread's read
-        buffer."""
-        stored = self._kv[:, layer, :, :, :end]
-        out = _READ_BUFFERS.get("kv", self.dtype, stored.numel(), self._kv[:, layer].numel(), stored.device)
+    def update(
+        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v ([B, H, T, D]) at [start, start+T) and return the cache up to start+T, in `dtype`."""
+        self.write(layer, start, k, v)
+        return self.read(layer, 0, start + k.shape[2])
+
+    def _widen(self, layer: int, first: int, last: int) -> torch.Tensor:
+        """Positions [first, last) of one layer's keys and values ([2, B, H, last-first, D]) in `dtype`, in this
+        thread's read buffer."""
+        stored = self._kv[:, layer, :, :, first:last]
+        per_position = stored[:, :, :, 0].numel()
+        # GPUs read whole contexts (a buffer of the layer, allocated once); CPUs read a block at a time.
+        capacity = self.max_tokens if stored.device.type != "cpu" else min(self.max_tokens, READ_BLOCK)
+        out = _READ_BUFFERS.get("kv", self.dtype, stored.numel(), capacity * per_position, stored.device)
         out = out.view(stored.shape)
         if self._scales is None:
             return out.copy_(stored)
-        scales = self._scales[:, layer, :, :, :end]
+        scales = self._scales[:, layer, :, :, first:last]
         if stored.device.type != "cpu":
             return out.copy_(stored).mul_(scales.float())  # GPUs cast e4m3 natively, in one kernel
         scales = scales.float() * _E4M3_TO_FP16_FACTOR
-        per_position = stored[:, :, :, 0].numel()
+        length = last - first
         block = max(1, _CPU_WIDEN_ELEMENTS // per_position)
         bits_buffer = _READ_BUFFERS.get(
-            "fp16 bits", torch.int16, min(block, end) * per_position, block * per_position, stored.device
+            "fp16 bits", torch.int16, min(block, length) * per_position, block * per_position, stored.device
         )
-        for first in range(0, end, block):
-            last = min(end, first + block)
-            bits = bits_buffer[: (last - first) * per_position].view(*stored.shape[:3], last - first, -1)
+        for a in range(0, length, block):
+            b = min(length, a + block)
+            bits = bits_buffer[: (b - a) * per_position].view(*stored.shape[:3], b - a, -1)
             # The int8 view sign-extends, so the shift leaves copies of the sign bit that the mask clears.
-            bits.copy_(stored[:, :, :, first:last].view(torch.int8))
+            bits.copy_(stored[:, :, :, a:b].view(torch.int8))
             bits.bitwise_left_shift_(_E4M3_TO_FP16_SHIFT).bitwise_and_(_E4M3_TO_FP16_MASK)
-            out[:, :, :, first:last].copy_(bits.view(torch.float16)).mul_(scales[:, :, :, first:last])
+            out[:, :, :, a:b].copy_(bits.view(torch.float16)).mul_(scales[:, :, :, a:b])
         return out
 
 
@@ -126,7 +148,7 @@ class _ReadBuffers(threading.local):
 
     def get(self, name: str, dtype: torch.dtype, numel: int, capacity: int, device: torch.device) -> torch.Tensor:
         """A flat tensor of `numel` elements. When the buffer must grow, it grows to `capacity` (for the keys and
-        values, the whole layer of the cache being read), so a sequence that lengthens by one token a step does not
+        values, a block of positions or the whole layer of the cache being read), so a sequence that lengthens by one token a step does not
         reallocate every step."""
         key = (name, dtype, device)
         buffer = self._buffers.get(key)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.fp8 import Fp8Linear, Fp8Parts
-from engine.kv_cache import KVCache, writable_here
+from engine.kv_cache import READ_BLOCK, KVCache, writable_here
 from engine.rope import RopeScaling, rope_inv_freq
 
 
@@ -105,35 +105,52 @@ def cached_attention(
     q: [B, Hq, T, D]; k, v: [B, Hkv, T, D]. Returns [B, T, Hq*D].
     """
     T = q.shape[2]
-    keys, values = cache.update(layer, start, k, v)
-    if T == 1 or start == 0:
+    cache.write(layer, start, k, v)
+    on_cpu = q.device.type == "cpu"
+    if start == 0 or (T == 1 and not (on_cpu and cache.narrow)):
         # One new token sees everything before it; a first chunk is a plain causal square. Neither needs a mask.
+        keys, values = cache.read(layer, 0, start + T)
         out = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1, enable_gqa=True)
-    elif q.device.type == "cpu":
-        out = _chunk_after_prefix(q, keys, values, start)
+    elif on_cpu:
+        out = _attend_after_prefix(q, cache, layer, start)
     else:
+        keys, values = cache.read(layer, 0, start + T)
         query_pos = torch.arange(start, start + T, device=q.device)[:, None]
         mask = torch.arange(start + T, device=q.device)[None, :] <= query_pos
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
     return out.transpose(1, 2).reshape(q.shape[0], T, -1)
 
 
-def _chunk_after_prefix(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int) -> torch.Tensor:
-    """A chunk of queries after `start` cached positions, without a [T, start+T] mask: SDPA turns any mask into a
-    float tensor that grows with the context (325 MB for 512 queries over 131K keys). The chunk attends to the
-    prefix (all visible) and to itself (causal) separately; the two softmaxes merge by their log-sum-exp."""
+def _attend_after_prefix(q: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
+    """Queries after `start` cached positions, without a [T, start+T] mask: SDPA turns any mask into a float tensor
+    that grows with the context (325 MB for 512 queries over 131K keys). The queries attend to the prefix (all
+    visible) and to themselves (causal) separately, and the softmaxes merge by their log-sum-exp. Narrow KV is read
+    a block of the prefix at a time, so no copy of it grows with the context either."""
     B, H, T, D = q.shape
-    group = H // keys.shape[1]
+    group = H // cache.keys.shape[2]
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     # Queries that share a KV head are stacked along the sequence, so the long prefix is never repeated per head.
-    prefix_out, prefix_lse = flash(q.reshape(B, -1, group * T, D), keys[:, :, :start], values[:, :, :start], 0.0, False)
-    own_keys = keys[:, :, start:].repeat_interleave(group, 1)
-    own_values = values[:, :, start:].repeat_interleave(group, 1)
-    own_out, own_lse = flash(q, own_keys, own_values, 0.0, True)
-    prefix_lse, prefix_out = prefix_lse.reshape(B, H, T, 1), prefix_out.reshape(B, H, T, D)
-    own_lse = own_lse.reshape(B, H, T, 1)
-    total = torch.logaddexp(prefix_lse, own_lse)
-    return (prefix_out * torch.exp(prefix_lse - total) + own_out * torch.exp(own_lse - total)).to(q.dtype)
+    stacked = q.reshape(B, -1, group * T, D)
+    block = READ_BLOCK if cache.narrow else start  # KV held in the compute dtype is read in place, whole
+    out = lse = None
+    for first in range(0, start, block):
+        keys, values = cache.read(layer, first, min(start, first + block))
+        block_out, block_lse = flash(stacked, keys, values, 0.0, False)
+        out, lse = _merged(out, lse, block_out.reshape(B, H, T, D), block_lse.reshape(B, H, T, 1))
+    keys, values = cache.read(layer, start, start + T)
+    own_out, own_lse = flash(q, keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1), 0.0, True)
+    out, _ = _merged(out, lse, own_out, own_lse.reshape(B, H, T, 1))
+    return out.to(q.dtype)
+
+
+def _merged(
+    out: torch.Tensor | None, lse: torch.Tensor | None, part_out: torch.Tensor, part_lse: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention over two disjoint sets of keys, from each set's outputs and log-sum-exps, as over their union."""
+    if out is None:
+        return part_out, part_lse
+    total = torch.logaddexp(lse, part_lse)
+    return out * torch.exp(lse - total) + part_out * torch.exp(part_lse - total), total
 
 
 # Up to this many rows (tokens) a matmul with narrow weights runs in the weights' dtype: it is bound by reading the

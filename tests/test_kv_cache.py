@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine import ChatMessage, GenerationParams, LocalEngine, Stats
-from engine.kv_cache import KVCache, quantize_fp8
+from engine.kv_cache import READ_BLOCK, KVCache, quantize_fp8
 from engine.layers import cached_attention
 from engine.prefix_cache import PrefixCache
 
@@ -81,12 +84,50 @@ def test_attention_over_an_fp8_cache_is_attention_over_the_dequantized_keys_and_
     fp8 = _attend(_fp8_cache(), chunks)
     assert (fp8 - full).norm() / full.norm() < 0.08  # measured 0.04: random keys make a sharp softmax
 
-    def dequantized(x: torch.Tensor) -> torch.Tensor:
-        q, scale = quantize_fp8(x)
-        return q.float() * scale.float()
-
-    exact = _attend(KVCache(2, 2, 64, 64, torch.float32), [(q, dequantized(k), dequantized(v)) for q, k, v in chunks])
+    exact = _attend(KVCache(2, 2, 64, 64, torch.float32), [(q, _dequantized(k), _dequantized(v)) for q, k, v in chunks])
     assert (fp8 - exact).abs().max() < 1e-5
+
+
+def _dequantized(x: torch.Tensor) -> torch.Tensor:
+    q, scale = quantize_fp8(x)
+    return q.float() * scale.float()
+
+
+def test_attention_after_a_narrow_prefix_longer_than_a_block_equals_attention_over_all_of_it():
+    """Past READ_BLOCK positions an fp8 cache is attended a block at a time; the merged softmax is the whole one."""
+    torch.manual_seed(4)
+    prefix = READ_BLOCK + READ_BLOCK // 2 + 3
+    cache = KVCache(1, 2, 16, prefix + 9, torch.float32, storage_dtype=FP8)
+    cache.write(0, 0, torch.randn(1, 2, prefix, 16) * 3, torch.randn(1, 2, prefix, 16))
+    stored = [_dequantized(x) for x in cache.read(0, 0, prefix)]
+    for start, t in ((prefix, 8), (prefix + 8, 1)):  # a chunk after the prefix, then a decode step
+        q, k, v = torch.randn(1, 6, t, 16), torch.randn(1, 2, t, 16), torch.randn(1, 2, t, 16)
+        out = cached_attention(q, k, v, cache, 0, start)
+        keys, values = (torch.cat([s, _dequantized(x)], 2) for s, x in zip(stored, (k, v)))
+        visible = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
+        expected = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, enable_gqa=True)
+        assert (out - expected.transpose(1, 2).reshape(1, t, -1)).abs().max() < 1e-5
+        stored = [torch.cat([s, _dequantized(x)], 2) for s, x in zip(stored, (k, v))]
+
+
+def test_attending_a_long_narrow_cache_widens_one_block_not_the_context():
+    """The working set of a long prefill stays fixed: a whole layer of this cache widened to fp32 would be 128 MiB,
+    a block of READ_BLOCK positions is 32 MiB. Linux's resident high-water mark is reset before the read."""
+    context = 4 * READ_BLOCK
+    cache = KVCache(1, 2, 256, context + 1, torch.float32, storage_dtype=FP8)
+    cache.write(0, 0, torch.randn(1, 2, context, 256), torch.randn(1, 2, context, 256))
+    q, k, v = torch.randn(1, 4, 1, 256), torch.randn(1, 2, 1, 256), torch.randn(1, 2, 1, 256)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    cached_attention(q, k, v, cache, 0, context)
+    grown_mib = (_status_kib("VmHWM") - before) / 1024
+    print(f"resident growth of a one-token read over {context} fp8 positions: {grown_mib:.1f} MiB")
+    assert grown_mib < 64
+
+
+def _status_kib(field: str) -> int:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1])
 
 
 def test_bf16_storage_returns_the_bf16_rounding():
