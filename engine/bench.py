@@ -419,11 +419,11 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
     ids = torch.randint(0, config.vocab_size, (n,)).tolist()
     weights = engine.model.state_dict().values()
     sum(float(t.float().sum()) for t in weights)  # every page of the weights resident before the peak is reset
-    _reset_peak_rss()
-    before, _ = _rss_and_peak()
+    reset_peak_rss()
+    before, _ = rss_and_peak()
     cache = engine.new_cache(engine.context_window)
     engine.prefill(ids, cache)
-    _, peak = _rss_and_peak()
+    _, peak = rss_and_peak()
     kv = cache.nbytes
     rope = engine.model.rope.cos.nbytes * 2
     grown = peak - before
@@ -436,12 +436,12 @@ def bench_memory(args, tokenizer: Tokenizer) -> None:
           f"| {grown / mib:.1f} | {(grown - kv) / mib:.1f} |")
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
     """Linux keeps a process's peak resident size (VmHWM); writing 5 to clear_refs resets it to the current size."""
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _rss_and_peak() -> tuple[int, int]:
+def rss_and_peak() -> tuple[int, int]:
     """(current, peak) resident bytes of this process, from /proc (Linux)."""
     status = Path("/proc/self/status").read_text()
     kib = {key: int(value.split()[0]) for key, value in (line.split(":", 1) for line in status.splitlines())

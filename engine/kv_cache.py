@@ -148,8 +148,8 @@ class _ReadBuffers(threading.local):
 
     def get(self, name: str, dtype: torch.dtype, numel: int, capacity: int, device: torch.device) -> torch.Tensor:
         """A flat tensor of `numel` elements. When the buffer must grow, it grows to `capacity` (for the keys and
-        values, a block of positions or the whole layer of the cache being read), so a sequence that lengthens by one token a step does not
-        reallocate every step."""
+        values, a block of positions or the whole layer of the cache being read), so a sequence that lengthens by one
+        token a step does not reallocate every step."""
         key = (name, dtype, device)
         buffer = self._buffers.get(key)
         if buffer is None or not writable_here(buffer) or buffer.numel() < numel:

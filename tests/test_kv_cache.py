@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,31 +104,35 @@ def test_attention_after_a_narrow_prefix_longer_than_a_block_equals_attention_ov
     for start, t in ((prefix, 8), (prefix + 8, 1)):  # a chunk after the prefix, then a decode step
         q, k, v = torch.randn(1, 6, t, 16), torch.randn(1, 2, t, 16), torch.randn(1, 2, t, 16)
         out = cached_attention(q, k, v, cache, 0, start)
-        keys, values = (torch.cat([s, _dequantized(x)], 2) for s, x in zip(stored, (k, v)))
-        visible = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
-        expected = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, enable_gqa=True)
-        assert (out - expected.transpose(1, 2).reshape(1, t, -1)).abs().max() < 1e-5
         stored = [torch.cat([s, _dequantized(x)], 2) for s, x in zip(stored, (k, v))]
+        visible = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
+        expected = F.scaled_dot_product_attention(q, *stored, attn_mask=visible, enable_gqa=True)
+        assert (out - expected.transpose(1, 2).reshape(1, t, -1)).abs().max() < 1e-5
 
 
 def test_attending_a_long_narrow_cache_widens_one_block_not_the_context():
     """The working set of a long prefill stays fixed: a whole layer of this cache widened to fp32 would be 128 MiB,
-    a block of READ_BLOCK positions is 32 MiB. Linux's resident high-water mark is reset before the read."""
-    context = 4 * READ_BLOCK
-    cache = KVCache(1, 2, 256, context + 1, torch.float32, storage_dtype=FP8)
-    cache.write(0, 0, torch.randn(1, 2, context, 256), torch.randn(1, 2, context, 256))
-    q, k, v = torch.randn(1, 4, 1, 256), torch.randn(1, 2, 1, 256), torch.randn(1, 2, 1, 256)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
-    cached_attention(q, k, v, cache, 0, context)
-    grown_mib = (_status_kib("VmHWM") - before) / 1024
-    print(f"resident growth of a one-token read over {context} fp8 positions: {grown_mib:.1f} MiB")
+    a block of READ_BLOCK positions is 32 MiB. Measured in a process of its own, whose heap holds no memory that
+    earlier tests freed, from Linux's resident high-water mark reset before the read."""
+    script = f"""
+import torch
+from engine.bench import reset_peak_rss, rss_and_peak
+from engine.kv_cache import KVCache
+from engine.layers import cached_attention
+
+context = {4 * READ_BLOCK}
+cache = KVCache(1, 2, 256, context + 1, torch.float32, storage_dtype=torch.float8_e4m3fn)
+cache.write(0, 0, torch.randn(1, 2, context, 256), torch.randn(1, 2, context, 256))
+q, k, v = torch.randn(1, 4, 1, 256), torch.randn(1, 2, 1, 256), torch.randn(1, 2, 1, 256)
+reset_peak_rss()
+before, _ = rss_and_peak()
+cached_attention(q, k, v, cache, 0, context)
+print((rss_and_peak()[1] - before) / 2**20)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    grown_mib = float(run.stdout)
+    print(f"resident growth of a one-token read over {4 * READ_BLOCK} fp8 positions: {grown_mib:.1f} MiB")
     assert grown_mib < 64
-
-
-def _status_kib(field: str) -> int:
-    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
-    return int(line.split()[1])
 
 
 def test_bf16_storage_returns_the_bf16_rounding():
