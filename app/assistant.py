@@ -7,23 +7,23 @@ they return or yield.
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from app.grounding import GroundedAnswer, ground
+from app.citations import CitationNumbers, Located
+from app.claims import CheckedText, Record, check_text
+from app.evidence import Evidence, EvidenceSearch, QuestionType, find_evidence
+from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
-from app.summary import (
-    SUMMARY_QUERY,
-    ChartSummary,
-    SummaryDraft,
-    build_summary,
-    draft_schema,
-    parse_draft,
-    summary_text,
-)
+from app.summary import SUMMARY_QUERY, SummaryDraft, build_summary, draft_schema, parse_draft
+from app.turns import AnswerTurn, Ending, SummaryTurn, Turn
+from app import turns
 from documents import (
     AssembledRecord,
     Cancelled,
@@ -42,28 +42,34 @@ from prompts import PromptMessage, RenderedPrompt, disclaimer, render
 from storage import (
     Database,
     DocumentInfo,
-    MessageInfo,
     SessionInfo,
     SessionNotFound,
     add_document,
-    add_message,
     create_session,
     delete_session,
     get_session,
     list_documents,
-    list_messages,
     list_sessions,
     record_event,
 )
 
 ANSWER_TEMPLATE = "answer"
 SUMMARY_TEMPLATE = "summary"
-# What the stored conversation shows for the request of a summary.
-SUMMARY_REQUEST = "Summarise this record."
 # Said under an answer none of whose statements the record supports: it reads as fluently as a true one.
 UNSUPPORTED_ANSWER = (
-    "Nothing this answer states could be found in the record: treat it as unsupported and check the record itself."
+    "Nothing this answer states could be found in the record: rely on the lines quoted from the record above, and "
+    "check the record itself."
 )
+# The evidence lines given to the model beside the question are kept out of the record's budget.
+EVIDENCE_TOKENS = 256
+# How many tokens an answer may take, by what the question asks for: a date or a value is a sentence, a list of
+# medications a few lines. Never more than the settings' limit.
+ANSWER_TOKENS: dict[QuestionType, int] = {
+    "yes_no": 128, "date": 128, "value": 128, "count": 160, "allergy": 192, "diagnosis": 256, "procedure": 256,
+    "medication": 320, "other": 256,
+}
+# Sessions whose documents and checking index stay in memory, so a follow-up does not read them again.
+CACHED_SESSIONS = 8
 
 
 class FileFailure(BaseModel):
@@ -97,18 +103,24 @@ class RecordStatus(BaseModel):
 
 
 class SessionView(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     session: SessionInfo
     documents: list[DocumentInfo]
     # By document id; absent for documents stored before coverage was kept.
     coverage: dict[int, Coverage]
-    messages: list[MessageInfo]
+    turns: list[Turn]
     record: RecordStatus
+    # Each page's text by (document name, page number): what citations point into.
+    pages: dict[tuple[str, int], str]
     # Said before anything else: the documents may be about different patients.
     warnings: list[str] = []
 
-    def page_texts(self) -> dict[tuple[str, int], str]:
-        """Each page's text by (document name, page number): what citations point into."""
-        return {(info.name, page.number): page.text for info in self.documents for page in _document(info).pages}
+
+class EvidenceFound(BaseModel):
+    """The record's lines found for the question, before the model writes: shown first."""
+
+    turn: AnswerTurn  # the answer as it stands, with its evidence and no words yet
 
 
 class AnswerDelta(BaseModel):
@@ -120,15 +132,7 @@ class AnswerDelta(BaseModel):
 class Answer(BaseModel):
     """The finished answer, as stored."""
 
-    text: str  # ends with its notes
-    disclaimer: str
-    model: str
-    prompt_version: str
-    stats: Stats
-    # Each sentence labelled supported or not by the spans of the record it cites.
-    grounding: GroundedAnswer
-    # What the model did not read: the part of the record or the oldest turns of the conversation left out.
-    notes: list[str] = []
+    turn: AnswerTurn
 
 
 class SummaryProgress(BaseModel):
@@ -140,11 +144,7 @@ class SummaryProgress(BaseModel):
 class Summary(BaseModel):
     """The finished structured summary, as stored."""
 
-    summary: ChartSummary
-    disclaimer: str
-    model: str
-    prompt_version: str
-    stats: Stats
+    turn: SummaryTurn
 
 
 class Notice(BaseModel):
@@ -153,8 +153,26 @@ class Notice(BaseModel):
     text: str
 
 
-AskEvent = AnswerDelta | Answer | Notice
+AskEvent = EvidenceFound | AnswerDelta | Answer | Notice
 SummaryEvent = SummaryProgress | Summary | Notice
+
+
+class _Generated(BaseModel):
+    text: str
+    stats: Stats
+    ending: Ending
+
+
+class _SessionRecord:
+    """A session's documents as read, and their index for checking statements, kept between questions."""
+
+    def __init__(self, documents: list[Document]) -> None:
+        self.documents = documents
+
+    @cached_property
+    def record(self) -> Record:
+        # Indexed on the first answer or summary, not when the session is merely opened.
+        return Record(self.documents)
 
 
 # Called after each page with (file's name, pages read, pages in the file, position of the file, files in the upload).
@@ -203,12 +221,16 @@ class Assistant:
         self.engine = engine
         self.db = db
         self.user = settings.user
-        self.params = GenerationParams(max_new_tokens=settings.max_new_tokens)
-        bare = render(ANSWER_TEMPLATE, record="", question="")
-        self.record_budget = engine.context_window - self.params.max_new_tokens - self._prompt_tokens(bare)
+        self.max_new_tokens = settings.max_new_tokens
+        bare = render(ANSWER_TEMPLATE, record="", evidence="", question="")
+        self.record_budget = (
+            engine.context_window - self.max_new_tokens - EVIDENCE_TOKENS - self._prompt_tokens(bare)
+        )
         self.summary_tokens = settings.summary_tokens
         bare = render(SUMMARY_TEMPLATE, record="")
         self.summary_budget = engine.context_window - self.summary_tokens - self._prompt_tokens(bare)
+        self._records: OrderedDict[tuple[int, tuple[int, ...]], _SessionRecord] = OrderedDict()
+        self._records_lock = threading.Lock()
 
     def sessions(self) -> list[SessionInfo]:
         return list_sessions(self.db, user=self.user)
@@ -250,12 +272,16 @@ class Assistant:
 
     def delete_session(self, session_id: int) -> None:
         delete_session(self.db, session_id)
+        with self._records_lock:
+            for key in [key for key in self._records if key[0] == session_id]:
+                del self._records[key]
         record_event(self.db, self.user, "session_delete", session_id)
 
     def ask(self, session_id: int, question: str) -> Iterator[AskEvent]:
-        """Stream the answer to `question`, then store the question and the answer together.
+        """Find the record's lines for `question`, stream the model's answer, check each of its sentences against
+        the record, then store the question and the answer together.
 
-        Yields AnswerDelta pieces and then one Answer, or a single Notice when the question cannot
+        Yields EvidenceFound, AnswerDelta pieces and then one Answer; or a single Notice when the question cannot
         be put to the model. An answer abandoned mid-stream is not stored.
         """
         record_event(self.db, self.user, "question", session_id)
@@ -263,35 +289,37 @@ class Assistant:
             yield Notice(text=boundary)
             record_event(self.db, self.user, "question_unanswered", session_id, detail="outside the record's scope")
             return
+        session = self._session_record(session_id)
         # Over the budget, the record is cut to the passages that rank best against the question.
-        documents = self._documents(session_id)
-        record = self._assemble(documents, query=question)
+        assembled = self._assemble(session.documents, query=question)
         # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
-        if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
+        if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
             yield Notice(
-                text=f"This record has {record.record_tokens:,} tokens; the model can read only {record.budget:,} "
-                "at once, too few for even one passage of it."
+                text=f"This record has {assembled.record_tokens:,} tokens; the model can read only "
+                f"{assembled.budget:,} at once, too few for even one passage of it."
             )
             record_event(self.db, self.user, "question_unanswered", session_id, detail="record too long")
             return
-        # A summary restates the record the prompt already holds, at length; the conversation is the questions.
-        history = [message for message in list_messages(self.db, session_id) if message.kind == "chat"]
-        prompt, dropped = self._fit_history(record.text, history, question)
-        notes = [] if record.retrieval is None else [record.retrieval.summary()]
+        search = find_evidence(question, session.documents)
+        numbers = CitationNumbers()
+        evidence_citations = numbers.add_all([_evidence_place(evidence) for evidence in search.evidence])
+        turn = AnswerTurn(
+            question=question, text="", checked=check_text("", session.record, numbers), evidence=search,
+            evidence_citations=evidence_citations, disclaimer=disclaimer(), model=self.engine.info.model_name,
+            prompt_version="", stats=None,
+        )
+        yield EvidenceFound(turn=turn)
+        earlier = turns.history(turns.load(self.db, session_id))
+        prompt, dropped = self._fit_history(assembled.text, _evidence_text(search), earlier, question)
+        notes = [] if assembled.retrieval is None else [assembled.retrieval.summary()]
         if dropped:
             notes.append(
-                f"The {dropped:,} oldest of the {len(history) // 2:,} earlier exchanges did not fit beside the record "
+                f"The {dropped:,} oldest of the {len(earlier) // 2:,} earlier exchanges did not fit beside the record "
                 "and were left out of what the model read."
             )
-        pieces: list[str] = []
-        stats: Stats | None = None
+        budget = min(self.max_new_tokens, ANSWER_TOKENS[search.question_type])
         try:
-            for event in self.engine.generate(_chat(prompt), self.params):
-                if isinstance(event, TextDelta):
-                    pieces.append(event.text)
-                    yield AnswerDelta(text=event.text)
-                else:
-                    stats = event
+            generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
         except PromptTooLong as err:
             yield Notice(text=f"{err} Ask a shorter question, or start a new session.")
             record_event(self.db, self.user, "question_unanswered", session_id, detail="prompt too long")
@@ -300,36 +328,25 @@ class Assistant:
             yield Notice(text=str(err))
             record_event(self.db, self.user, "question_unanswered", session_id, detail="engine error")
             return
-        assert stats is not None, "the engine ends every generation with its Stats"
-        text = "".join(pieces).strip()
-        grounding = ground(text, documents)
-        if wholly_unsupported(grounding):
+        checked = check_text(generated.text, session.record, numbers)
+        notes += _ending_notes(generated.ending, budget)
+        if wholly_unsupported(checked):
             notes.insert(0, UNSUPPORTED_ANSWER)
-        answer = Answer(
-            # The notes are part of the stored text, so a reopened session still says what the model did not read.
-            text="\n\n".join([text, *notes]),
-            disclaimer=disclaimer(),
-            model=self.engine.info.model_name,
-            prompt_version=prompt.version,
-            stats=stats,
-            grounding=grounding,
-            notes=notes,
+        turn = turn.model_copy(
+            update={
+                "text": generated.text, "checked": checked, "notes": notes, "ending": generated.ending,
+                "prompt_version": prompt.version, "stats": generated.stats,
+            }
         )
-        add_message(self.db, session_id, "user", question)
-        add_message(
-            self.db,
-            session_id,
-            "assistant",
-            answer.text,
-            disclaimer=answer.disclaimer,
-            model=answer.model,
-            prompt_version=answer.prompt_version,
-            stats=stats.model_dump(exclude={"kind"}),
-            citations=[citation.model_dump() for citation in answer.grounding.citations],
-            grounding=answer.grounding.model_dump(exclude={"citations"}),
-        )
-        record_event(self.db, self.user, "answer", session_id, detail=f"{answer.model} {answer.prompt_version}")
-        yield answer
+        turn = turns.save(self.db, session_id, turn)
+        record_event(self.db, self.user, "answer", session_id, detail=f"{turn.model} {turn.prompt_version}")
+        yield Answer(turn=turn)
+
+    def check(self, session_id: int, text: str) -> CheckedText:
+        """Each sentence of a text written elsewhere, checked against the session's record; nothing is stored but
+        the fact of the check in the audit log."""
+        record_event(self.db, self.user, "check", session_id)
+        return check_text(text, self._session_record(session_id).record)
 
     def summarize(self, session_id: int) -> Iterator[SummaryEvent]:
         """Draft, check and store the structured summary of the session's record.
@@ -338,62 +355,72 @@ class Assistant:
         the model at all.
         """
         record_event(self.db, self.user, "summary", session_id)
-        documents = self._documents(session_id)
-        record, prompt = self._summary_prompt(documents)
-        if not record.fits or (record.retrieval is not None and record.retrieval.passages_used == 0):
-            yield Notice(text=f"The model can read only {record.budget:,} tokens at once, too few for this record.")
+        session = self._session_record(session_id)
+        assembled, prompt = self._summary_prompt(session.documents)
+        if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
+            yield Notice(text=f"The model can read only {assembled.budget:,} tokens at once, too few for this record.")
             return
-        params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(documents))
-        pieces: list[str] = []
-        stats: Stats | None = None
+        params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
         try:
-            for event in self.engine.generate(_chat(prompt), params):
-                if isinstance(event, TextDelta):
-                    pieces.append(event.text)
-                    yield SummaryProgress(tokens=len(pieces))
-                else:
-                    stats = event
+            generated = yield from self._generate(prompt, params, stream=False)
         except EngineError as err:
             yield Notice(text=str(err))
             record_event(self.db, self.user, "summary_failed", session_id, detail="engine error")
             return
-        assert stats is not None, "the engine ends every generation with its Stats"
         notes = []
-        if record.retrieval is not None:
+        if assembled.retrieval is not None:
             notes.append(
                 "The model drafted from part of the record, the passages on problems, medications, results and "
                 "plans; lists read from structured entries are complete."
             )
-        if stats.finish_reason == "length":
+        if generated.ending == "limit":
             notes.append(f"The model's draft reached its limit of {self.summary_tokens:,} tokens; later items are missing.")
-        draft = parse_draft("".join(pieces))
+        draft = parse_draft(generated.text)
         if draft is None:
             notes.append("The model's draft could not be read; the summary shows only what coded entries hold.")
-        chart = build_summary(documents, draft or SummaryDraft()).model_copy(update={"notes": notes})
-        summary = Summary(
+        chart = build_summary(session.documents, draft or SummaryDraft(), session.record)
+        chart = chart.model_copy(update={"notes": chart.notes + notes})
+        turn = SummaryTurn(
             summary=chart, disclaimer=disclaimer(), model=self.engine.info.model_name, prompt_version=prompt.version,
-            stats=stats,
+            stats=generated.stats,
         )
-        add_message(self.db, session_id, "user", SUMMARY_REQUEST, kind="summary")
-        add_message(
-            self.db,
-            session_id,
-            "assistant",
-            summary_text(chart),
-            disclaimer=summary.disclaimer,
-            model=summary.model,
-            prompt_version=summary.prompt_version,
-            stats=stats.model_dump(exclude={"kind"}),
-            kind="summary",
-            citations=[citation.model_dump() for citation in chart.citations],
-            grounding=chart.model_dump(exclude={"citations"}),
-        )
-        record_event(self.db, self.user, "summary_done", session_id, detail=f"{summary.model} {prompt.version}")
-        yield summary
+        turn = turns.save(self.db, session_id, turn)
+        record_event(self.db, self.user, "summary_done", session_id, detail=f"{turn.model} {prompt.version}")
+        yield Summary(turn=turn)
+
+    def _generate(
+        self, prompt: RenderedPrompt, params: GenerationParams, stream: bool
+    ) -> Iterator[AnswerDelta | SummaryProgress] | _Generated:
+        """The one way the model is asked: its words streamed as AnswerDelta (or counted as SummaryProgress), until
+        it ends, reaches its limit or starts repeating itself; returns what it wrote and how it ended."""
+        guard = LoopGuard() if stream else None
+        pieces: list[str] = []
+        times: list[float] = [time.perf_counter()]
+        stats: Stats | None = None
+        events = self.engine.generate(_chat(prompt), params)
+        try:
+            for event in events:
+                if not isinstance(event, TextDelta):
+                    stats = event
+                    continue
+                if guard is not None and (repeated := guard.add(event.text)) is not None:
+                    # What came before the repetition stays; the rest, already shown, is replaced when it is checked.
+                    stopped = _measured_stats(times, params)
+                    return _Generated(text=guard.text[:repeated].strip(), stats=stopped, ending="loop")
+                pieces.append(event.text)
+                times.append(time.perf_counter())
+                yield AnswerDelta(text=event.text) if stream else SummaryProgress(tokens=len(pieces))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        assert stats is not None, "the engine ends every generation with its Stats"
+        ending: Ending = "limit" if stats.finish_reason == "length" else "finished"
+        return _Generated(text="".join(pieces).strip(), stats=stats, ending=ending)
 
     def summary_messages(self, session_id: int) -> list[ChatMessage]:
         """What a summary of the session puts to the model; the benchmark decodes it with and without the grammar."""
-        return _chat(self._summary_prompt(self._documents(session_id))[1])
+        return _chat(self._summary_prompt(self._session_record(session_id).documents)[1])
 
     def _summary_prompt(self, documents: list[Document]) -> tuple[AssembledRecord, RenderedPrompt]:
         record = assemble(documents, self.summary_budget, self.engine.count_tokens, query=SUMMARY_QUERY)
@@ -405,19 +432,38 @@ class Assistant:
         if session is None:
             raise SessionNotFound(session_id)
         stored = list_documents(self.db, session_id)
-        documents = [_document(info) for info in stored]
+        documents = self._session_record(session_id, stored).documents
         mismatch = patient_mismatch([(document.name, identify(document)) for document in documents])
         return SessionView(
             session=session,
             documents=stored,
             coverage={info.id: doc.coverage for info, doc in zip(stored, documents) if doc.coverage is not None},
-            messages=list_messages(self.db, session_id),
+            turns=turns.load(self.db, session_id),
             record=self._status(self._assemble(documents)),
+            pages={(document.name, page.number): page.text for document in documents for page in document.pages},
             warnings=[] if mismatch is None else [mismatch],
         )
 
-    def _documents(self, session_id: int) -> list[Document]:
-        return [_document(info) for info in list_documents(self.db, session_id)]
+    def pages(self, session_id: int) -> dict[tuple[str, int], str]:
+        """Each page's text of the session's documents by (document name, page number), read once per session."""
+        documents = self._session_record(session_id).documents
+        return {(document.name, page.number): page.text for document in documents for page in document.pages}
+
+    def _session_record(self, session_id: int, stored: list[DocumentInfo] | None = None) -> _SessionRecord:
+        """The session's documents and their index, read from storage once while the session's documents stay the
+        same."""
+        stored = list_documents(self.db, session_id) if stored is None else stored
+        key = (session_id, tuple(info.id for info in stored))
+        with self._records_lock:
+            if key in self._records:
+                self._records.move_to_end(key)
+                return self._records[key]
+        session = _SessionRecord([_document(info) for info in stored])
+        with self._records_lock:
+            self._records[key] = session
+            while len(self._records) > CACHED_SESSIONS:
+                self._records.popitem(last=False)
+        return session
 
     def _assemble(self, documents: list[Document], query: str | None = None) -> AssembledRecord:
         return assemble(documents, self.record_budget, self.engine.count_tokens, query=query)
@@ -428,25 +474,66 @@ class Assistant:
         )
 
     def _fit_history(
-        self, record: str, history: list[MessageInfo], question: str
+        self, record: str, evidence: str, history: list[PromptMessage], question: str
     ) -> tuple[RenderedPrompt, int]:
         """The answer prompt with as much of the conversation as fits, dropping the oldest exchanges first; and how
         many exchanges were dropped."""
-        turns = [PromptMessage(role=message.role, content=message.text) for message in history]
         dropped = 0
         while True:
-            prompt = render(ANSWER_TEMPLATE, record=record, question=question, history=turns)
-            if not turns or self._prompt_tokens(prompt) + self.params.max_new_tokens <= self.engine.context_window:
+            prompt = render(ANSWER_TEMPLATE, record=record, evidence=evidence, question=question, history=history)
+            if not history or self._prompt_tokens(prompt) + self.max_new_tokens <= self.engine.context_window:
                 return prompt, dropped
-            turns = turns[2:]  # a question and its answer leave together
+            history = history[2:]  # a question and its answer leave together
             dropped += 1
 
     def _prompt_tokens(self, prompt: RenderedPrompt) -> int:
         return self.engine.count_prompt_tokens(_chat(prompt))
 
 
+def wholly_unsupported(checked: CheckedText) -> bool:
+    """The answer states something and the record supports none of it."""
+    return bool(checked.sentences) and "supported" not in checked.labels()
+
+
 def _chat(prompt: RenderedPrompt) -> list[ChatMessage]:
     return [ChatMessage(role=message.role, content=message.content) for message in prompt.messages]
+
+
+def _evidence_place(evidence: Evidence) -> Located:
+    return Located(
+        document=evidence.document, page=evidence.page, start=evidence.start, end=evidence.end, quote=evidence.quote,
+        match="evidence", score=round(evidence.score, 2),
+    )
+
+
+def _evidence_text(search: EvidenceSearch) -> str:
+    """The evidence as the model reads it, before the question: each line with the marker of its page."""
+    if not search.evidence:
+        return ""
+    lines = [
+        f"- {' '.join(evidence.quote.split())} [Document: {evidence.document} | page {evidence.page}]"
+        for evidence in search.evidence
+    ]
+    return "Lines of the record that may answer the question:\n" + "\n".join(lines) + "\n"
+
+
+def _ending_notes(ending: Ending, budget: int) -> list[str]:
+    if ending == "loop":
+        return ["The answer was stopped where it began repeating itself."]
+    if ending == "limit":
+        return [f"The answer reached its limit of {budget:,} tokens and may be incomplete."]
+    return []
+
+
+def _measured_stats(times: list[float], params: GenerationParams) -> Stats:
+    """Stats for an answer stopped before the engine's own came: timed here, a piece of text counted as a token
+    (prompt lookup may deliver several in one piece, so the rate is a lower bound)."""
+    pieces = len(times) - 1
+    decode_s = times[-1] - times[1] if pieces > 1 else 0.0
+    return Stats(
+        prompt_tokens=0, generated_tokens=pieces, ttft_s=(times[1] - times[0]) if pieces else 0.0,
+        decode_tok_s=(pieces - 1) / decode_s if decode_s > 0 else 0.0, finish_reason="stop",
+    )
 
 
 def _document(info: DocumentInfo) -> Document:
@@ -455,12 +542,6 @@ def _document(info: DocumentInfo) -> Document:
         return Document.model_validate_json(info.content)
     pages = [Page(number=number, text=text) for number, text in enumerate(info.page_texts, start=1)]
     return Document(name=info.name, sha256=info.sha256, kind=info.kind, pages=pages)
-
-
-def wholly_unsupported(grounding: GroundedAnswer) -> bool:
-    """The answer claims something and the record supports none of it."""
-    labels = {sentence.label for sentence in grounding.sentences}
-    return "not_supported" in labels and "supported" not in labels
 
 
 def _title(documents: list[Document]) -> str:

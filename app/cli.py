@@ -1,5 +1,5 @@
-"""The `clinidoc` command: `serve` the browser UI, `ask` one question about one file in the terminal, or `extract`
-a file to see what the model will read of it."""
+"""The `clinidoc` command: `serve` the browser UI, `ask` one question about one file in the terminal, `check` a text
+written elsewhere against a record, or `extract` a file to see what the model will read of it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
-from app.display import model_line, record_line, report_lines, stats_line
+from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
+from app.claims import ClaimCheck, check_claims
+from app.display import check_lines, model_line, record_line, report_lines, stats_line
 from app.evaluation import evaluate
+from app.render import evidence_block, layout, markdown
 from app.settings import Settings
 from documents import DocumentError, assemble, load, with_tokens
 from engine import EngineError, connect_engine, load_engine
@@ -52,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     _model_arguments(ask)
     ask.set_defaults(command=_ask)
+
+    check = commands.add_parser(
+        "check", help="label each line of a text (a draft, another system's summary) against a record, without a model"
+    )
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the record: PDF, DOCX, TXT, MD, FHIR, C-CDA")
+    check.add_argument(
+        "--claims", type=Path, required=True, help="a text file with one statement per line to check against the record"
+    )
+    check.add_argument(
+        "--json", action="store_true", help="print a JSON list: text, label and citations of each statement"
+    )
+    check.set_defaults(command=_check)
 
     extract = commands.add_parser("extract", help="print the text the model will see of one file, page by page")
     extract.add_argument("file", type=Path, help="PDF, DOCX, TXT, MD, FHIR JSON or C-CDA XML")
@@ -103,15 +117,53 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     view = assistant.start_session(upload)
     assert view is not None, "a readable file always starts a session"
     print(record_line(view.record), file=sys.stderr)
+    # The model's words stream to a terminal as it writes them; what is printed to keep is the checked answer.
+    streaming = sys.stderr.isatty()
     for event in assistant.ask(view.session.id, args.question):
-        if isinstance(event, AnswerDelta):
-            print(event.text, end="", flush=True)
+        if isinstance(event, EvidenceFound):
+            print(markdown([evidence_block(event.turn)]) + "\n", flush=True)
+        elif isinstance(event, AnswerDelta) and streaming:
+            print(event.text, end="", file=sys.stderr, flush=True)
         elif isinstance(event, Answer):
-            print(f"\n\n{event.disclaimer}\n{stats_line(event.stats)}")
+            if streaming:
+                print("\n", file=sys.stderr)
+            turn = event.turn
+            checked = markdown([block for block in layout(turn) if not isinstance(block, type(evidence_block(turn)))])
+            print(checked)
+            if turn.stats is not None:
+                print(stats_line(turn.stats))
         elif isinstance(event, Notice):
             print(event.text, file=sys.stderr)
             return 1
     return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.ERROR)
+    upload = read_upload([(path, path.name) for path in args.files], settings.max_upload_bytes)
+    for failure in upload.failures:
+        print(failure, file=sys.stderr)
+    if upload.failures:
+        return 2
+    try:
+        text = args.claims.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"{args.claims}: cannot be read as UTF-8 text ({err.__class__.__name__})", file=sys.stderr)
+        return 2
+    claims = [line.strip() for line in text.splitlines() if line.strip()]
+    checks: list[ClaimCheck] = check_claims(claims, upload.documents)
+    if args.json:
+        print(json.dumps([_check_json(check) for check in checks], indent=2))
+    else:
+        print("\n".join(check_lines(checks)))
+    return 0
+
+
+def _check_json(check: ClaimCheck) -> dict[str, object]:
+    citations = [
+        citation.model_dump(include={"document", "page", "start", "end", "quote"}) for citation in check.citations
+    ]
+    return {"text": check.text, "label": check.label, "citations": citations, "note": check.note}
 
 
 def _extract(args: argparse.Namespace, settings: Settings) -> int:

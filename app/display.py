@@ -3,6 +3,7 @@
 from typing import Any
 
 from app.assistant import RecordStatus
+from app.claims import ClaimCheck
 from documents import Coverage
 from engine import EngineInfo, Stats
 
@@ -61,6 +62,25 @@ def stats_line(stats: Stats) -> str:
     if stats.drafted:
         line += f" · {stats.accepted:,} of {stats.drafted:,} drafted tokens accepted"
     return line
+
+
+def check_lines(checks: list[ClaimCheck]) -> list[str]:
+    """The labels of `clinidoc check`, a statement a block: its label and the record's words behind it."""
+    lines = []
+    for check in checks:
+        lines.append(f"{check.label.replace('_', ' ').upper()}: {check.text}")
+        for citation in check.citations:
+            quote = " ".join(citation.quote.split())
+            says = "the record says" if check.label == "supported" else "the record says instead"
+            lines.append(f"    {says} ({citation.document}, page {citation.page}): \"{quote}\"")
+        if check.note:
+            lines.append(f"    {check.note}")
+    counts = {label: sum(check.label == label for check in checks) for label in ("supported", "contradicted", "not_found")}
+    lines.append(
+        f"{len(checks):,} statements: {counts['supported']:,} supported, {counts['contradicted']:,} contradicted, "
+        f"{counts['not_found']:,} not found in the record."
+    )
+    return lines
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from rapidfuzz import fuzz
 
 from app.assistant import Answer, Assistant, Notice, Summary, read_upload
-from app.grounding import Citation, verify
+from app.citations import Citation, verify
 from app.summary import ChartSummary, SectionKey
 
 Format = Literal["fhir", "ccda", "pdf", "docx", "txt"]
@@ -167,8 +167,8 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
     citations: list[Citation] = []
     facts: dict[str, Counts] = {}
     if isinstance(summary, Summary):
-        citations += summary.summary.citations
-        facts = compare_facts(summary.summary, truth["facts"])
+        citations += summary.turn.summary.citations
+        facts = compare_facts(summary.turn.summary, truth["facts"])
     else:
         problems.append(f"no summary: {summary.text if isinstance(summary, Notice) else 'nothing returned'}")
 
@@ -176,9 +176,9 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
     for qa in truth.get("qa", []):
         started = time.perf_counter()
         answer = _last(assistant.ask(view.session.id, qa["q"]))
-        text = answer.text if isinstance(answer, (Answer, Notice)) else ""
+        text = answer.turn.text if isinstance(answer, Answer) else answer.text if isinstance(answer, Notice) else ""
         if isinstance(answer, Answer):
-            citations += answer.grounding.citations
+            citations += answer.turn.checked.citations
         questions.append(
             QuestionResult(
                 question=qa["q"], answer=text, correct=answer_is_correct(text, qa["answers"]),

@@ -1,15 +1,15 @@
-"""A session as one Markdown document: its documents, then every question and answer with the answer's sources and
-its disclaimer, so that nothing leaves Clinidoc without the warning and the evidence it was given with."""
+"""A session as one Markdown document: its documents, then every question and answer with the answer's evidence,
+labels, sources and disclaimer, so that nothing leaves Clinidoc without the warning and the evidence it was given
+with."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from app.assistant import SessionView
-from app.grounding import GroundedAnswer
-from app.summary import ChartSummary, citation_line, sentence_text, summary_text
+from app.render import layout, markdown
+from app.turns import SUMMARY_REQUEST, Turn
 from prompts import disclaimer
-from storage import MessageInfo
 
 
 def session_markdown(view: SessionView, now: datetime | None = None) -> str:
@@ -31,25 +31,16 @@ def session_markdown(view: SessionView, now: datetime | None = None) -> str:
             for document in view.documents
         ),
     ]
-    for message in view.messages:
-        lines += ["", *_message(message)]
+    for turn in view.turns:
+        lines += ["", *_turn(turn)]
     return "\n".join(lines) + "\n"
 
 
-def _message(message: MessageInfo) -> list[str]:
-    when = f"{message.created_at:%Y-%m-%d %H:%M} UTC"
-    if message.role == "user":
-        return [f"## Question ({when})", "", message.text]
-    heading = "Summary" if message.kind == "summary" else "Answer"
-    lines = [f"## {heading} ({when}, {message.model}, prompt {message.prompt_version})", "", _body(message)]
-    return lines + ["", f"*{message.disclaimer}*"]
-
-
-def _body(message: MessageInfo) -> str:
-    if message.grounding is None:
-        return message.text
-    if message.kind == "summary":
-        return summary_text(ChartSummary.model_validate({**message.grounding, "citations": message.citations}))
-    grounding = GroundedAnswer.model_validate({**message.grounding, "citations": message.citations})
-    sources = "\n".join(citation_line(citation) for citation in grounding.citations)
-    return grounding.marked(message.text, sentence_text).strip() + (f"\n\nSources:\n{sources}" if sources else "")
+def _turn(turn: Turn) -> list[str]:
+    when = f"{turn.created_at:%Y-%m-%d %H:%M} UTC" if turn.created_at else "time not kept"
+    question = turn.question if turn.kind == "answer" else SUMMARY_REQUEST
+    heading = "Summary" if turn.kind == "summary" else "Answer"
+    return [
+        f"## Question ({when})", "", question, "",
+        f"## {heading} ({when}, {turn.model}, prompt {turn.prompt_version})", "", markdown(layout(turn)),
+    ]

@@ -38,11 +38,19 @@ def _mrn_key(mrn: str) -> str:
     return re.sub(r"[\s-]", "", mrn).lower()
 
 
-# Each field compared: how the warning names it, its value in an identity, and what counts as the same value.
-_COMPARED: list[tuple[str, Callable[[PatientIdentity], str | None], Callable[[str], object]]] = [
-    ("name", lambda identity: identity.name, _name_key),
-    ("date of birth", lambda identity: identity.birth_date, lambda birth: birth),
-    ("medical record number", lambda identity: identity.mrn, _mrn_key),
+def _same_age(first: str, second: str) -> bool:
+    # Ages a year apart may be one patient's in notes written a year apart; further apart, two patients' (the
+    # documents of one upload are rarely years apart).
+    return abs(int(first) - int(second)) <= 1
+
+
+# Each field compared: how the warning names it, its value in an identity, and when two values are the same.
+_COMPARED: list[tuple[str, Callable[[PatientIdentity], str | None], Callable[[str, str], bool]]] = [
+    ("name", lambda identity: identity.name, lambda one, other: _name_key(one) == _name_key(other)),
+    ("date of birth", lambda identity: identity.birth_date, str.__eq__),
+    ("medical record number", lambda identity: identity.mrn, lambda one, other: _mrn_key(one) == _mrn_key(other)),
+    ("sex", lambda identity: identity.sex, str.__eq__),
+    ("age", lambda identity: None if identity.age is None else str(identity.age), _same_age),
 ]
 
 
@@ -53,14 +61,19 @@ def patient_mismatch(identities: Sequence[tuple[str, PatientIdentity]]) -> str |
     does not say who it is about neither agrees nor disagrees.
     """
     disagreements = []
-    for label, value_of, key_of in _COMPARED:
+    for label, value_of, same in _COMPARED:
         # Documents grouped by value; each group shows the value as its first document writes it.
-        groups: dict[object, tuple[str, list[str]]] = {}
+        groups: list[tuple[str, list[str]]] = []
         for document, identity in identities:
-            if (value := value_of(identity)) is not None:
-                groups.setdefault(key_of(value), (value, []))[1].append(document)
+            if (value := value_of(identity)) is None:
+                continue
+            group = next((group for group in groups if same(group[0], value)), None)
+            if group is None:
+                groups.append((value, [document]))
+            else:
+                group[1].append(document)
         if len(groups) > 1:
-            first, *others = [f"'{value}' in {_joined(documents)}" for value, documents in groups.values()]
+            first, *others = [f"'{value}' in {_joined(documents)}" for value, documents in groups]
             disagreements.append(f"{label} {first} but {_joined(others)}")
     if not disagreements:
         return None
@@ -68,6 +81,27 @@ def patient_mismatch(identities: Sequence[tuple[str, PatientIdentity]]) -> str |
         f"These documents may be about different patients: {'; '.join(disagreements)}. "
         "Check before relying on any answer."
     )
+
+
+def patient_groups(identities: Sequence[tuple[str, PatientIdentity]]) -> list[list[str]]:
+    """The documents, by name, grouped by patient: each joins the first group none of whose documents disagrees
+    with it on any field both give, so documents that do not say who they are about join the first patient."""
+    groups: list[list[tuple[str, PatientIdentity]]] = []
+    for document, identity in identities:
+        group = next((group for group in groups if not any(_disagree(identity, other) for _, other in group)), None)
+        if group is None:
+            groups.append([(document, identity)])
+        else:
+            group.append((document, identity))
+    return [[document for document, _ in group] for group in groups]
+
+
+def _disagree(first: PatientIdentity, second: PatientIdentity) -> bool:
+    for _, value_of, same in _COMPARED:
+        one, other = value_of(first), value_of(second)
+        if one is not None and other is not None and not same(one, other):
+            return True
+    return False
 
 
 def _joined(items: list[str]) -> str:

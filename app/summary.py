@@ -1,5 +1,10 @@
 """The structured chart summary: facts read from structured entries, items the model drafted from free text, and
-the model's narrative, each tied to the span of the record that supports it or marked as found nowhere in it.
+the model's narrative, each tied to the span of the record that supports it.
+
+Documents about different patients (by name, date of birth, record number, sex or age) get a summary each, so no
+list or trend ever combines two people's values. A patient who died is said to have died, and their medications
+are "last recorded active", not active. Items the model suggested that the record does not bear out are not listed:
+the summary says how many there were. An item read from several entries is listed once, with all their citations.
 
 The model fills `SummaryDraft` under a JSON-schema grammar, so its output always parses. For FHIR and C-CDA
 documents the clinical lists come from the entries themselves (`Document.facts`). A FHIR record is all entries, so
@@ -18,9 +23,11 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rapidfuzz import fuzz
 
-from app.grounding import Citation, Located, SentenceSupport, ground, locate
-from app.safety import patient_mismatch
-from documents import Document, Fact, FactCategory, Span, identify
+from app.citations import Citation, CitationNumbers, Located
+from app.claims import CheckedSentence, Record, check_text
+from app.quotes import locate
+from app.safety import patient_groups, patient_mismatch
+from documents import Document, Fact, FactCategory, PatientIdentity, Span, identify
 
 # Formats whose every clinical statement is a coded entry, leaving the model nothing to list.
 FULLY_CODED_KINDS = frozenset({"fhir"})
@@ -131,7 +138,7 @@ SECTIONS: dict[SectionKey, tuple[str, FactCategory | None]] = {
 class SummaryItem(BaseModel):
     text: str
     origin: Literal["record", "model"]  # read from a structured entry, or drafted by the model from free text
-    citation: int | None  # the number of its Citation; None when its quote does not tie it to the record
+    citations: list[int]  # the numbers of its Citations; empty when nothing in the record ties it there
     quote: str | None = None  # the model's quote, kept to show what was not found
     # Why a drafted item has no citation: its quote is nowhere in the record, or is there but does not name it.
     unsupported: Literal["quote not found", "quote does not name it"] | None = None
@@ -144,21 +151,33 @@ class SummarySection(BaseModel):
     more: int = 0  # entries of the record not listed, older than those shown
 
 
-class ChartSummary(BaseModel):
-    patient: list[SummaryItem]
+class PatientSummary(BaseModel):
+    """What the record says of one patient: who, and each section's items from that patient's documents alone."""
+
+    label: str  # the name, or what the documents say of an unnamed patient
+    documents: list[str]
+    identity: list[SummaryItem]  # name, birth, record number, sex, age, death: one line per document saying them
+    died: str | None = None  # ISO date, or "yes" when the record says only that the patient died
     sections: list[SummarySection]
-    narrative: list[SentenceSupport]
+
+
+class ChartSummary(BaseModel):
+    patients: list[PatientSummary]
+    narrative: list[CheckedSentence]  # the model's narrative, each sentence checked against the record
     citations: list[Citation]
     warnings: list[str]
+    # The model's suggestions that the record does not bear out: counted, shown only on request, never as items.
+    unverified: list[SummaryItem] = []
     # What the model did not read or write: a record cut to fit, a draft cut short.
     notes: list[str] = []
 
     def shown_as_fact(self) -> Iterable[tuple[SectionKey, SummaryItem]]:
         """The items that the summary presents as facts of the record: those it could tie to a span."""
-        for section in self.sections:
-            for item in section.items:
-                if item.citation is not None:
-                    yield section.key, item
+        for patient in self.patients:
+            for section in patient.sections:
+                for item in section.items:
+                    if item.citations:
+                        yield section.key, item
 
 
 def draft_schema(documents: Sequence[Document]) -> dict:
@@ -203,80 +222,118 @@ def _valid(model: type[BaseModel], value: object) -> bool:
     return True
 
 
-class _Citations:
-    """Numbers the spans a summary cites in order of first use; a span cited twice keeps its first number."""
-
-    def __init__(self) -> None:
-        self.citations: list[Citation] = []
-        self._numbers: dict[tuple[str, int, int, int], int] = {}
-
-    def add(self, located: Located) -> int:
-        key = (located.document, located.page, located.start, located.end)
-        if key not in self._numbers:
-            self._numbers[key] = len(self.citations) + 1
-            # A citation of an answer comes with its own number, which the summary's numbering replaces.
-            self.citations.append(Citation(number=self._numbers[key], **located.model_dump(exclude={"number"})))
-        return self._numbers[key]
-
-
-def build_summary(documents: Sequence[Document], draft: SummaryDraft) -> ChartSummary:
-    """The summary of `documents`: their structured facts, the draft's items checked against the record, and the
-    draft's narrative labelled sentence by sentence."""
-    citations = _Citations()
-    facts = [(document, fact) for document in documents for fact in document.facts]
-    sections = []
-    for key, (title, category) in SECTIONS.items():
-        read = [(document, fact) for document, fact in facts if fact.category == category]
-        items, more = _fact_items(key, read, citations)
-        drafted = [_draft_item(key, item, documents, citations) for item in getattr(draft, key)]
-        items += [item for item in drafted if not _repeats(item, items)]
-        sections.append(SummarySection(key=key, title=title, items=items, more=more))
-    narrative = ground(draft.narrative, documents)
-    renumber = {c.number: citations.add(c) for c in narrative.citations}
-    sentences = [s.model_copy(update={"citations": [renumber[n] for n in s.citations]}) for s in narrative.sentences]
-    identities = [(document.name, identify(document)) for document in documents]
-    warning = patient_mismatch(identities)
+def build_summary(documents: Sequence[Document], draft: SummaryDraft, record: Record | None = None) -> ChartSummary:
+    """The summary of `documents`, one part per patient: their structured facts, the draft's items checked against
+    the record, and the draft's narrative labelled sentence by sentence."""
+    record = record or Record(documents)
+    numbers = CitationNumbers()
+    identities = [(document, identify(document)) for document in documents]
+    groups = patient_groups([(document.name, identity) for document, identity in identities])
+    drafted = _drafted_items(draft, documents)
+    patients = []
+    for group in groups:
+        members = [(document, identity) for document, identity in identities if document.name in group]
+        patients.append(_patient_summary(members, drafted, numbers))
+    unverified = [item for _, item, place in drafted if place is None]
+    notes: list[str] = []
+    narrative: list[CheckedSentence] = []
+    if len(patients) > 1 and draft.narrative:
+        notes.append("The documents are about different patients, so no narrative is written across them.")
+    elif draft.narrative:
+        narrative = check_text(draft.narrative, record, numbers).sentences
+    warning = patient_mismatch([(document.name, identity) for document, identity in identities])
     return ChartSummary(
-        patient=_patient_items(documents, citations),
-        sections=sections,
-        narrative=sentences,
-        citations=citations.citations,
-        warnings=[] if warning is None else [warning],
+        patients=patients, narrative=narrative, citations=numbers.citations, unverified=unverified,
+        warnings=[] if warning is None else [warning], notes=notes,
     )
 
 
-def _patient_items(documents: Sequence[Document], citations: _Citations) -> list[SummaryItem]:
+def _patient_summary(
+    members: list[tuple[Document, PatientIdentity]],
+    drafted: list[tuple[SectionKey, SummaryItem, Located | None]],
+    numbers: CitationNumbers,
+) -> PatientSummary:
+    names = {document.name for document, _ in members}
+    died = next((identity.died for _, identity in members if identity.died), None)
+    identity = _identity_items(members, numbers)
+    facts = [(document, fact) for document, _ in members for fact in document.facts]
+    sections = []
+    for key, (title, category) in SECTIONS.items():
+        read = [(document, fact) for document, fact in facts if fact.category == category]
+        items, more = _fact_items(key, read, numbers, died)
+        for section_key, item, place in drafted:
+            if section_key == key and place is not None and place.document in names:
+                _merge(items, item, numbers.add(place))
+        sections.append(SummarySection(key=key, title=title, items=items, more=more))
+    return PatientSummary(
+        label=_label(members), documents=[document.name for document, _ in members], identity=identity, died=died,
+        sections=sections,
+    )
+
+
+def _label(members: list[tuple[Document, PatientIdentity]]) -> str:
+    """Who the patient is, in a few words: the name, else what the documents say of them."""
+    for _, identity in members:
+        if identity.name:
+            return identity.name
+    cues = next(((identity.age, identity.sex) for _, identity in members if identity.age or identity.sex), (None, None))
+    age, sex = cues
+    described = " ".join(part for part in (f"{age}-year-old" if age else None, sex) if part)
+    return f"Unnamed {described} patient" if described else "Unnamed patient"
+
+
+_IDENTITY_FIELDS = [("name", "Name"), ("birth_date", "Born"), ("mrn", "Record number"), ("sex", "Sex"), ("age", "Age"),
+                    ("died", "Died")]
+
+
+def _identity_items(members: list[tuple[Document, PatientIdentity]], numbers: CitationNumbers) -> list[SummaryItem]:
     items: list[SummaryItem] = []
-    for document in documents:
-        identity = identify(document)
-        fields = [("Name", identity.name), ("Born", identity.birth_date), ("Record number", identity.mrn)]
-        known = [(label, value) for label, value in fields if value]
+    for document, identity in members:
+        known = [(label, getattr(identity, field), field) for field, label in _IDENTITY_FIELDS if getattr(identity, field)]
         if not known:
             continue
-        text = "; ".join(f"{label}: {value}" for label, value in known)
-        number = citations.add(_span_located(document, identity.spans[0])) if identity.spans else None
-        items.append(SummaryItem(text=f"{text} ({document.name})", origin="record", citation=number))
+        text = "; ".join(f"{label}: {value}" for label, value, _ in known)
+        citations = [numbers.add(_span_located(document, identity.spans[field])) for _, _, field in known[:1]]
+        items.append(SummaryItem(text=f"{text} ({document.name})", origin="record", citations=citations))
     return items
 
 
+def _drafted_items(
+    draft: SummaryDraft, documents: Sequence[Document]
+) -> list[tuple[SectionKey, SummaryItem, Located | None]]:
+    """Each item the model drafted, with where its quote lies; None when the record does not bear it out."""
+    return [(key, *_draft_item(key, item, documents)) for key in SECTIONS for item in getattr(draft, key)]
+
+
+def _merge(items: list[SummaryItem], item: SummaryItem, citation: int) -> None:
+    """Adds a drafted item to a section, unless an item already there says the same: then only its citation."""
+    name = item.text.split(";")[0].casefold()
+    for other in items:
+        if fuzz.token_set_ratio(name, other.text.split(";")[0].casefold()) >= 90:
+            if citation not in other.citations:
+                other.citations.append(citation)
+            return
+    items.append(item.model_copy(update={"citations": [citation]}))
+
+
 def _fact_items(
-    key: SectionKey, read: list[tuple[Document, Fact]], citations: _Citations
+    key: SectionKey, read: list[tuple[Document, Fact]], numbers: CitationNumbers, died: str | None
 ) -> tuple[list[SummaryItem], int]:
     if key in ("labs", "vitals"):
-        return _result_items(read, citations)
+        return _result_items(read, numbers)
     if key == "encounters":
         dated = sorted(read, key=lambda pair: pair[1].date or "")
         shown = dated[-MAX_ENCOUNTERS:]
-        return [_fact_item(fact_text(f), d, f, citations) for d, f in shown], len(dated) - len(shown)
+        return [_fact_item(fact_text(f), [(d, f)], numbers) for d, f in shown], len(dated) - len(shown)
     groups = _by_name(read)
     # Current entries first: an active medication or problem matters more than a resolved one.
     groups.sort(key=lambda group: (not _is_active(group[-1][1]), -_latest(group)))
     limit = MAX_PROCEDURES if key == "procedures" else len(groups)
-    items = [_group_item(group, citations) for group in groups[:limit]]
+    items = [_group_item(group, numbers, died) for group in groups[:limit]]
     return items, len(groups) - len(items)
 
 
-def _result_items(read: list[tuple[Document, Fact]], citations: _Citations) -> tuple[list[SummaryItem], int]:
+def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -> tuple[list[SummaryItem], int]:
     """The latest value of each test, most recently measured first, with the values before it as its trend."""
     groups = _by_name(_blood_pressures(read))
     groups.sort(key=lambda group: group[-1][1].date or "", reverse=True)
@@ -293,7 +350,7 @@ def _result_items(read: list[tuple[Document, Fact]], citations: _Citations) -> t
         text = fact_text(latest)
         if earlier:
             text += f" {_trend(group)}; before: {', '.join(reversed(earlier))}"
-        items.append(_fact_item(text, document, latest, citations))
+        items.append(_fact_item(text, [(document, latest)], numbers))
     return items, len(groups) - len(items)
 
 
@@ -335,17 +392,19 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def _group_item(group: list[tuple[Document, Fact]], citations: _Citations) -> SummaryItem:
-    document, latest = group[-1]
-    text = fact_text(latest)
+def _group_item(group: list[tuple[Document, Fact]], numbers: CitationNumbers, died: str | None) -> SummaryItem:
+    """The entries about one thing as one item: the latest, with the dates of the others and all their citations."""
+    _, latest = group[-1]
+    text = fact_text(latest, died)
     dates = sorted({fact.date for _, fact in group if fact.date})
     if len(group) > 1 and len(dates) > 1:
         text += f"; also {', '.join(dates[:-1][-3:])}"
-    return _fact_item(text, document, latest, citations)
+    return _fact_item(text, list(reversed(group)), numbers)
 
 
-def _fact_item(text: str, document: Document, fact: Fact, citations: _Citations) -> SummaryItem:
-    return SummaryItem(text=text, origin="record", citation=citations.add(_span_located(document, fact.span)))
+def _fact_item(text: str, sources: list[tuple[Document, Fact]], numbers: CitationNumbers) -> SummaryItem:
+    citations = numbers.add_all([_span_located(document, fact.span) for document, fact in sources])
+    return SummaryItem(text=text, origin="record", citations=citations)
 
 
 def _span_located(document: Document, span: Span) -> Located:
@@ -357,8 +416,9 @@ def _span_located(document: Document, span: Span) -> Located:
     )
 
 
-def fact_text(fact: Fact) -> str:
-    """A fact in one line, in the order a clinician reads it: what, how much, how, when, whether still so."""
+def fact_text(fact: Fact, died: str | None = None) -> str:
+    """A fact in one line, in the order a clinician reads it: what, how much, how, when, whether still so. Of a
+    patient who died, nothing is still so: an "active" entry is the last state recorded."""
     parts = [fact.name]
     if fact.value is not None:
         parts[0] += f": {_value(fact)}"
@@ -367,7 +427,10 @@ def fact_text(fact: Fact) -> str:
         parts.append(f"reaction: {fact.reaction}")
     if fact.date:
         parts.append(fact.date)
-    parts += [status] if (status := _status(fact)) else []
+    status = _status(fact)
+    if status and died and status.casefold() == "active":
+        status = "last recorded active"
+    parts += [status] if status else []
     return "; ".join(parts)
 
 
@@ -403,16 +466,17 @@ def _latest(group: list[tuple[Document, Fact]]) -> int:
     return int(date[:4]) if date[:4].isdigit() else 0
 
 
-def _draft_item(key: SectionKey, item: BaseModel, documents: Sequence[Document], citations: _Citations) -> SummaryItem:
-    """A drafted item tied to its quote's span, when the quote is in the record and names the item."""
+def _draft_item(key: SectionKey, item: BaseModel, documents: Sequence[Document]) -> tuple[SummaryItem, Located | None]:
+    """A drafted item and its quote's place, when the quote is in the record and names the item; else None."""
     text = draft_text(key, item)
     quote = getattr(item, "quote")
-    located = locate(quote, documents)
-    if located is None:
-        return SummaryItem(text=text, origin="model", citation=None, quote=quote, unsupported="quote not found")
-    if fuzz.partial_ratio(_name(item).casefold(), located.quote.casefold()) < NAME_IN_QUOTE:
-        return SummaryItem(text=text, origin="model", citation=None, quote=quote, unsupported="quote does not name it")
-    return SummaryItem(text=text, origin="model", citation=citations.add(located), quote=quote)
+    drafted = SummaryItem(text=text, origin="model", citations=[], quote=quote)
+    place = locate(quote, documents)
+    if place is None:
+        return drafted.model_copy(update={"unsupported": "quote not found"}), None
+    if fuzz.partial_ratio(_name(item).casefold(), place.quote.casefold()) < NAME_IN_QUOTE:
+        return drafted.model_copy(update={"unsupported": "quote does not name it"}), None
+    return drafted, place
 
 
 def _name(item: BaseModel) -> str:
@@ -429,52 +493,3 @@ def draft_text(key: SectionKey, item: BaseModel) -> str:
     if key == "allergies" and values.get("reaction"):
         values["reaction"] = f"reaction: {values['reaction']}"
     return "; ".join(str(value).strip() for value in values.values() if value and str(value).strip())
-
-
-def _repeats(item: SummaryItem, read: list[SummaryItem]) -> bool:
-    """A drafted item that a structured entry already lists adds nothing but a second, less certain copy."""
-    name = item.text.split(";")[0].casefold()
-    return any(fuzz.token_set_ratio(name, other.text.split(";")[0].casefold()) >= 90 for other in read)
-
-
-def summary_text(summary: ChartSummary) -> str:
-    """The summary as Markdown, as it is stored and exported: citations as [n], their sources listed at the end,
-    and every item that could not be tied to the record marked so."""
-    lines = [*(f"**Warning:** {warning}" for warning in summary.warnings)]
-    if summary.patient:
-        lines += ["", "**Patient**", *(f"- {_item_text(item)}" for item in summary.patient)]
-    for section in summary.sections:
-        if not section.items:
-            continue
-        lines += ["", f"**{section.title}**", *(f"- {_item_text(item)}" for item in section.items)]
-        if section.more:
-            lines.append(f"- … and {section.more:,} earlier, in the record")
-    if summary.narrative:
-        lines += ["", "**Narrative**", " ".join(sentence_text(sentence) for sentence in summary.narrative)]
-    lines += ["", *summary.notes] if summary.notes else []
-    lines += ["", "**Sources**", *(citation_line(citation) for citation in summary.citations)]
-    return "\n".join(lines).strip()
-
-
-def _item_text(item: SummaryItem) -> str:
-    if item.citation is not None:
-        return f"{item.text} [{item.citation}]"
-    return f"{item.text} ({unsupported_label(item)}; the model quoted: \"{item.quote}\")"
-
-
-def unsupported_label(item: SummaryItem) -> str:
-    if item.unsupported == "quote does not name it":
-        return "not found in the record: the quote given does not mention it"
-    return "not found in the record"
-
-
-def sentence_text(sentence: SentenceSupport) -> str:
-    if sentence.label == "supported":
-        return sentence.text + "".join(f" [{number}]" for number in sentence.citations)
-    if sentence.label == "not_supported":
-        return f"{sentence.text} (not supported by the record)"
-    return sentence.text
-
-
-def citation_line(citation: Citation) -> str:
-    return f"[{citation.number}] {citation.document}, page {citation.page}: \"{citation.quote.strip()}\""

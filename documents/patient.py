@@ -17,15 +17,18 @@ from pydantic import BaseModel
 from documents.dates import find_dates, iso_date
 from documents.document import CcdaSource, Document, FhirSource, Span
 
-Field = Literal["name", "birth_date", "mrn"]
-_FIELDS: tuple[Field, ...] = ("name", "birth_date", "mrn")
+Field = Literal["name", "birth_date", "mrn", "sex", "age", "died"]
+_FIELDS: tuple[Field, ...] = ("name", "birth_date", "mrn", "sex", "age", "died")
 
 
 class PatientIdentity(BaseModel):
     name: str | None = None  # as written, without a title: "Dennis Durgan"
     birth_date: str | None = None  # ISO YYYY-MM-DD
     mrn: str | None = None  # the medical record number as written
-    spans: list[Span] = []  # where each value above was read, in the order of the fields
+    sex: Literal["female", "male"] | None = None
+    age: int | None = None  # in years, as the document states it ("a 61-year-old woman")
+    died: str | None = None  # ISO date of death, or "yes" when the document says only that the patient died
+    spans: dict[Field, Span] = {}  # where each value above was read
 
 
 def identify(document: Document) -> PatientIdentity:
@@ -36,8 +39,8 @@ def identify(document: Document) -> PatientIdentity:
         found = _from_labels(document)
     in_order = [(field, found[field]) for field in _FIELDS if field in found]
     return PatientIdentity(
-        **{field: value for field, (value, _) in in_order},
-        spans=[span for _, (_, span) in in_order],
+        **{field: value for field, (value, _) in in_order},  # type: ignore[arg-type]
+        spans={field: span for field, (_, span) in in_order},
     )
 
 
@@ -50,6 +53,8 @@ _TITLE = re.compile(r"(?i:mr|mrs|ms|miss|mx|dr|prof)\.?[ \t]+")
 _CCDA_PATIENT = "Patient: "
 _PART = re.compile(r" *([^;]+)")
 _BORN = re.compile(r"born (\S+)")
+_DIED = re.compile(r"died (\S+)")
+_SEXES = {"female": "female", "male": "male"}
 _RECORD_NUMBER = re.compile(r"(?:medical )?record number (\S.*)")
 
 
@@ -82,6 +87,12 @@ def _read_patient_line(text: str, page: int, start: int, end: int) -> dict[Field
             found.setdefault("birth_date", (birth, Span(page=page, start=born.start(1), end=born.end(1))))
         elif record := _RECORD_NUMBER.fullmatch(text, part_start, part_end):
             found.setdefault("mrn", (record[1], Span(page=page, start=record.start(1), end=record.end(1))))
+        elif (sex := _SEXES.get(text[part_start:part_end])) is not None:
+            found.setdefault("sex", (sex, Span(page=page, start=part_start, end=part_end)))
+        elif died := _DIED.fullmatch(text, part_start, part_end):
+            found.setdefault("died", (iso_date(died[1]) or died[1], Span(page=page, start=died.start(1), end=died.end(1))))
+        elif text[part_start:part_end] == "deceased":
+            found.setdefault("died", ("yes", Span(page=page, start=part_start, end=part_end)))
     return found
 
 
@@ -107,6 +118,14 @@ _LABELS: dict[Field, re.Pattern[str]] = {
     # The colon is often left out after these labels: "DOB 03/04/1950", "MRN 12345", "MR# 12345".
     "mrn": re.compile(
         r"\b(?:mrn|mr[ \t]*#|medical[ \t]+record[ \t]+(?:number|no\.?|#))(?![a-z])[ \t]*#?[ \t]*:?[ \t]*", re.I
+    ),
+    "sex": re.compile(r"\b(?:sex|gender)[ \t]*:[ \t]*", re.I),
+    "age": re.compile(r"\bage[ \t]*:[ \t]*", re.I),
+    # A death the note states of the patient: "Deceased: 1987-11-24", "She died 9/24/92"; not "her father died".
+    "died": re.compile(
+        r"\b(?:(?:deceased|date[ \t]+of[ \t]+death)[ \t]*:|(?:she|he|patient)[ \t]+(?:died|expired|passed[ \t]+away)"
+        r"(?:[ \t]+on)?)[ \t]*",
+        re.I,
     ),
 }
 # Words that start another field of a header, where a name read on would run into it:
@@ -162,7 +181,41 @@ def _read_mrn(text: str, start: int, end: int) -> tuple[str, int, int] | None:
     return match[0], match.start(), match.end()
 
 
-_READERS: dict[Field, Reader] = {"name": _read_name, "birth_date": _read_birth_date, "mrn": _read_mrn}
+_SEX_WORDS = {"f": "female", "female": "female", "m": "male", "male": "male", "woman": "female", "man": "male"}
+
+
+def _read_sex(text: str, start: int, end: int) -> tuple[str, int, int] | None:
+    match = re.match(r"[A-Za-z]+", text[start:end])
+    if match is None or (sex := _SEX_WORDS.get(match[0].lower())) is None:
+        return None
+    return sex, start, start + match.end()
+
+
+def _read_age(text: str, start: int, end: int) -> tuple[str, int, int] | None:
+    match = re.match(r"(\d{1,3})(?!\d)", text[start:end])
+    return None if match is None else (str(int(match[1])), start, start + match.end(1))
+
+
+def _read_death(text: str, start: int, end: int) -> tuple[str, int, int] | None:
+    found = find_dates(text, start, end)
+    if not found or found[0].start != start:
+        return None
+    return found[0].date, found[0].start, found[0].end
+
+
+_READERS: dict[Field, Reader] = {
+    "name": _read_name, "birth_date": _read_birth_date, "mrn": _read_mrn, "sex": _read_sex, "age": _read_age,
+    "died": _read_death,
+}
+
+# How a note introduces its patient: "a 61-year-old white female", "23 y/o male", "This 45-year-old gentleman".
+_AGE_AND_SEX = re.compile(
+    r"\b(?P<age>\d{1,3})[ \t-]*(?:years?[ \t-]*old|y/?o|y\.o\.)(?:[ \t,]+(?:[a-z]+[ \t]+){0,2}?"
+    r"(?P<sex>female|male|woman|man|lady|gentleman|girl|boy))?\b",
+    re.I,
+)
+_SEX_OF = {"female": "female", "woman": "female", "lady": "female", "girl": "female",
+           "male": "male", "man": "male", "gentleman": "male", "boy": "male"}
 
 
 def _from_labels(document: Document) -> dict[Field, tuple[str, Span]]:
@@ -170,6 +223,15 @@ def _from_labels(document: Document) -> dict[Field, tuple[str, Span]]:
     for field, label in _LABELS.items():
         if (labelled := _first_labelled(document, label, _READERS[field])) is not None:
             found[field] = labelled
+    # A note that labels no age or sex says them where it introduces the patient, the first time.
+    for page in document.pages:
+        if (introduced := _AGE_AND_SEX.search(page.text)) is None:
+            continue
+        found.setdefault("age", (str(int(introduced["age"])), Span(page=page.number, start=introduced.start("age"), end=introduced.end("age"))))
+        if introduced["sex"]:
+            sex = _SEX_OF[introduced["sex"].lower()]
+            found.setdefault("sex", (sex, Span(page=page.number, start=introduced.start("sex"), end=introduced.end("sex"))))
+        break
     return found
 
 

@@ -74,7 +74,8 @@ def render(name: str, *, history: Sequence[PromptMessage] = (), **values: str) -
                 PromptMessage(role=turn.role, content=_neutralize(turn.content)) for turn in history
             )
         else:
-            content = Template(body.strip()).substitute(safe_values)
+            # An empty value at a message's edge (no evidence before the question) leaves no blank line behind.
+            content = Template(body.strip()).substitute(safe_values).strip()
             messages.append(PromptMessage(role=role, content=content))
     return RenderedPrompt(messages=messages, version=template.version)
 

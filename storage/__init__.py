@@ -1,11 +1,12 @@
 """Clinidoc's SQLite store: sessions, their documents and messages, and the audit log."""
 
 from storage.database import Database, open_database
-from storage.models import AuditEvent, DocumentInfo, MessageInfo, SessionInfo
+from storage.models import AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo
 from storage.queries import (
     SessionNotFound,
     add_document,
     add_message,
+    add_messages,
     create_session,
     delete_session,
     get_session,
@@ -22,10 +23,12 @@ __all__ = [
     "Database",
     "DocumentInfo",
     "MessageInfo",
+    "NewMessage",
     "SessionInfo",
     "SessionNotFound",
     "add_document",
     "add_message",
+    "add_messages",
     "create_session",
     "delete_session",
     "get_session",

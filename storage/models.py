@@ -52,6 +52,20 @@ class MessageInfo(_Record):
     created_at: datetime
 
 
+class NewMessage(BaseModel):
+    """A message to store; `add_messages` writes a question and its answer in one transaction."""
+
+    role: Role
+    text: str
+    disclaimer: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    stats: dict[str, Any] | None = None
+    kind: MessageKind = "chat"
+    citations: list[dict[str, Any]] = []
+    grounding: dict[str, Any] | None = None
+
+
 class AuditEvent(_Record):
     id: int
     user: str

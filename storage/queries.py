@@ -4,13 +4,14 @@ pydantic snapshots, so no ORM object or open transaction leaks into a Gradio han
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, get_args
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.database import Database
-from storage.models import AuditEvent, DocumentInfo, MessageInfo, MessageKind, Role, SessionInfo
+from storage.models import AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo
 from storage.schema import AuditEventRow, DocumentRow, MessageRow, SessionRow, UserRow, utc_now
 
 
@@ -67,45 +68,23 @@ def add_document(
         return DocumentInfo.model_validate(row)
 
 
-def add_message(
-    db: Database,
-    session_id: int,
-    role: str,
-    text: str,
-    *,
-    disclaimer: str | None = None,
-    model: str | None = None,
-    prompt_version: str | None = None,
-    stats: dict[str, Any] | None = None,
-    kind: str = "chat",
-    citations: list[dict[str, Any]] | None = None,
-    grounding: dict[str, Any] | None = None,
-) -> MessageInfo:
-    if role not in get_args(Role):
-        raise ValueError(f"A message's role is 'user' or 'assistant', not {role!r}.")
-    if kind not in get_args(MessageKind):
-        raise ValueError(f"A message's kind is 'chat' or 'summary', not {kind!r}.")
-    if role == "assistant" and not (disclaimer and disclaimer.strip()):
-        raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
+def add_message(db: Database, session_id: int, role: str, text: str, **fields: Any) -> MessageInfo:
+    """One message on its own; `fields` as `NewMessage` has them."""
+    return add_messages(db, session_id, [NewMessage(role=role, text=text, **fields)])[0]
+
+
+def add_messages(db: Database, session_id: int, messages: Sequence[NewMessage]) -> list[MessageInfo]:
+    """Stores `messages` together, in one transaction: a question is never kept without its answer."""
+    for message in messages:
+        if message.role == "assistant" and not (message.disclaimer and message.disclaimer.strip()):
+            raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
     now = utc_now()
     with db.writing() as s:
         _touch(s, session_id, now)
-        row = MessageRow(
-            session_id=session_id,
-            role=role,
-            text=text,
-            disclaimer=disclaimer,
-            model=model,
-            prompt_version=prompt_version,
-            stats=stats,
-            kind=kind,
-            citations=citations or [],
-            grounding=grounding,
-            created_at=now,
-        )
-        s.add(row)
+        rows = [MessageRow(session_id=session_id, created_at=now, **message.model_dump()) for message in messages]
+        s.add_all(rows)
         s.flush()
-        return MessageInfo.model_validate(row)
+        return [MessageInfo.model_validate(row) for row in rows]
 
 
 def get_session(db: Database, session_id: int) -> SessionInfo | None:

@@ -33,6 +33,13 @@ CCDA_FILES = [
 ]
 
 
+def relative_error(actual, expected) -> float:
+    """The largest difference between two tensors, relative to the largest magnitude expected: float sums in
+    another order differ by a few ulps of the values compared, so a bound on this holds whatever their scale."""
+    scale = expected.abs().max().item()
+    return (actual - expected).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     assert CORPUS.is_dir(), f"the evaluation corpus is expected at {CORPUS}"

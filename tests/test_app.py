@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, Upload, read_upload, wholly_unsupported
-from app.grounding import ground, verify
+from app.assistant import (
+    Answer,
+    AnswerDelta,
+    Assistant,
+    EvidenceFound,
+    Notice,
+    Upload,
+    read_upload,
+    wholly_unsupported,
+    UNSUPPORTED_ANSWER,
+)
+from app.citations import verify
+from app.claims import check_text
 from app.safety import DECISION_BOUNDARY
 from app.settings import Settings
 from documents import Document
@@ -57,17 +68,20 @@ def test_a_question_streams_an_answer_and_stores_it_with_the_question(
     view = assistant.start_session(read(corpus / RHINITIS))
     assert view is not None and view.record.fits and view.record.tokens > 0
 
-    *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
+    evidence, *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
 
+    # The record's own lines come first, before the model writes.
+    assert isinstance(evidence, EvidenceFound)
+    assert "Ortho Tri-Cyclen" in evidence.turn.checked.citations[0].quote
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
-    assert isinstance(answer, Answer) and answer.text
-    assert answer.text == "".join(delta.text for delta in deltas).strip()
+    assert isinstance(answer, Answer) and answer.turn.text
+    assert answer.turn.text == "".join(delta.text for delta in deltas).strip()
     question, stored = list_messages(assistant.db, view.session.id)
     assert (question.role, question.text) == ("user", "What medications is she taking?")
-    assert (stored.role, stored.text) == ("assistant", answer.text)
+    assert (stored.role, stored.text) == ("assistant", answer.turn.text)
     assert stored.disclaimer == disclaimer()
     assert stored.model == local_engine.info.model_name
-    assert stored.prompt_version == "answer-v1"
+    assert stored.prompt_version == "answer-v2"
     assert stored.stats is not None
     assert stored.stats["prompt_tokens"] > view.record.tokens
     assert 1 <= stored.stats["generated_tokens"] <= 32
@@ -103,13 +117,14 @@ def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_
     *_, answer = assistant.ask(view.session.id, "What medications is she taking for allergic rhinitis?")
 
     assert isinstance(answer, Answer)
-    [note] = [note for note in answer.notes if note.startswith("Only part of the record was used")]
-    assert answer.text.endswith(note)
+    [note] = [note for note in answer.turn.notes if note.startswith("Only part of the record was used")]
     prompt = engine.prompts[-1]
     assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
     assert "Allegra" in prompt[0].content + prompt[-1].content  # the rhinitis note's medication made the cut
+    # The note is kept beside the model's words, not in them: a reopened session still says it.
     _, stored = list_messages(assistant.db, view.session.id)
-    assert stored.text == answer.text
+    assert stored.text == answer.turn.text and note not in stored.text
+    assert assistant.view(view.session.id).turns[-1].notes == answer.turn.notes
 
 
 def test_a_record_too_long_even_for_its_best_passage_is_not_put_to_the_model(
@@ -194,17 +209,18 @@ def test_a_reopened_session_continues_its_conversation(
 
     restarted = make_assistant(engine, tmp_path)  # a new process on the same database file
     reopened = restarted.open_session(view.session.id)
-    assert [message.role for message in reopened.messages] == ["user", "assistant"]
+    assert [turn.question for turn in reopened.turns] == ["What is the assessment?"]
     *_, second = restarted.ask(view.session.id, "And what is the plan?")
 
     prompt = engine.prompts[-1]
     assert [message.role for message in prompt] == ["system", "user", "assistant", "user"]
     assert prompt[1].content == "What is the assessment?"
-    assert prompt[2].content == first.text
-    assert prompt[3].content == "And what is the plan?"
+    assert prompt[2].content == first.turn.text
+    assert prompt[3].content.endswith("Question: And what is the plan?")
     assert isinstance(second, Answer)
-    # The follow-up reads the record from the engine's prefix cache instead of prefilling it again.
-    assert second.stats.cached_tokens >= first.stats.prompt_tokens - 2
+    # The follow-up reads the record from the engine's prefix cache instead of prefilling it again (the first
+    # question's evidence lines, which the history leaves out, are read anew).
+    assert second.turn.stats.cached_tokens >= engine.count_prompt_tokens(prompt[:1]) - 2
     assert len(list_messages(restarted.db, view.session.id)) == 4
 
 
@@ -216,7 +232,9 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
     sizing = make_assistant(RecordingEngine(local_engine), tmp_path / "sizing")
     record = sizing._assemble([read(corpus / RHINITIS).documents[0]]).text
     last = [PromptMessage(role="user", content=turns[2][0]), PromptMessage(role="assistant", content=turns[2][1])]
-    one_exchange = sizing._prompt_tokens(render("answer", record=record, question="Question 3?", history=last))
+    one_exchange = sizing._prompt_tokens(
+        render("answer", record=record, evidence="", question="Question 3?", history=last)
+    )
     engine = RecordingEngine(local_engine, context_window=one_exchange + 32 + 10)
     assistant = make_assistant(engine, tmp_path)
     view = assistant.start_session(read(corpus / RHINITIS))
@@ -228,16 +246,17 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
     *_, answer = assistant.ask(view.session.id, "Question 3?")
 
     prompt = engine.prompts[-1]
-    assert [message.content.split(":")[0] for message in prompt[1:]] == ["Question 2?", "Answer 2", "Question 3?"]
+    assert [message.content.split(":")[0] for message in prompt[1:3]] == ["Question 2?", "Answer 2"]
+    assert prompt[3].content == "Question: Question 3?"
     assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
-    # The answer says what the model did not read, and so does its stored text.
+    # The answer says what the model did not read, and so does the stored turn.
     assert isinstance(answer, Answer)
     dropped = (
         "The 2 oldest of the 3 earlier exchanges did not fit beside the record and were left out of what the model "
         "read."
     )
-    assert answer.notes[-1] == dropped
-    assert list_messages(assistant.db, view.session.id)[-1].text.endswith(dropped)
+    assert dropped in answer.turn.notes
+    assert dropped in assistant.view(view.session.id).turns[-1].notes
 
 def test_an_answer_is_checked_sentence_by_sentence_and_stored_with_its_citations(
     assistant: Assistant, corpus: Path
@@ -249,11 +268,13 @@ def test_an_answer_is_checked_sentence_by_sentence_and_stored_with_its_citations
     *_, answer = assistant.ask(view.session.id, "What medications has she tried?")
 
     assert isinstance(answer, Answer)
-    assert answer.grounding.sentences, "every answer is split into labelled sentences"
-    assert all(verify(citation, upload.documents) for citation in answer.grounding.citations)
+    checked = answer.turn.checked
+    assert checked.sentences, "every answer is split into labelled sentences"
+    assert {sentence.label for sentence in checked.sentences} <= {"supported", "contradicted", "not_found"}
+    assert all(verify(citation, upload.documents) for citation in checked.citations)
     stored = list_messages(assistant.db, view.session.id)[-1]
-    assert stored.citations == [citation.model_dump() for citation in answer.grounding.citations]
-    assert stored.grounding == answer.grounding.model_dump(exclude={"citations"})
+    assert stored.citations == [citation.model_dump() for citation in checked.citations]
+    assert assistant.view(view.session.id).turns[-1] == answer.turn
 
 
 def test_a_question_outside_the_record_gets_a_boundary_without_asking_the_model(
@@ -296,10 +317,39 @@ def test_documents_about_different_patients_are_flagged_when_the_session_opens(
     [
         ("The patient's reaction to codeine is a positive one. She takes warfarin.", True),
         ("She currently takes Ortho Tri-Cyclen and Allegra. She takes warfarin.", False),
-        ("The record does not say.", False),
+        ("The record does not say.", True),
     ],
 )
 def test_an_answer_none_of_whose_statements_the_record_supports_is_flagged_as_a_whole(
     corpus: Path, answer: str, flagged: bool
 ) -> None:
-    assert wholly_unsupported(ground(answer, read(corpus / RHINITIS).documents)) is flagged
+    assert wholly_unsupported(check_text(answer, read(corpus / RHINITIS).documents)) is flagged
+
+
+def test_three_questions_get_three_answers_and_the_model_reads_only_questions_and_its_own_words(
+    engine: RecordingEngine, corpus: Path, tmp_path: Path
+) -> None:
+    assistant = make_assistant(engine, tmp_path, max_new_tokens=48)
+    view = assistant.start_session(read(corpus / TKA_PDF))
+    assert view is not None
+    questions = [
+        "What medications was the patient discharged on?",
+        "Does the patient have any drug allergies?",
+        "When is the follow-up appointment?",
+    ]
+    answers = []
+    for question in questions:
+        *_, answer = assistant.ask(view.session.id, question)
+        assert isinstance(answer, Answer)
+        answers.append(answer.turn)
+
+    # Each answer starts from the record's lines about its own question.
+    first_lines = [turn.checked.citations[0].quote for turn in answers]
+    assert "Celebrex" in first_lines[0] and "NKDA" in first_lines[1] and "follow" in first_lines[2].lower()
+    # The third question's prompt holds the two earlier questions and the model's words alone.
+    prompt = engine.prompts[-1]
+    assert [message.content for message in prompt[1:5]] == [
+        questions[0], answers[0].text, questions[1], answers[1].text
+    ]
+    app_words = [UNSUPPORTED_ANSWER, "Each sentence checked", "From the record", "not found in the record"]
+    assert not any(words in message.content for message in prompt[1:5] for words in app_words)

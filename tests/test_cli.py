@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,15 +21,21 @@ def clinidoc(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CLINIDOC), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_ask_prints_the_answer_then_the_disclaimer_and_one_stats_line(corpus: Path, tmp_path: Path) -> None:
+def test_ask_prints_the_evidence_the_labelled_answer_the_disclaimer_and_one_stats_line(
+    corpus: Path, tmp_path: Path
+) -> None:
     record = corpus / "mtsamples_allergic_rhinitis.txt"
 
     result = clinidoc("ask", str(record), "What is the assessment?", data_dir=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    *answer, blank, disclaimer_line, stats_line = result.stdout.rstrip("\n").split("\n")
-    assert "".join(answer).strip() and blank == ""
-    assert disclaimer_line == disclaimer()
+    blocks = result.stdout.rstrip("\n").split("\n\n")
+    evidence, answer, tally, *_, disclaimer_block, stats_line = blocks[0], blocks[1], blocks[2], *blocks[3:]
+    assert evidence.startswith("**From the record:**\n> “") and "ASSESSMENT: Allergic rhinitis." in evidence
+    assert answer.strip()
+    assert tally.startswith("*Each sentence checked against the record: ")
+    disclaimer_line, stats_line = stats_line.split("\n") if "\n" in stats_line else (disclaimer_block, stats_line)
+    assert disclaimer_line == f"*{disclaimer()}*"
     assert "tokens/s" in stats_line and "first token" in stats_line
     db = open_database(tmp_path / "clinidoc.sqlite3")
     (session,) = list_sessions(db)
@@ -74,3 +81,35 @@ def test_ask_runs_a_bailing_moe_checkpoint_in_fp8_with_yarn(corpus: Path, tmp_pa
     model_line = next(line for line in result.stderr.splitlines() if "BailingMoeV2ForCausalLM" in line)
     assert "FP8" in model_line and "context 8,192 tokens" in model_line
     assert disclaimer() in result.stdout
+
+
+def test_check_labels_each_line_of_a_text_against_the_record(corpus: Path, tmp_path: Path) -> None:
+    claims = tmp_path / "draft.txt"
+    claims.write_text(
+        "She has no known drug allergies.\n\nShe is allergic to penicillin.\nHer hemoglobin was 12.1 g/dL.\n"
+        "She takes warfarin 5 mg daily.\n",
+        encoding="utf-8",
+    )
+    record = corpus / "mtsamples_tka_discharge_summary.pdf"
+
+    result = clinidoc("check", str(record), "--claims", str(claims), "--json", data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    checked = json.loads(result.stdout)
+    assert [item["label"] for item in checked] == ["supported", "contradicted", "supported", "not_found"]
+    assert set(checked[0]) == {"text", "label", "citations", "note"}
+    citation = checked[1]["citations"][0]
+    assert set(citation) == {"document", "page", "start", "end", "quote"} and "NKDA" in citation["quote"]
+    text = clinidoc("check", str(record), "--claims", str(claims), data_dir=tmp_path).stdout
+    assert text.startswith("SUPPORTED: She has no known drug allergies.")
+    assert text.rstrip().endswith("4 statements: 2 supported, 1 contradicted, 1 not found in the record.")
+
+
+def test_check_refuses_an_unreadable_claims_file_or_record_with_a_reason(corpus: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "claims.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    record = corpus / "mtsamples_tka_discharge_summary.pdf"
+    result = clinidoc("check", str(record), "--claims", str(binary), data_dir=tmp_path)
+    assert result.returncode == 2 and "cannot be read as UTF-8 text" in result.stderr
+    missing = clinidoc("check", str(tmp_path / "none.pdf"), "--claims", str(binary), data_dir=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("none.pdf: ")

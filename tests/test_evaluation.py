@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.evaluation import answer_is_correct, compare_facts, same_name
-from app.summary import ChartSummary, SummaryItem, SummarySection
+from app.summary import ChartSummary, PatientSummary, SummaryItem, SummarySection
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
@@ -20,13 +20,16 @@ RHINITIS = "mtsamples_allergic_rhinitis.txt"
 
 def section(key: str, *items: tuple[str, int | None]) -> SummarySection:
     return SummarySection(
-        key=key, title=key, items=[SummaryItem(text=text, origin="model", citation=cited) for text, cited in items]
+        key=key, title=key,
+        items=[SummaryItem(text=text, origin="model", citations=[] if cited is None else [cited]) for text, cited in items],
     )
 
 
 def test_facts_count_as_found_only_when_shown_as_facts_and_items_as_correct_only_when_true() -> None:
-    summary = ChartSummary(
-        patient=[],
+    part = PatientSummary(
+        label="Eve Betterhalf",
+        documents=["eve.xml"],
+        identity=[],
         sections=[
             section(
                 "medications",
@@ -36,10 +39,8 @@ def test_facts_count_as_found_only_when_shown_as_facts_and_items_as_correct_only
             ),
             section("labs", ("Hemoglobin: 13.2 g/dL; 2008-03-19", 3), ("Platelets: 150 10*9/L; 2008-03-19", 4)),
         ],
-        narrative=[],
-        citations=[],
-        warnings=[],
     )
+    summary = ChartSummary(patients=[part], narrative=[], citations=[], warnings=[])
     truth = {
         "medications": ["Proventil 0.09 MG/ACTUAT inhalant solution (albuterol)", "Atenolol 25 MG Oral Tablet"],
         "allergies": [],

@@ -1,16 +1,18 @@
-"""A session exported as Markdown carries every answer's sources, support labels and disclaimer."""
+"""A session exported as Markdown carries every answer's evidence, sources, support labels and disclaimer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from app import turns
 from app.assistant import Assistant, read_upload
+from app.claims import check_text
 from app.export import session_markdown
-from app.grounding import ground
 from app.settings import Settings
+from app.turns import AnswerTurn
 from engine import LocalEngine
 from prompts import disclaimer
-from storage import add_message, list_events, open_database
+from storage import list_events, open_database
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 
@@ -24,12 +26,12 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     view = assistant.start_session(upload)
     assert view is not None
     answer = "She currently takes Ortho Tri-Cyclen and Allegra. She takes warfarin 5 mg daily."
-    grounding = ground(answer, upload.documents)
-    add_message(assistant.db, view.session.id, "user", "What does she take?")
-    add_message(
-        assistant.db, view.session.id, "assistant", answer, disclaimer=disclaimer(), model="m", prompt_version="answer-v1",
-        citations=[c.model_dump() for c in grounding.citations], grounding=grounding.model_dump(exclude={"citations"}),
+    turn = AnswerTurn(
+        question="What does she take?", text=answer, checked=check_text(answer, upload.documents), evidence=None,
+        notes=["The answer reached its limit of 128 tokens and may be incomplete."], disclaimer=disclaimer(),
+        model="m", prompt_version="answer-v2", stats=None,
     )
+    turns.save(assistant.db, view.session.id, turn)
 
     markdown = session_markdown(assistant.view(view.session.id))
 
@@ -39,8 +41,9 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     assert f"- {RHINITIS} (txt, 1 page, " in markdown
     assert "## Question" in markdown and "What does she take?" in markdown
     assert "She currently takes Ortho Tri-Cyclen and Allegra. [1]" in markdown
-    assert "She takes warfarin 5 mg daily. (not supported by the record)" in markdown
-    assert f"Sources:\n[1] {RHINITIS}, page 1:" in markdown
+    assert "She takes warfarin 5 mg daily. ⟨not found in the record⟩" in markdown
+    assert "*The answer reached its limit of 128 tokens and may be incomplete.*" in markdown
+    assert f"**Sources**\n[1] {RHINITIS}, page 1:" in markdown
 
     assistant.record_export(view.session.id)
     assert list_events(assistant.db)[-1].action == "export"

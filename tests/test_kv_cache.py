@@ -13,6 +13,7 @@ from engine import ChatMessage, GenerationParams, LocalEngine, Stats
 from engine.kv_cache import READ_BLOCK, KVCache, quantize_fp8
 from engine.layers import cached_attention
 from engine.prefix_cache import PrefixCache
+from conftest import relative_error
 
 FP8 = torch.float8_e4m3fn
 
@@ -86,7 +87,7 @@ def test_attention_over_an_fp8_cache_is_attention_over_the_dequantized_keys_and_
     assert (fp8 - full).norm() / full.norm() < 0.08  # measured 0.04: random keys make a sharp softmax
 
     exact = _attend(KVCache(2, 2, 64, 64, torch.float32), [(q, _dequantized(k), _dequantized(v)) for q, k, v in chunks])
-    assert (fp8 - exact).abs().max() < 1e-5
+    assert relative_error(fp8, exact) < 1e-5
 
 
 def _dequantized(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +108,7 @@ def test_attention_after_a_narrow_prefix_longer_than_a_block_equals_attention_ov
         stored = [torch.cat([s, _dequantized(x)], 2) for s, x in zip(stored, (k, v))]
         visible = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
         expected = F.scaled_dot_product_attention(q, *stored, attn_mask=visible, enable_gqa=True)
-        assert (out - expected.transpose(1, 2).reshape(1, t, -1)).abs().max() < 1e-5
+        assert relative_error(out, expected.transpose(1, 2).reshape(1, t, -1)) < 1e-5
 
 
 def test_attending_a_long_narrow_cache_widens_one_block_not_the_context():

@@ -36,8 +36,9 @@ def test_corpus_identity_matches_truth(corpus: Path, file_name: str) -> None:
     identity = identify(document)
     truth = json.loads((corpus / "truth" / f"{Path(file_name).stem}.json").read_text())["facts"].get("patient")
     if truth is None:
-        # Notes with no labelled patient fields: nothing is guessed from their sentences.
-        assert identity == PatientIdentity()
+        # Notes with no labelled patient fields: no name, birth date or record number is guessed from their
+        # sentences; only the age and sex the note introduces its patient with.
+        assert (identity.name, identity.birth_date, identity.mrn) == (None, None, None)
         return
     # Truth gives "Adam Frankie Everyman" where the record says "Mr. Adam Frankie Everyman".
     assert identity.name is not None and first_and_last(identity.name) == first_and_last(truth["name"])
@@ -45,15 +46,17 @@ def test_corpus_identity_matches_truth(corpus: Path, file_name: str) -> None:
     if document.kind in ("fhir", "ccda"):
         assert identity.mrn
 
-    # Each value was read where a span says: the name and number as written, the date in any spelling.
-    values = [value for value in (identity.name, identity.birth_date, identity.mrn) if value is not None]
-    assert len(identity.spans) == len(values)
-    for value, span in zip(values, identity.spans):
+    assert identity.sex == truth["gender"]
+    assert identity.died == truth.get("deceased")
+    # Each value was read where a span says: the name and number as written, dates in any spelling.
+    values = identity.model_dump(exclude={"spans"}, exclude_none=True)
+    assert set(identity.spans) == set(values)
+    for field, span in identity.spans.items():
         written = document.pages[span.page - 1].text[span.start : span.end]
-        if value == identity.birth_date:
-            assert [found.date for found in find_dates(written)] == [value]
+        if field in ("birth_date", "died"):
+            assert [found.date for found in find_dates(written)] == [values[field]]
         else:
-            assert written == value
+            assert written.lower() == str(values[field]).lower()
 
 
 def test_fhir_name_drops_the_title(corpus: Path) -> None:
@@ -95,9 +98,6 @@ def test_labelled_field_spellings(text: str, expected: tuple[str | None, str | N
     [
         # No labels: the names and dates in sentences are anyone's.
         "John Smith, born 03/04/1950, was seen by Dr. Jones on 05/06/2020 for chest pain.",
-        # A label followed by a sentence, not a name.
-        "PATIENT: THE PATIENT IS A 45-YEAR-OLD MALE WITH CHEST PAIN.",
-        "Patient: 45-year-old male.",
         # Other things that have a name, and a label with no number after it.
         "Drug Name: Lisinopril 10 mg\nMRN: pending",
         # A birth date in the future, written with its century, is a mistake, not a date to compare.
@@ -106,6 +106,28 @@ def test_labelled_field_spellings(text: str, expected: tuple[str | None, str | N
 )
 def test_nothing_is_guessed(text: str) -> None:
     assert identify(text_document(text)) == PatientIdentity()
+
+
+@pytest.mark.parametrize(
+    ("text", "sex", "age"),
+    [
+        # A label followed by a sentence is no name, but the sentence introduces the patient.
+        ("PATIENT: THE PATIENT IS A 45-YEAR-OLD MALE WITH CHEST PAIN.", "male", 45),
+        ("Patient: 45-year-old male.", "male", 45),
+        ("The patient is a 61-year-old white female status post right total knee replacement.", "female", 61),
+        ("HPI: 23 y/o woman with allergies. Her father, a 70-year-old man, has asthma.", "female", 23),
+        ("Sex: F\nAge: 7", "female", 7),
+    ],
+)
+def test_age_and_sex_are_read_where_the_note_introduces_its_patient(text: str, sex: str, age: int) -> None:
+    identity = identify(text_document(text))
+    assert (identity.name, identity.sex, identity.age) == (None, sex, age)
+
+
+def test_a_death_is_read_only_when_the_note_says_the_patient_died() -> None:
+    assert identify(text_document("She died 9/24/92 of cervical cancer.")).died == "1992-09-24"
+    assert identify(text_document("Deceased: 1987-11-24")).died == "1987-11-24"
+    assert identify(text_document("Her father died 9/24/92 of a stroke.")).died is None
 
 
 def test_first_labelled_value_on_any_page() -> None:
@@ -121,4 +143,4 @@ def test_first_labelled_value_on_any_page() -> None:
     )
     identity = identify(document)
     assert identity.name == "Eve Betterhalf"
-    assert identity.spans[0].page == 2
+    assert identity.spans["name"].page == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.safety import DECISION_BOUNDARY, OFF_TOPIC_BOUNDARY, patient_mismatch, scope_boundary
+from app.safety import DECISION_BOUNDARY, OFF_TOPIC_BOUNDARY, patient_groups, patient_mismatch, scope_boundary
 from documents import PatientIdentity, identify, load
 
 EVE_CCD = "ccda_ccd_eve_betterhalf.xml"
@@ -75,8 +75,24 @@ def test_record_numbers_written_differently_agree() -> None:
 
 def test_unknown_identity_is_ignored(corpus: Path) -> None:
     identities = identified(corpus, EVE_CCD, "mtsamples_moyamoya.txt")
-    assert identities[1][1] == PatientIdentity()
+    # The note gives the patient's age, which the CCD does not: nothing to compare.
+    assert (identities[1][1].name, identities[1][1].sex, identities[1][1].birth_date) == (None, None, None)
     assert patient_mismatch(identities) is None
+
+
+def test_unnamed_notes_about_different_patients_are_told_apart_by_age_and_sex(corpus: Path) -> None:
+    identities = identified(corpus, "mtsamples_tka_discharge_summary.pdf", "mtsamples_allergic_rhinitis.txt")
+    warning = patient_mismatch(identities)
+    assert warning is not None and "age '61' in mtsamples_tka_discharge_summary.pdf but '23' in" in warning
+    assert patient_groups(identities) == [["mtsamples_tka_discharge_summary.pdf"], ["mtsamples_allergic_rhinitis.txt"]]
+    male = identified(corpus, "mtsamples_ed_back_pain.txt")
+    assert "sex 'female'" in (patient_mismatch(identities[:1] + male) or "")
+
+
+def test_documents_of_one_patient_are_one_group(corpus: Path) -> None:
+    identities = identified(corpus, EVE_CCD, ADAM, EVE_REFERRAL, "mtsamples_moyamoya.txt")
+    assert patient_groups(identities) == [[EVE_CCD, EVE_REFERRAL, "mtsamples_moyamoya.txt"], [ADAM]]
+    assert patient_groups([("a", PatientIdentity(age=61)), ("b", PatientIdentity(age=62))]) == [["a", "b"]]
 
 
 def test_fields_are_compared_only_where_both_documents_give_them() -> None:

@@ -11,16 +11,12 @@ import pytest
 from conftest import CCDA_FILES, FHIR_FILES, RecordingEngine
 
 from app.assistant import Assistant, Summary, SummaryProgress, read_upload
+from app.citations import verify
 from app.evaluation import compare_facts
-from app.grounding import verify
+from app.render import layout, markdown
 from app.settings import Settings
-from app.summary import (
-    SummaryDraft,
-    build_summary,
-    draft_schema,
-    parse_draft,
-    summary_text,
-)
+from app.summary import ChartSummary, SummaryDraft, SummarySection, build_summary, draft_schema, parse_draft
+from app.turns import SummaryTurn
 from documents import load
 from engine import LocalEngine
 from prompts import disclaimer
@@ -32,6 +28,15 @@ STRUCTURED = FHIR_FILES + CCDA_FILES
 
 def truth(corpus: Path, name: str) -> dict:
     return json.loads((corpus / "truth" / f"{Path(name).stem}.json").read_text())
+
+
+def sections(summary: ChartSummary, patient: int = 0) -> dict[str, SummarySection]:
+    return {section.key: section for section in summary.patients[patient].sections}
+
+
+def summary_markdown(summary: ChartSummary) -> str:
+    turn = SummaryTurn(summary=summary, disclaimer=disclaimer(), model="test", prompt_version="test", stats=None)
+    return markdown(layout(turn))
 
 
 # Truth facts that no coded entry of their C-CDA document gives: only its free-text sections state them (see
@@ -60,9 +65,7 @@ def test_structured_records_give_every_coded_truth_fact_read_from_their_entries(
 
 def test_a_long_list_shows_its_latest_entries_and_says_how_many_more(corpus: Path) -> None:
     document = load(corpus / "synthea_fhir_dennis_durgan.json")
-    sections = {section.key: section for section in build_summary([document], SummaryDraft()).sections}
-
-    labs = sections["labs"]
+    labs = sections(build_summary([document], SummaryDraft()))["labs"]
     assert len(labs.items) >= 12 and labs.more > 0
     # The limit never splits a draw: the tests of the last date shown are all there.
     shown = {item.text.split(":")[0] for item in labs.items}
@@ -71,7 +74,7 @@ def test_a_long_list_shows_its_latest_entries_and_says_how_many_more(corpus: Pat
     assert labs_that_day <= shown
     # The latest value of each test comes with the values before it and the direction it moved.
     assert any("before:" in item.text and any(arrow in item.text for arrow in "↑↓→") for item in labs.items)
-    encounters = sections["encounters"]
+    encounters = sections(build_summary([document], SummaryDraft()))["encounters"]
     assert encounters.more > 0
     dates = [item.text.split("; ")[-2] for item in encounters.items]
     assert dates == sorted(dates)
@@ -100,22 +103,22 @@ def test_drafted_items_are_cited_only_when_their_quote_is_in_the_record_and_name
 
     summary = build_summary([document], draft)
 
-    medications = next(section for section in summary.sections if section.key == "medications")
-    allegra, warfarin, lisinopril = medications.items
-    assert allegra.citation is not None and allegra.origin == "model"
-    cited = summary.citations[allegra.citation - 1]
+    # Only the item the record bears out is listed; the other two are counted, not shown as items.
+    [allegra] = sections(summary)["medications"].items
+    assert allegra.origin == "model" and len(allegra.citations) == 1
+    cited = summary.citations[allegra.citations[0] - 1]
     assert "Allegra" in cited.quote and verify(cited, [document])
-    assert warfarin.citation is None and lisinopril.citation is None
+    warfarin, lisinopril = summary.unverified
+    assert (warfarin.unsupported, lisinopril.unsupported) == ("quote not found", "quote does not name it")
     first, second = summary.narrative
-    assert (first.label, second.label) == ("supported", "not_supported")
+    assert (first.label, second.label) == ("supported", "not_found")
     assert first.citations and all(number <= len(summary.citations) for number in first.citations)
 
-    text = summary_text(summary)
-    assert "Warfarin; 5 mg; daily; active (not found in the record;" in text
-    assert "Lisinopril (not found in the record: the quote given does not mention it;" in text
-    assert (warfarin.unsupported, lisinopril.unsupported) == ("quote not found", "quote does not name it")
-    assert "(not supported by the record)" in text
-    assert f"[{allegra.citation}] {document.name}, page 1:" in text
+    text = summary_markdown(summary)
+    assert "Warfarin" not in text and "Lisinopril" not in text
+    assert "2 items the model suggested could not be verified in the record and are not listed." in text
+    assert "⟨not found in the record⟩" in text
+    assert f"[{allegra.citations[0]}] {document.name}, page 1:" in text
 
 
 def test_a_drafted_item_that_a_structured_entry_lists_is_not_shown_twice(corpus: Path) -> None:
@@ -124,9 +127,13 @@ def test_a_drafted_item_that_a_structured_entry_lists_is_not_shown_twice(corpus:
     line = next(line for line in fhir.pages[0].text.splitlines() if "Hypertension" in line)
     draft = SummaryDraft.model_validate({"problems": [{"name": "Hypertension", "status": None, "quote": line}]})
 
-    problems = next(s for s in build_summary([fhir, note], draft).sections if s.key == "problems")
+    summary = build_summary([fhir, note], draft)
 
-    assert [item.origin for item in problems.items if "Hypertension" in item.text] == ["record"]
+    # The note's patient is another person (a 23-year-old woman; Dennis Durgan is a man): a part of their own.
+    assert [patient.label for patient in summary.patients] == ["Dennis Durgan", "Unnamed 23-year-old female patient"]
+    [hypertension] = [item for item in sections(summary)["problems"].items if "Hypertension" in item.text]
+    # Listed once, from the entry, with the draft's quote of the same line as a citation of it.
+    assert hypertension.origin == "record"
 
 
 def test_documents_about_different_patients_are_flagged_in_the_summary(corpus: Path) -> None:
@@ -137,7 +144,45 @@ def test_documents_about_different_patients_are_flagged_in_the_summary(corpus: P
 
     [warning] = summary.warnings
     assert "Eve" in warning and "Adam" in warning
-    assert summary_text(summary).startswith("**Warning:**")
+    assert summary_markdown(summary).startswith("**Warning:**")
+    # Each patient has a part of their own, and no list holds the other's entries.
+    eve_part, adam_part = summary.patients
+    assert (eve_part.label, eve_part.documents) == ("Eve Betterhalf", [eve.name])
+    assert (adam_part.label, adam_part.documents) == ("Adam Frankie Everyman", [adam.name])
+    for part, other in ((eve_part, adam), (adam_part, eve)):
+        numbers = [number for section in part.sections for item in section.items for number in item.citations]
+        assert all(summary.citations[number - 1].document != other.name for number in numbers)
+
+
+def test_no_trend_combines_two_patients_values(corpus: Path) -> None:
+    dennis = load(corpus / "synthea_fhir_dennis_durgan.json")
+    asa = load(corpus / "synthea_fhir_asa_hermiston.json")
+    summary = build_summary([dennis, asa], SummaryDraft())
+    assert len(summary.patients) == 2
+    for part in summary.patients:
+        for section in part.sections:
+            for item in section.items:
+                assert {summary.citations[number - 1].document for number in item.citations} <= set(part.documents)
+
+
+def test_a_patient_who_died_is_said_to_have_died_and_has_no_active_medication(corpus: Path) -> None:
+    dennis = load(corpus / "synthea_fhir_dennis_durgan.json")
+    summary = build_summary([dennis], SummaryDraft())
+    [part] = summary.patients
+    assert part.died == "2008-11-12"
+    assert "Died: 2008-11-12" in part.identity[0].text
+    medications = sections(summary)["medications"].items
+    assert medications and not any(item.text.endswith("; active") for item in medications)
+    assert any(item.text.endswith("; last recorded active") for item in medications)
+
+
+def test_an_item_read_from_several_entries_is_listed_once_with_all_their_citations(corpus: Path) -> None:
+    stevie = load(corpus / "synthea_fhir_dennis_durgan.json")
+    summary = build_summary([stevie], SummaryDraft())
+    names = [item.text.split(";")[0] for section in summary.patients[0].sections for item in section.items
+             if section.key in ("problems", "medications", "allergies")]
+    assert len(names) == len(set(names))
+    assert any(len(item.citations) > 1 for item in sections(summary)["problems"].items)
 
 
 def test_the_model_writes_only_the_narrative_and_follow_ups_of_a_fhir_record(corpus: Path) -> None:
@@ -179,15 +224,17 @@ def test_a_summary_is_drafted_under_the_grammar_checked_and_stored(assistant: As
     *progress, summary = events
     assert progress and all(isinstance(event, SummaryProgress) for event in progress)
     assert isinstance(summary, Summary)
-    assert summary.prompt_version == "summary-v1" and summary.disclaimer == disclaimer()
+    turn = summary.turn
+    assert turn.prompt_version == "summary-v1" and turn.disclaimer == disclaimer()
     # Whatever the small model drafted, nothing is shown as a fact without a span of the record behind it.
-    for _, item in summary.summary.shown_as_fact():
-        assert verify(summary.summary.citations[item.citation - 1], upload.documents)
+    for _, item in turn.summary.shown_as_fact():
+        assert all(verify(turn.summary.citations[number - 1], upload.documents) for number in item.citations)
     request, stored = list_messages(assistant.db, view.session.id)
     assert (request.kind, stored.kind) == ("summary", "summary")
-    assert stored.text == summary_text(summary.summary)
-    assert stored.citations == [c.model_dump() for c in summary.summary.citations]
+    assert stored.citations == [c.model_dump() for c in turn.summary.citations]
     assert stored.prompt_version == "summary-v1" and stored.disclaimer == disclaimer()
+    # Rebuilt from storage as it was given.
+    assert assistant.view(view.session.id).turns[-1].summary == turn.summary
 
 
 def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_read_part(
@@ -203,6 +250,6 @@ def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_
     *_, summary = assistant.summarize(view.session.id)
 
     assert isinstance(summary, Summary), summary
-    assert any(note.startswith("The model drafted from part of the record") for note in summary.summary.notes)
-    counts = compare_facts(summary.summary, truth(corpus, name)["facts"])
+    assert any(note.startswith("The model drafted from part of the record") for note in summary.turn.summary.notes)
+    counts = compare_facts(summary.turn.summary, truth(corpus, name)["facts"])
     assert all(c.found == c.truth for c in counts.values())

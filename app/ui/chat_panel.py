@@ -8,12 +8,20 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, SessionView, Summary, SummaryProgress
-from app.grounding import GroundedAnswer
-from app.summary import ChartSummary
-from app.ui.citations import Pages, answer_html, summary_html
+from app.assistant import (
+    Answer,
+    AnswerDelta,
+    Assistant,
+    EvidenceFound,
+    Notice,
+    SessionView,
+    Summary,
+    SummaryProgress,
+)
+from app.render import Pages, evidence_html, turn_html
+from app.turns import SUMMARY_REQUEST, Turn
 from app.ui.status_bar import last_answer_text
-from storage import MessageInfo
+from prompts import disclaimer
 
 ChatHistory = list[dict[str, str]]
 
@@ -46,11 +54,7 @@ class ChatPanel:
         return [self.chatbot, self.question, self.summarize_button]
 
     def show(self, view: SessionView | None) -> list[Any]:
-        if view is None:
-            history = []
-        else:
-            pages = view.page_texts()
-            history = [_bubble(message, pages) for message in view.messages]
+        history = [] if view is None else [bubble for turn in view.turns for bubble in _bubbles(turn, view.pages)]
         open_ = view is not None
         return [history, gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_)]
 
@@ -90,15 +94,19 @@ class ChatPanel:
         # Stop takes the place of Ask while the answer streams; until its first words arrive, the chat
         # shows that it is waiting.
         yield history, gr.Textbox(value="", submit_btn=False, stop_btn=STOP), gr.skip()
-        answer = ""
+        answer, evidence = "", ""
+        pages = self.assistant.pages(session_id)
         for event in self.assistant.ask(session_id, question):
-            if isinstance(event, AnswerDelta):
+            if isinstance(event, EvidenceFound):
+                # The record's own lines come first, while the model is still reading.
+                evidence = evidence_html(event.turn, pages)
+                yield [*history, _assistant(evidence)], gr.skip(), gr.skip()
+            elif isinstance(event, AnswerDelta):
                 answer += event.text
-                yield [*history, _assistant(answer)], gr.skip(), gr.skip()
+                yield [*history, _assistant(_writing(evidence, answer))], gr.skip(), gr.skip()
             elif isinstance(event, Answer):
-                pages = self.assistant.view(session_id).page_texts()
-                done = _assistant(_answer(answer_html(event.text, event.grounding, pages), event.disclaimer))
-                yield [*history, done], gr.skip(), last_answer_text(event.stats)
+                done = _assistant(turn_html(event.turn, pages))
+                yield [*history, done], gr.skip(), last_answer_text(event.turn.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not answered.</b> {escape(event.text)}</p>'
                 yield [*history, _assistant(notice)], gr.skip(), gr.skip()
@@ -107,36 +115,32 @@ class ChatPanel:
     def summarize(self, session_id: int | None, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
         if session_id is None:
             return
-        history = [*history, {"role": "user", "content": "Summarise this record."}]
+        history = [*history, {"role": "user", "content": SUMMARY_REQUEST}]
         for event in self.assistant.summarize(session_id):
             if isinstance(event, SummaryProgress):
                 drafting = f'<p class="hint">Drafting the summary: {event.tokens:,} tokens so far…</p>'
                 yield [*history, _assistant(drafting)], gr.skip()
             elif isinstance(event, Summary):
-                pages = self.assistant.view(session_id).page_texts()
-                done = _assistant(_answer(summary_html(event.summary, pages), event.disclaimer))
-                yield [*history, done], last_answer_text(event.stats)
+                done = _assistant(turn_html(event.turn, self.assistant.pages(session_id)))
+                yield [*history, done], last_answer_text(event.turn.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not summarised.</b> {escape(event.text)}</p>'
                 yield [*history, _assistant(notice)], gr.skip()
 
 
-def _bubble(message: MessageInfo, pages: Pages) -> dict[str, str]:
-    if message.role == "user" or not message.disclaimer:
-        return {"role": message.role, "content": message.text}
-    if message.kind == "summary" and message.grounding is not None:
-        summary = ChartSummary.model_validate({**message.grounding, "citations": message.citations})
-        return _assistant(_answer(summary_html(summary, pages), message.disclaimer))
-    if message.grounding is not None:
-        grounding = GroundedAnswer.model_validate({**message.grounding, "citations": message.citations})
-        return _assistant(_answer(answer_html(message.text, grounding, pages), message.disclaimer))
-    return _assistant(_answer(escape(message.text), message.disclaimer))
+def _bubbles(turn: Turn, pages: Pages) -> list[dict[str, str]]:
+    question = turn.question if turn.kind == "answer" else SUMMARY_REQUEST
+    return [{"role": "user", "content": question}, _assistant(turn_html(turn, pages))]
+
+
+def _writing(evidence: str, answer: str) -> str:
+    """The answer while the model writes it: not yet checked, and never shown without the disclaimer."""
+    return (
+        f'{evidence}<div class="answer streaming">{escape(answer)}</div>'
+        '<p class="hint app-note">Clinidoc: the model is writing; each sentence is checked against the record '
+        f'when it ends.</p><p class="disclaimer">{escape(disclaimer())}</p>'
+    )
 
 
 def _assistant(content: str) -> dict[str, str]:
     return {"role": "assistant", "content": content}
-
-
-def _answer(text: str, disclaimer: str) -> str:
-    # The disclaimer is part of every answer bubble, so no answer can be read or copied without it.
-    return f'{text}\n\n<p class="disclaimer">{escape(disclaimer)}</p>'

@@ -12,6 +12,7 @@ import gradio as gr
 from app.assistant import Assistant, SessionView, Upload, UploadProgress, read_upload
 from app.export import session_markdown
 from app.ui.chat_panel import ChatPanel
+from app.ui.check_panel import CheckPanel
 from app.ui.documents_panel import DocumentsPanel, LockedFile
 from app.ui.sessions_panel import SessionsPanel
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
@@ -47,6 +48,7 @@ class Page:
                     self.sessions = SessionsPanel()
                 with gr.Column(scale=3, min_width=480):
                     self.chat = ChatPanel(assistant)
+                    self.check = CheckPanel(assistant)
                 with gr.Column(scale=1, min_width=300, elem_classes="sidebar"):
                     self.documents = DocumentsPanel()
             self.status = StatusBar(assistant.engine.info)
@@ -60,6 +62,7 @@ class Page:
             self.sessions.export_button,
             *self.documents.outputs,
             *self.chat.outputs,
+            *self.check.outputs,
             self.status.last_answer,
         ]
         # Only the list of sessions changes between page loads; redrawing the upload here would clear a file
@@ -90,6 +93,7 @@ class Page:
                 self._export, inputs=self.session_id, outputs=self.sessions.export_button
             )
         self.sessions.export_button.click(self._exported, inputs=self.session_id)
+        self.check.register(self.session_id)
 
     def _show(
         self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
@@ -101,7 +105,8 @@ class Page:
             self._export(current),
             *self.documents.show(view, upload, locked),
             *self.chat.show(view),
-            last_answer_text(None if view is None else last_stats(view.messages)),
+            *self.check.show(view is not None),
+            last_answer_text(None if view is None else last_stats(view.turns)),
         ]
 
     def _new(self) -> list[Any]:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from app.display import model_line, stats_line
 from engine import EngineInfo, Stats
-from storage import MessageInfo
+from app.turns import Turn
 
 
 class StatusBar:
@@ -20,7 +20,7 @@ def last_answer_text(stats: Stats | None) -> str:
     return f"**Last answer** {stats_line(stats) if stats else '—'}"
 
 
-def last_stats(messages: list[MessageInfo]) -> Stats | None:
+def last_stats(turns: list[Turn]) -> Stats | None:
     """The stats of the newest answer in a session, so a reopened session shows where it left off."""
-    answers = [message for message in messages if message.role == "assistant" and message.stats]
-    return Stats.model_validate(answers[-1].stats) if answers else None
+    answered = [turn.stats for turn in turns if turn.stats is not None]
+    return answered[-1] if answered else None

@@ -32,25 +32,36 @@ CSS = """
 .upload-failed ul { margin: 0.25rem 0 0.5rem 1rem; }
 .hint { color: var(--body-text-color-subdued); }
 .patient-warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; font-size: 0.9rem; }
-#chat .disclaimer {
+:is(#chat, #check-result) .disclaimer {
   margin-top: 0.6rem; padding-top: 0.4rem; border-top: 1px solid var(--border-color-primary);
-  font-size: 0.8rem; font-style: italic; color: var(--body-text-color-subdued);
+  font-size: 0.85rem; font-style: italic; color: #334155;
 }
-#chat .notice { color: #92400e; }
-#chat .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
-#chat .unsupported { background: #fef2f2; text-decoration: underline dotted #b91c1c; }
-#chat .support-label {
-  margin-left: 0.3rem; padding: 0 0.3rem; border-radius: 3px; font-size: 0.75rem;
-  background: #fee2e2; color: #991b1b; white-space: nowrap;
+:is(#chat, #check-result) .notice { color: #92400e; }
+:is(#chat, #check-result) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
+:is(#chat, #check-result) .evidence { margin-bottom: 0.6rem; padding: 0.4rem 0.6rem; border-left: 3px solid var(--primary-600);
+  background: var(--background-fill-secondary); }
+:is(#chat, #check-result) .evidence .evidence-title { margin: 0; font-weight: 600; font-size: 0.85rem; }
+:is(#chat, #check-result) .evidence ul { margin: 0.2rem 0 0 1rem; }
+:is(#chat, #check-result) .evidence .where { font-size: 0.85rem; color: #334155; margin-left: 0.3rem; }
+:is(#chat, #check-result) .sentence.contradicted { background: #fef2f2; text-decoration: underline wavy #b91c1c; }
+:is(#chat, #check-result) .sentence.not_found { background: #fffbeb; text-decoration: underline dotted #92400e; }
+:is(#chat, #check-result) .label {
+  margin-left: 0.3rem; padding: 0 0.3rem; border-radius: 3px; font-size: 0.75rem; white-space: nowrap;
 }
-#chat .summary h4 { margin: 0.8rem 0 0.2rem; }
-#chat .summary .quote { display: block; font-size: 0.8rem; color: var(--body-text-color-subdued); }
-#chat .summary .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
-#chat .sources { margin-top: 0.6rem; font-size: 0.85rem; }
-#chat .sources .where { font-weight: 600; }
-#chat .sources mark { background: #fef9c3; }
-#chat .sources summary { cursor: pointer; }
-#chat .sources .page {
+:is(#chat, #check-result) .label.contradicted { background: #fee2e2; color: #7f1d1d; }
+:is(#chat, #check-result) .label.not_found { background: #fef3c7; color: #78350f; }
+:is(#chat, #check-result) .label-note { display: block; font-size: 0.8rem; color: #78350f; }
+:is(#chat, #check-result) .app-note { font-size: 0.85rem; color: #334155; }
+:is(#chat, #check-result) .app-note .app-name { font-weight: 600; }
+:is(#chat, #check-result) .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
+:is(#chat, #check-result) .unverified summary { cursor: pointer; font-size: 0.85rem; color: #334155; }
+:is(#chat, #check-result) .unverified .quote { display: block; font-size: 0.8rem; color: #334155; }
+:is(#chat, #check-result) .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+:is(#chat, #check-result) .sources { margin-top: 0.6rem; font-size: 0.85rem; }
+:is(#chat, #check-result) .sources .where { font-weight: 600; }
+:is(#chat, #check-result) .sources mark { background: #fef9c3; }
+:is(#chat, #check-result) .sources summary { cursor: pointer; }
+:is(#chat, #check-result) .sources .page {
   max-height: 16rem; overflow: auto; white-space: pre-wrap; margin: 0.3rem 0 0.5rem; padding: 0.4rem 0.6rem;
   border-left: 3px solid var(--border-color-primary); font-size: 0.8rem;
 }

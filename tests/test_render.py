@@ -1,12 +1,16 @@
-"""app.ui.citations: an answer's sources open on their page, with the cited words highlighted where they stand."""
+"""app.render: answers as the chat shows them; their sources open on their page, with the cited words highlighted
+where they stand."""
 
 import html
 import re
 from pathlib import Path
 
 import documents
-from app.grounding import ground
-from app.ui.citations import PAGE_CONTEXT, answer_html
+from app.claims import check_text
+from app.render import PAGE_CONTEXT, layout
+from app.render import html as render_html
+from app.turns import AnswerTurn
+from prompts import disclaimer
 
 NOTE = "mtsamples_allergic_rhinitis.txt"
 FHIR = "synthea_fhir_dennis_durgan.json"
@@ -14,6 +18,14 @@ FHIR = "synthea_fhir_dennis_durgan.json"
 
 def _pages(document: documents.Document) -> dict[tuple[str, int], str]:
     return {(document.name, page.number): page.text for page in document.pages}
+
+
+def answer_html(text: str, record: list[documents.Document], pages: dict[tuple[str, int], str]) -> str:
+    turn = AnswerTurn(
+        question="?", text=text, checked=check_text(text, record), evidence=None, disclaimer=disclaimer(), model="m",
+        prompt_version="v", stats=None,
+    )
+    return render_html(layout(turn), pages)
 
 
 def _opened_pages(rendered: str) -> list[str]:
@@ -25,9 +37,8 @@ def _opened_pages(rendered: str) -> list[str]:
 def test_a_short_page_opens_whole_with_the_cited_words_highlighted(corpus: Path) -> None:
     note = documents.load(corpus / NOTE)
     answer = "She has used Allegra also."
-    grounding = ground(answer, [note])
-    citation = grounding.citations[0]
-    [view] = _opened_pages(answer_html(answer, grounding, _pages(note)))
+    citation = check_text(answer, [note]).citations[0]
+    [view] = _opened_pages(answer_html(answer, [note], _pages(note)))
     text = note.pages[0].text
     assert len(text) < 2 * PAGE_CONTEXT
     assert view == f"{text[: citation.start]}«{text[citation.start : citation.end]}»{text[citation.end :]}"
@@ -40,9 +51,8 @@ def test_a_long_page_opens_on_whole_lines_around_the_cited_words(corpus: Path) -
     middle = range(3 * PAGE_CONTEXT, len(text) - 3 * PAGE_CONTEXT)
     fact = next(fact for fact in record.facts if fact.span.start in middle and fact.span.end in middle)
     line = text[fact.span.start : fact.span.end]
-    grounding = ground(line, [record])
-    citation = grounding.citations[0]
-    [view] = _opened_pages(answer_html(line, grounding, _pages(record)))
+    citation = check_text(line, [record]).citations[0]
+    [view] = _opened_pages(answer_html(line, [record], _pages(record)))
     assert view.startswith("…\n") and view.endswith("\n…")
     inner = view.removeprefix("…\n").removesuffix("\n…")
     before, marked, after = re.fullmatch(r"(.*)«(.*)»(.*)", inner, flags=re.DOTALL).groups()
@@ -51,3 +61,15 @@ def test_a_long_page_opens_on_whole_lines_around_the_cited_words(corpus: Path) -
     assert text[: citation.start].endswith(before) and text[citation.end :].startswith(after)
     assert len(before) >= PAGE_CONTEXT and len(after) >= PAGE_CONTEXT
     assert text[citation.start - len(before) - 1] == "\n" and text[citation.end + len(after)] == "\n"
+
+
+def test_every_sentence_shows_its_label_and_the_app_notes_are_marked_as_the_apps(corpus: Path) -> None:
+    note = documents.load(corpus / NOTE)
+    rendered = answer_html(
+        "She has used Allegra also. She takes four sprays of Nasonex. She takes warfarin.", [note], _pages(note)
+    )
+    sentences = re.findall(r'<span class="sentence (\w+)">', rendered)
+    assert sentences == ["supported", "contradicted", "not_found"]
+    assert "contradicted by the record" in rendered and "not found in the record" in rendered
+    assert '<span class="app-name">Clinidoc:</span> Each sentence checked against the record' in rendered
+    assert rendered.endswith(f'<p class="disclaimer">{html.escape(disclaimer())}</p>')

@@ -1,0 +1,325 @@
+"""One layout for answers and summaries, written as Markdown (exports, the terminal) and as HTML (the chat).
+
+The layout says what a clinician sees, in order: for an answer, the evidence found in the record before the model
+wrote, the model's words with every sentence labelled (supported, with its sources; contradicted, with what the
+record states instead; or not found), the app's own notes, the sources, the disclaimer. For a summary: a warning
+when the documents may be about different patients, each patient's part, the narrative, the count of the model's
+suggestions that the record did not bear out, the sources, the disclaimer. The two writers only spell it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Literal
+
+from app.citations import Citation
+from app.claims import CheckedSentence, CheckedText, Label
+from app.summary import ChartSummary, SummaryItem
+from app.turns import AnswerTurn, SummaryTurn, Turn
+
+# Page texts by (document name, page number): what a source opens on.
+Pages = Mapping[tuple[str, int], str]
+
+# A source opens on its page around the cited words: this many characters either side, widened to whole lines. A
+# FHIR or C-CDA record is one long page, where the whole page would bury the words.
+PAGE_CONTEXT = 1200
+
+LABEL_WORDS: dict[Label, str] = {
+    "supported": "supported by the record",
+    "contradicted": "contradicted by the record",
+    "not_found": "not found in the record",
+}
+
+
+# --- The layout ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Heading:
+    text: str
+
+
+@dataclass
+class Evidence:
+    """The record's lines found for the question, each a citation; or, when none was found, what was searched."""
+
+    citations: list[Citation]
+    searched: str | None = None
+
+
+@dataclass
+class Checked:
+    """Text whose sentences are labelled: an answer, or a summary's narrative."""
+
+    text: str
+    checked: CheckedText
+
+
+@dataclass
+class Items:
+    title: str
+    items: list[SummaryItem]
+    more: int = 0  # older entries of the record not listed
+
+
+@dataclass
+class Note:
+    text: str
+    tone: Literal["note", "warning"] = "note"
+
+
+@dataclass
+class Unverified:
+    """The model's suggestions that the record did not bear out: one collapsed line, never items."""
+
+    items: list[SummaryItem]
+
+
+@dataclass
+class Sources:
+    citations: list[Citation]
+
+
+@dataclass
+class Disclaimer:
+    text: str
+
+
+Block = Heading | Evidence | Checked | Items | Note | Unverified | Sources | Disclaimer
+
+
+def layout(turn: Turn) -> list[Block]:
+    return answer_layout(turn) if isinstance(turn, AnswerTurn) else summary_layout(turn)
+
+
+def answer_layout(turn: AnswerTurn) -> list[Block]:
+    blocks: list[Block] = []
+    if turn.evidence is not None:
+        blocks.append(evidence_block(turn))
+    if turn.text:
+        blocks += [Checked(turn.text, turn.checked), Note(tally(turn.checked))]
+    blocks += [Note(note) for note in turn.notes]
+    return blocks + [Sources(turn.checked.citations), Disclaimer(turn.disclaimer)]
+
+
+def evidence_block(turn: AnswerTurn) -> Evidence:
+    by_number = {citation.number: citation for citation in turn.checked.citations}
+    citations = [by_number[number] for number in turn.evidence_citations if number in by_number]
+    searched = None
+    if not citations and turn.evidence is not None:
+        searched = ", ".join(turn.evidence.terms) or "the words of the question"
+    return Evidence(citations, searched)
+
+
+def tally(checked: CheckedText) -> str:
+    counts = {label: checked.labels().count(label) for label in LABEL_WORDS}
+    parts = [f"{count} {words}" for label, count in counts.items() if count for words in [_tally_words(label, count)]]
+    return "Each sentence checked against the record: " + (", ".join(parts) or "no statements") + "."
+
+
+def _tally_words(label: Label, count: int) -> str:
+    noun = "sentence" if count == 1 else "sentences"
+    return {"supported": f"{noun} supported", "contradicted": "contradicted", "not_found": "not found"}[label]
+
+
+def summary_layout(turn: SummaryTurn) -> list[Block]:
+    summary: ChartSummary = turn.summary
+    blocks: list[Block] = [Note(warning, "warning") for warning in summary.warnings]
+    for patient in summary.patients:
+        if len(summary.patients) > 1:
+            blocks.append(Heading(f"{patient.label} ({', '.join(patient.documents)})"))
+        if patient.identity:
+            blocks.append(Items("Patient", patient.identity))
+        blocks += [Items(section.title, section.items, section.more) for section in patient.sections if section.items]
+    if summary.narrative:
+        text = " ".join(sentence.text for sentence in summary.narrative)
+        blocks.append(Heading("Narrative"))
+        blocks.append(Checked(text, _rebased(summary.narrative, summary.citations)))
+    if summary.unverified:
+        blocks.append(Unverified(summary.unverified))
+    blocks += [Note(note) for note in summary.notes]
+    return blocks + [Sources(summary.citations), Disclaimer(turn.disclaimer)]
+
+
+def _rebased(sentences: Sequence[CheckedSentence], citations: list[Citation]) -> CheckedText:
+    """The narrative's sentences with offsets into their joined text (each followed by one space)."""
+    rebased, position = [], 0
+    for sentence in sentences:
+        rebased.append(sentence.model_copy(update={"start": position, "end": position + len(sentence.text)}))
+        position += len(sentence.text) + 1
+    return CheckedText(sentences=rebased, citations=citations)
+
+
+def unverified_line(items: Sequence[SummaryItem]) -> str:
+    count = len(items)
+    return (
+        f"{count} item{'s' * (count != 1)} the model suggested could not be verified in the record and "
+        f"{'are' if count != 1 else 'is'} not listed."
+    )
+
+
+# --- Markdown --------------------------------------------------------------------------------------------------
+
+
+def markdown(blocks: Sequence[Block]) -> str:
+    parts: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(text):
+                parts.append(f"### {text}")
+            case Evidence(citations, searched):
+                if searched is not None:
+                    parts.append(f"*No line of the record matched the question (searched for: {searched}).*")
+                else:
+                    lines = [f"> “{_one_line(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations]
+                    parts.append("**From the record:**\n" + "\n".join(lines))
+            case Checked(text, checked):
+                parts.append(checked.marked(text, _sentence_markdown).strip())
+            case Items(title, items, more):
+                lines = [f"- {_item_markdown(item)}" for item in items]
+                if more:
+                    lines.append(f"- … and {more:,} earlier, in the record")
+                parts.append(f"**{title}**\n" + "\n".join(lines))
+            case Note(text, tone):
+                parts.append(f"**Warning:** {text}" if tone == "warning" else f"*{text}*")
+            case Unverified(items):
+                parts.append(f"*{unverified_line(items)}*")
+            case Sources(citations):
+                if citations:
+                    parts.append("**Sources**\n" + "\n".join(citation_line(c) for c in citations))
+            case Disclaimer(text):
+                parts.append(f"*{text}*")
+    return "\n\n".join(parts)
+
+
+def citation_line(citation: Citation) -> str:
+    return f"[{citation.number}] {citation.document}, page {citation.page}: \"{_one_line(citation.quote)}\""
+
+
+def _sentence_markdown(sentence: CheckedSentence) -> str:
+    references = "".join(f" [{number}]" for number in sentence.citations)
+    note = f" ({sentence.note})" if sentence.note else ""
+    if sentence.label == "supported":
+        return f"{sentence.text}{references}{note}"
+    if sentence.label == "contradicted":
+        return f"{sentence.text} ⟨{LABEL_WORDS['contradicted']}: see{references}⟩"
+    return f"{sentence.text} ⟨{LABEL_WORDS['not_found']}⟩"
+
+
+def _item_markdown(item: SummaryItem) -> str:
+    return item.text + "".join(f" [{number}]" for number in item.citations)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- HTML ------------------------------------------------------------------------------------------------------
+
+
+def html(blocks: Sequence[Block], pages: Pages) -> str:
+    parts: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(text):
+                parts.append(f"<h4>{escape(text)}</h4>")
+            case Evidence(citations, searched):
+                parts.append(_evidence_html(citations, searched))
+            case Checked(text, checked):
+                parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
+            case Items(title, items, more):
+                extra = f'<li class="more">… and {more:,} earlier, in the record</li>' if more else ""
+                lines = "".join(f"<li>{escape(item.text)}{_references(item.citations)}</li>" for item in items)
+                parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
+            case Note(text, tone):
+                parts.append(f'<p class="{tone} app-note"><span class="app-name">Clinidoc:</span> {escape(text)}</p>')
+            case Unverified(items):
+                listed = "".join(
+                    f"<li>{escape(item.text)} <span class=\"quote\">quoted: “{escape(item.quote or '')}”</span></li>"
+                    for item in items
+                )
+                parts.append(
+                    f'<details class="unverified"><summary>{escape(unverified_line(items))}</summary><ul>{listed}</ul>'
+                    "</details>"
+                )
+            case Sources(citations):
+                parts.append(_sources_html(citations, pages))
+            case Disclaimer(text):
+                parts.append(f'<p class="disclaimer">{escape(text)}</p>')
+    return "".join(parts)
+
+
+def turn_html(turn: Turn, pages: Pages) -> str:
+    """A turn as the chat shows it, in a block that says which kind it is."""
+    kind = "answer-turn" if isinstance(turn, AnswerTurn) else "summary"
+    return f'<div class="{kind}">{html(layout(turn), pages)}</div>'
+
+
+def evidence_html(turn: AnswerTurn, pages: Pages) -> str:
+    """The evidence alone, shown while the model is still writing."""
+    block = evidence_block(turn)
+    return html([block, Sources(block.citations)], pages)
+
+
+def _evidence_html(citations: Sequence[Citation], searched: str | None) -> str:
+    if searched is not None:
+        return (
+            '<p class="evidence none app-note"><span class="app-name">Clinidoc:</span> No line of the record matched '
+            f"the question (searched for: {escape(searched)}).</p>"
+        )
+    lines = "".join(
+        f"<li><q>{escape(_one_line(c.quote))}</q> <span class=\"where\">{escape(c.document)}, page {c.page}</span>"
+        f"{_reference(c.number)}</li>"
+        for c in citations
+    )
+    return f'<div class="evidence"><p class="evidence-title">From the record</p><ul>{lines}</ul></div>'
+
+
+def _sentence_html(sentence: CheckedSentence) -> str:
+    text = escape(sentence.text)
+    badge = f'<span class="label {sentence.label}">{LABEL_WORDS[sentence.label]}</span>'
+    note = f'<span class="label-note">{escape(sentence.note)}</span>' if sentence.note else ""
+    if sentence.label == "supported":
+        # The references say it; the words stay for screen readers.
+        badge = f'<span class="visually-hidden">({LABEL_WORDS["supported"]})</span>'
+    return f'<span class="sentence {sentence.label}">{text}{_references(sentence.citations)}{badge}{note}</span>'
+
+
+def _references(numbers: Sequence[int]) -> str:
+    return "".join(_reference(number) for number in numbers)
+
+
+def _reference(number: int) -> str:
+    return f'<sup class="cite">[{number}]</sup>'
+
+
+def _sources_html(citations: Sequence[Citation], pages: Pages) -> str:
+    if not citations:
+        return ""
+    items = "".join(_source(citation, pages) for citation in citations)
+    return f'<details class="sources" open><summary>Sources ({len(citations)})</summary><ol>{items}</ol></details>'
+
+
+def _source(citation: Citation, pages: Pages) -> str:
+    """The source's document, page and words; opened, its page around them with the words highlighted."""
+    where = (f'<span class="where">{escape(citation.document)}, page {citation.page}</span> '
+             f"<mark>{escape(citation.quote.strip())}</mark>")
+    text = pages.get((citation.document, citation.page))
+    if text is None:  # no document of the session by that name: the words alone
+        return f'<li value="{citation.number}">{where}</li>'
+    return f'<li value="{citation.number}"><details><summary>{where}</summary>{_page(citation, text)}</details></li>'
+
+
+def _page(citation: Citation, text: str) -> str:
+    first = text.rfind("\n", 0, max(0, citation.start - PAGE_CONTEXT)) + 1
+    last = text.find("\n", min(len(text), citation.end + PAGE_CONTEXT))
+    last = len(text) if last < 0 else last
+    before = "…\n" if first > 0 else ""
+    after = "\n…" if last < len(text) else ""
+    return (
+        f'<div class="page" title="page {citation.page} of {escape(citation.document)}">{before}'
+        f"{escape(text[first : citation.start])}<mark>{escape(text[citation.start : citation.end])}</mark>"
+        f"{escape(text[citation.end : last])}{after}</div>"
+    )

@@ -1,0 +1,42 @@
+"""The check panel: a text written elsewhere (a draft discharge summary, another system's summary, a colleague's
+note) checked sentence by sentence against the open session's record, without the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.assistant import Assistant
+from app.render import Checked, Note, Sources, html, tally
+
+HINT = '<p class="hint">Paste a text to see which of its statements the record supports, contradicts or does not hold.</p>'
+
+
+class CheckPanel:
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        with gr.Accordion("Check a text against the record", open=False, elem_id="check-panel") as self.accordion:
+            self.text = gr.Textbox(
+                label="Text to check", lines=4, max_lines=20, placeholder="One statement or a whole draft",
+                interactive=False, elem_id="check-text",
+            )
+            self.button = gr.Button("Check against the record", size="sm", interactive=False)
+            self.result = gr.HTML(HINT, elem_id="check-result")
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.text, self.button, self.result]
+
+    def show(self, open_: bool) -> list[Any]:
+        return [gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_), HINT]
+
+    def register(self, session_id: gr.State) -> None:
+        self.button.click(self.check, inputs=[session_id, self.text], outputs=self.result)
+
+    def check(self, session_id: int | None, text: str) -> str:
+        if session_id is None or not text.strip():
+            return HINT
+        checked = self.assistant.check(session_id, text)
+        blocks = [Checked(text, checked), Note(tally(checked)), Sources(checked.citations)]
+        return f'<div class="checked-text">{html(blocks, self.assistant.pages(session_id))}</div>'

@@ -1,0 +1,59 @@
+"""app.turns: a turn written to a real SQLite file comes back as it was, questions and answers in one transaction,
+and the history the model reads holds only questions and the model's own words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import documents
+from app import turns
+from app.claims import check_text
+from app.evidence import find_evidence
+from app.turns import AnswerTurn
+from engine import Stats
+from prompts import disclaimer
+from storage import add_message, create_session, list_messages, open_database
+
+RHINITIS = "mtsamples_allergic_rhinitis.txt"
+
+
+def test_an_answer_turn_is_stored_whole_and_rebuilt(corpus: Path, tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.sqlite3")
+    session = create_session(db, "s")
+    note = documents.load(corpus / RHINITIS)
+    text = "She takes Ortho Tri-Cyclen and Allegra. She takes warfarin."
+    turn = AnswerTurn(
+        question="What does she take?", text=text, checked=check_text(text, [note]),
+        evidence=find_evidence("What does she take?", [note]), evidence_citations=[1],
+        notes=["The answer was stopped where it began repeating itself."], ending="loop", disclaimer=disclaimer(),
+        model="m", prompt_version="answer-v2",
+        stats=Stats(prompt_tokens=10, generated_tokens=5, ttft_s=0.1, decode_tok_s=3.0, finish_reason="stop"),
+    )
+
+    saved = turns.save(db, session.id, turn)
+
+    [rebuilt] = turns.load(db, session.id)
+    assert rebuilt == saved and saved.created_at is not None
+    question, answer = list_messages(db, session.id)
+    assert (question.text, answer.text) == ("What does she take?", text)  # the model's words alone
+    assert turns.history([rebuilt])[1].content == text
+
+
+def test_answers_stored_before_the_three_labels_are_read_with_them(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.sqlite3")
+    session = create_session(db, "s")
+    older = {"sentences": [
+        {"text": "She takes Allegra.", "start": 0, "end": 18, "label": "supported", "citations": [1]},
+        {"text": "The record does not say.", "start": 19, "end": 43, "label": "no_claim", "citations": []},
+        {"text": "She takes warfarin.", "start": 44, "end": 63, "label": "not_supported", "citations": []},
+    ]}
+    citation = {"number": 1, "document": "n.txt", "page": 1, "start": 0, "end": 7, "quote": "Allegra",
+                "match": "fuzzy", "score": 80.0}
+    add_message(db, session.id, "user", "What?")
+    add_message(db, session.id, "assistant", "She takes Allegra. The record does not say. She takes warfarin.",
+                disclaimer=disclaimer(), citations=[citation], grounding=older)
+    add_message(db, session.id, "user", "A question whose answer was never stored")
+
+    [turn] = turns.load(db, session.id)
+    assert turn.checked.labels() == ["supported", "not_found", "not_found"]
+    assert turn.checked.citations[0].quote == "Allegra"
