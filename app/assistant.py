@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.citations import CitationNumbers, Located
 from app.claims import CheckedText, Record, check_text
-from app.evidence import Evidence, EvidenceSearch, QuestionType, find_evidence
+from app.evidence import Evidence, EvidenceIndex, EvidenceSearch, QuestionType, find_evidence
 from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
@@ -169,10 +169,14 @@ class _SessionRecord:
     def __init__(self, documents: list[Document]) -> None:
         self.documents = documents
 
+    # Indexed on the first question or summary, not when the session is merely opened.
     @cached_property
     def record(self) -> Record:
-        # Indexed on the first answer or summary, not when the session is merely opened.
         return Record(self.documents)
+
+    @cached_property
+    def evidence(self) -> EvidenceIndex:
+        return EvidenceIndex(self.documents)
 
 
 # Called after each page with (file's name, pages read, pages in the file, position of the file, files in the upload).
@@ -300,7 +304,7 @@ class Assistant:
             )
             record_event(self.db, self.user, "question_unanswered", session_id, detail="record too long")
             return
-        search = find_evidence(question, session.documents)
+        search = find_evidence(question, session.evidence)
         numbers = CitationNumbers()
         evidence_citations = numbers.add_all([_evidence_place(evidence) for evidence in search.evidence])
         turn = AnswerTurn(

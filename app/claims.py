@@ -41,6 +41,7 @@ from app.words import (
     answer_sentences,
     page_markers,
     read,
+    read_page,
     sentence_spans,
     trim,
     without_markers,
@@ -145,7 +146,7 @@ def check_text(
 class _Page:
     document: Document
     page: Page
-    words: list[Word]
+    words: Sequence[Word]
     starts: list[int]  # of each word
 
 
@@ -181,7 +182,7 @@ class Record:
         return Quotes(self.documents)
 
     def _add_page(self, document: Document, page: Page) -> None:
-        words = read(page.text)
+        words = read_page(page.text)
         index = len(self.pages)
         self.pages.append(_Page(document, page, words, [word.start for word in words]))
         spans: set[tuple[int, int]] = set()

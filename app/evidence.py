@@ -12,8 +12,8 @@ A candidate is short enough to quote:
   with a capital after a line with a digit, which is where the next row's name starts.
 
 A candidate is read with the title of its section and the column names of its table, which say what it is.
-Words are compared as light stems; common clinical abbreviations and synonyms as what they mean ("BP" as "blood
-pressure", "NKDA" as "no known drug allergies", "b.i.d." as "twice daily", "died" as "death"); dates in ISO form.
+Words are compared as `app.words` reads them: stems, common clinical abbreviations as what they mean ("BP" as "blood
+pressure", "NKDA" as "no known drug allergies", "b.i.d." as "twice daily"), dates in ISO form.
 
 What the question asks for (a date, a value, a medication, an allergy, a count, ...) adds weight to the candidates
 that hold such a thing: a date, a number, a dose, an allergy, a line of the fitting section or coded fact. So does
@@ -32,8 +32,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
+from app.words import Word, fold_spaces, read, read_page, sentence_spans, spelled_out, trim
 from documents import Document, Page, Section
-from documents.dates import find_dates
 from documents.document import FactCategory, SectionKind
 from documents.sections import find_sections
 
@@ -58,7 +58,7 @@ class EvidenceSearch(BaseModel):
     evidence: list[Evidence]  # best first
 
 
-def find_evidence(question: str, documents: Sequence[Document], limit: int = 3) -> EvidenceSearch:
+def find_evidence(question: str, documents: Sequence[Document] | EvidenceIndex, limit: int = 3) -> EvidenceSearch:
     """The lines of `documents` most likely to answer `question`, best first; none when none shares a word with it
     (or, for a question whose type says what it is about, lies where such things are written)."""
     question_type = question_type_of(question)
@@ -66,7 +66,7 @@ def find_evidence(question: str, documents: Sequence[Document], limit: int = 3) 
     search = EvidenceSearch(question_type=question_type, terms=_terms(question, query), evidence=[])
     if not query:
         return search
-    record = _Record(documents)
+    record = documents if isinstance(documents, EvidenceIndex) else EvidenceIndex(documents)
     if not record.candidates:
         return search
     scores = _scores(question, question_type, query, record)
@@ -135,18 +135,11 @@ def _query(question: str) -> list[str]:
 
 
 def _terms(question: str, query: list[str]) -> list[str]:
-    """What was searched for: the question's words as written, then the meanings of its abbreviations and its dates."""
+    """What was searched for: the question's words as written whose keys were searched, and its dates."""
     asked = set(query)
-    written = [match.group() for match in _TOKEN.finditer(question)]
-    words = [word.lower() for word in written if asked & set(_word_keys(_spelled(word)))]
-    # "BP" is shown as "blood pressure" too; "allergies" is not shown again as "allergy".
-    meanings = [
-        _MEANING_OF[spelled]
-        for spelled in map(_spelled, written)
-        if spelled in _MEANING_OF and _key_set(_MEANING_OF[spelled]) - {_stem(spelled)}
-    ]
-    dates = [key[1:] for key in query if key.startswith("@") and "-" in key]
-    return list(dict.fromkeys(words + meanings + dates))
+    written = [question[word.start : word.end] for word in read(question) if word.key in asked]
+    terms = [term.lower() if not term[:1].isdigit() else term for term in written] + spelled_out(question)
+    return list(dict.fromkeys(terms))
 
 
 # What answers each type of question: what a candidate's text holds (see _FEATURE_WORDS), the sections it lies in,
@@ -188,7 +181,7 @@ _LATEST = re.compile(r"\b(?:most\s+recent|latest|last|newest|current(?:ly)?)\b",
 _QUOTED = re.compile(r"(?:^|(?<=[\s(\[]))['\"‘“]([^'\"‘’“”]{3,}?)['\"’”](?=[\s?.,;:)\]!]|$)")
 
 # What a candidate earns besides its BM25 score, which is scaled so that the best candidate's is 1.
-_FITS_TYPE = 0.35  # it holds what the question asks for: a date, a dose, an allergy, ...
+_FITS_TYPE = 0.5  # it holds what the question asks for: a date, a dose, an allergy, ...
 _FITS_PLACE = 0.15  # it lies in a section, or a coded fact's line, of the kind the question is about
 _NAMED = 0.4  # it holds the coded fact, or the phrase, that the question names
 _RECENT = 0.15  # times how late its date is among the candidates', when the question asks for the latest
@@ -200,7 +193,7 @@ _K1 = 1.5
 _B = 0.5
 
 
-def _scores(question: str, question_type: QuestionType, query: list[str], record: _Record) -> np.ndarray:
+def _scores(question: str, question_type: QuestionType, query: list[str], record: EvidenceIndex) -> np.ndarray:
     """Each candidate's score: its BM25 score for the query, scaled so that the best is 1, and what it earns for
     holding what the question asks for; 0 for a candidate that is no evidence."""
     counts = [record.count(key) for key in query]
@@ -251,7 +244,7 @@ def _bm25(counts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return (idf * counts * (_K1 + 1) / (counts + normalised[:, None])).sum(axis=1)
 
 
-def _recency(record: _Record, eligible: np.ndarray) -> np.ndarray:
+def _recency(record: EvidenceIndex, eligible: np.ndarray) -> np.ndarray:
     """A bonus growing with a candidate's latest date: none for the earliest among them, _RECENT for the latest."""
     latest = {index: record.latest_date(record.candidates[index]) for index in np.flatnonzero(eligible)}
     dates = sorted({date for date in latest.values() if date})
@@ -277,210 +270,34 @@ def _repeats(evidence: Evidence, chosen: Evidence) -> bool:
 
 
 def _fold(text: str) -> str:
-    return " ".join(text.lower().split())
+    return fold_spaces(text).lower()
 
 
 # --- Words -----------------------------------------------------------------------------------------------------------
 
-# A dotted or slashed abbreviation ("b.i.d.", "p.o.", "s/p", "y/o"), a word, or a number ("1.92", "278,000").
-_TOKEN = re.compile(r"[A-Za-z](?:[./][A-Za-z])+\.?|[A-Za-z]+|\d+(?:[.,]\d+)*")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 
-# Words that say nothing about which line answers: function words, question words, and the words any question about
-# a record uses ("the patient", "documented").
-_STOPWORDS = frozenset(
-    """a about above after again all also an and any are as at be been before being below between both but by can
-    could did do does doing during each few for from further had has have having he her here hers him his how i if
-    in into is it its itself me my no nor not of off on once only or other our out over own same she should so some
-    such than that the their them then there these they this those through to too under until up very was we were
-    what when where which while who whom whose why will with would you your
-    answer chart document documented documents listed mention mentioned noted patient patients pt record recorded
-    records""".split()
-)
 
-# Clinical abbreviations and synonyms, by what they mean. A text holding a spelling is read as holding its meaning's
-# words as well, so that "BP" meets "blood pressure" and "died" meets "death". Spellings are lower case, without
-# dots or slashes ("b.i.d." is "bid", "s/p" is "sp").
-_SAME_AS: dict[str, tuple[str, ...]] = {
-    # Vital signs and measurements.
-    "blood pressure": ("bp", "systolic", "diastolic"),
-    "pulse": ("heart rate", "hr"),
-    "respiratory rate": ("respirations", "rr"),
-    "temperature": ("temp",),
-    "oxygen saturation": ("o2 saturation", "o2 sat", "spo2", "sao2", "pulse ox"),
-    "weight": ("weighs", "weighed", "weigh", "wt", "pounds", "pound", "lbs", "lb", "kg", "kilograms"),
-    "height": ("ht", "tall"),
-    "body mass index": ("bmi",),
-    "age": ("aged", "old", "yo"),
-    "sex": ("gender", "male", "female", "man", "woman"),
-    "date of birth": ("birth date", "birthdate", "dob", "born"),
-    "death": ("died", "dies", "die", "deceased", "expired"),
-    # Laboratory tests.
-    "laboratory": ("lab", "labs"),
-    "hemoglobin": ("haemoglobin", "hgb", "hb"),
-    "hematocrit": ("haematocrit", "hct"),
-    "platelets": ("plt", "plts"),
-    "white blood cells": ("white count", "white cell count", "leukocytes", "leukocyte", "wbc", "wbcs"),
-    "red blood cells": ("red cell count", "erythrocytes", "erythrocyte", "rbc", "rbcs"),
-    "urea nitrogen": ("bun",),
-    "creatinine": ("creat",),
-    "potassium": ("potasium",),
-    "glucose": ("blood sugar",),
-    "hemoglobin a1c": ("a1c", "hba1c", "glycosylated hemoglobin", "glycated hemoglobin"),
-    "low density lipoprotein cholesterol": ("ldl",),
-    "high density lipoprotein cholesterol": ("hdl",),
-    "international normalized ratio": ("inr",),
-    "urinalysis": ("ua",),
-    # Parts of a note.
-    "history": ("hx", "ho"),
-    "past medical history": ("pmh", "pmhx"),
-    "past surgical history": ("psh",),
-    "family history": ("fhx",),
-    "social history": ("shx",),
-    "history of present illness": ("hpi",),
-    "review of systems": ("ros",),
-    "diagnosis": ("diagnoses", "diagnosed", "dx"),
-    "prescription": ("prescriptions", "prescribed", "prescribe", "rx"),
-    "medication": ("medications", "medicine", "medicines", "meds", "drug", "drugs"),
-    "allergy": ("allergies", "allergic"),
-    "no known drug allergies": ("nkda", "nka", "no known allergies", "no known medication allergies",
-                                "no known medicine allergies"),
-    "follow up": ("followup", "fu"),
-    "previous": ("prior", "previously", "earlier"),
-    "current": ("currently", "present", "presently", "now"),
-    "cause": ("attributed to", "due to", "secondary to", "caused by", "because of", "etiology"),
-    "status post": ("sp",),
-    "complains of": ("co", "complaining of"),
-    # Problems.
-    "hypertension": ("hypertensive", "high blood pressure", "htn"),
-    "diabetes": ("diabetic", "iddm", "niddm", "t2dm"),
-    "congestive heart failure": ("chf",),
-    "coronary artery disease": ("cad",),
-    "chronic obstructive pulmonary disease": ("copd",),
-    "gastroesophageal reflux disease": ("gerd",),
-    "myocardial infarction": ("heart attack",),
-    "stroke": ("cva", "cerebrovascular accident"),
-    "atrial fibrillation": ("afib",),
-    "deep vein thrombosis": ("deep venous thrombosis", "dvt"),
-    "urinary tract infection": ("uti",),
-    "degenerative joint disease": ("djd",),
-    "total knee replacement": ("total knee arthroplasty", "tka", "tkr"),
-    "total hip replacement": ("total hip arthroplasty", "tha", "thr"),
-    "middle cerebral artery": ("mca",),
-    "shortness of breath": ("dyspnea", "sob"),
-    "hydrochlorothiazide": ("hctz",),
-    # How a medicine is taken.
-    "twice daily": ("bid", "twice a day"),
-    "three times daily": ("tid", "three times a day"),
-    "four times daily": ("qid", "four times a day"),
-    "daily": ("qd", "once daily", "once a day", "every day"),
-    "as needed": ("prn",),
-    "by mouth": ("po", "orally", "oral"),
-    "at bedtime": ("qhs", "hs", "nightly"),
-    "subcutaneous": ("subcutaneously", "subcu", "subq"),
-    "dose": ("doses", "dosage", "dosing"),
-    "milligrams": ("mg", "mgs", "milligram"),
-    "micrograms": ("mcg", "microgram"),
-}
-# Abbreviations only in capitals: in lower case they are ordinary words ("er", "ed") or units ("cc").
-_CAPITALS: dict[str, str] = {
-    "ER": "emergency room", "ED": "emergency department", "MI": "myocardial infarction", "DM": "diabetes",
-    "OA": "osteoarthritis", "CC": "chief complaint", "Cr": "creatinine", "Na": "sodium", "K": "potassium",
-}
-_MEANING_OF = {spelling: meaning for meaning, spellings in _SAME_AS.items() for spelling in spellings}
+def _positioned_keys(text: str, words: Sequence[Word] | None = None) -> list[tuple[int, str]]:
+    """Each key of `text` (as `app.words` reads it, or as `words` already read) with where it starts; a date's year
+    as well ("@2007"), and a year written alone as one, so that "in 2007" finds the lines dated in it."""
+    keys = []
+    for word in read(text) if words is None else words:
+        keys.append((word.start, word.key))
+        if word.kind == "date":
+            keys.append((word.start, "@" + word.value[:4]))
+        elif word.kind == "number" and _YEAR.fullmatch(word.value):
+            keys.append((word.start, "@" + word.value))
+    return keys
 
 
 def _keys_of(text: str) -> list[str]:
-    """The keys of `text`'s words, in order."""
-    dates = [(found.start, found.end, found.date) for found in find_dates(text)]
-    return [key for _, key in _positioned_keys(text, dates)]
+    return [key for _, key in _positioned_keys(text)]
 
 
 @lru_cache(maxsize=4096)
 def _key_set(text: str) -> frozenset[str]:
     return frozenset(_keys_of(text))
-
-
-def _positioned_keys(text: str, dates: list[tuple[int, int, str]]) -> list[tuple[int, str]]:
-    """Each key of `text` with where it starts: its words' stems and their meanings, numbers, and its `dates` (start,
-    end, ISO date), in order.
-
-    A date is read as "@2007-08-21" and its year "@2007", instead of the numbers it is written with, so that a
-    number found in a line is a value, not part of a date; a year written alone is "@2007" too.
-    """
-    keys = [(start, key) for start, _, date in dates for key in ("@" + date, "@" + date[:4])]
-    tokens = [(match.start(), match.group()) for match in _TOKEN.finditer(text)]
-    next_date = 0
-    for position, (start, token) in enumerate(tokens):
-        while next_date < len(dates) and dates[next_date][1] <= start:
-            next_date += 1
-        if next_date < len(dates) and dates[next_date][0] <= start:
-            continue  # a word of a date, which its date's keys stand for
-        for key in _token_keys(token):
-            keys.append((start, key))
-        if _spelled(token) in _PHRASE_STARTS:
-            words = [_spelled(following) for _, following in tokens[position : position + _LONGEST_PHRASE]]
-            for length in range(2, len(words) + 1):
-                meaning = _MEANING_OF.get(" ".join(words[:length]))
-                if meaning:
-                    keys += [(start, key) for key in _key_set(meaning)]
-    keys.sort(key=lambda positioned: positioned[0])
-    return keys
-
-
-@lru_cache(maxsize=1 << 16)
-def _spelled(token: str) -> str:
-    """A word in lower case without its dots and slashes ("b.i.d." is "bid"); a number as written."""
-    return token if token[0].isdigit() else token.lower().replace(".", "").replace("/", "")
-
-
-@lru_cache(maxsize=1 << 16)
-def _token_keys(token: str) -> tuple[str, ...]:
-    """The keys of a word as written: those of its lower-case spelling, and of what it abbreviates in capitals."""
-    keys = _word_keys(_spelled(token))
-    return keys + tuple(_key_set(_CAPITALS[token])) if token in _CAPITALS else keys
-
-
-@lru_cache(maxsize=1 << 16)
-def _word_keys(word: str) -> tuple[str, ...]:
-    """A word's keys: its stem (or a number as written, and a year as "@2007" too), and its meaning's if it has one."""
-    if word[0].isdigit():
-        number = word.replace(",", "")
-        return (number, "@" + number) if _YEAR.fullmatch(number) else (number,)
-    own = () if len(word) < 2 or word in _STOPWORDS else (_stem(word),)
-    if word not in _MEANING_OF:
-        return own
-    return tuple(dict.fromkeys(own + tuple(_plain_key(part) for part in _MEANING_OF[word].split() if _plain_key(part))))
-
-
-def _plain_key(word: str) -> str | None:
-    return None if word in _STOPWORDS else _stem(word)
-
-
-def _stem(word: str) -> str:
-    """A light stem: plural, "-ation", "-ing", "-ed", "-ly", then a final "e" off, so that "evaluate", "evaluated" and
-    "evaluation" meet; crude, but the same for a question and the record, which is what matters."""
-    if len(word) <= 3:
-        return word
-    if word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif word.endswith(("sses", "xes", "ches", "shes")):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    for ending, replacement in (("ation", "at"), ("ing", ""), ("ed", ""), ("ly", "")):
-        if word.endswith(ending) and len(word) - len(ending) >= 3:
-            word = word[: -len(ending)] + replacement
-            if not replacement and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
-                word = word[:-1]  # "stopped" and "stop", "planned" and "plan"
-            break
-    if word.endswith("e") and len(word) >= 4:
-        word = word[:-1]
-    return word
-
-
-_PHRASE_STARTS = frozenset(spelling.split()[0] for spelling in _MEANING_OF if " " in spelling)
-_LONGEST_PHRASE = max(len(spelling.split()) for spelling in _MEANING_OF)
 
 
 # --- Candidates ------------------------------------------------------------------------------------------------------
@@ -499,9 +316,9 @@ class _Candidate:
     last: int
     head_last: int  # where the keys of a table row's first line end; `last` for any other candidate
     is_row: bool
-    context: int  # the keys of its section's title and its table's column names, as an index in _Record.contexts
+    context: int  # the keys of its section's title and its table's column names, as an index in EvidenceIndex.contexts
     section: SectionKind | None
-    fact_line: int  # the line of coded facts it lies in, as an index in _Record.fact_lines; -1 if none
+    fact_line: int  # the line of coded facts it lies in, as an index in EvidenceIndex.fact_lines; -1 if none
 
 
 @dataclass(frozen=True)
@@ -534,17 +351,10 @@ _FEATURE_WORDS: dict[str, tuple[str, ...]] = {
                   "repair", "bypass", "underwent", "performed", "implant", "graft"),
     "diagnosis": ("diagnosis", "impression", "assessment", "disorder", "disease", "syndrome", "condition"),
 }
-# Names of procedures end so: "appendectomy", "colonoscopy", "arthroplasty".
-_PROCEDURE_ENDINGS = ("ectomy", "otomy", "ostomy", "plasty", "scopy", "pexy", "desis")
-_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                 "half", "dozen")
+# Names of procedures end so: "appendectomy", "colonoscopy", "arthroplasty", as their stems do.
+_PROCEDURE_ENDINGS = ("ectomi", "otomi", "ostomi", "plasti", "scopi", "pexi", "desi")
 
 _LINE = re.compile(r"[^\n]+")
-# Where a sentence may end: a stop, any closing quotes or brackets, space, then what starts a sentence.
-_STOP = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[A-Z0-9\"'“‘(\[])")
-# A full stop that ends no sentence: after a title or an initial ("Dr. A", "b.i.d. The"), or after a list item's
-# number ("1. Lumbar strain").
-_NO_END = re.compile(r"(?:\b(?:dr|mr|mrs|ms|st|vs|no|jr|sr|[a-z])|(?<![\w.,/])\d{1,2})$", re.I)
 # Words by which a sentence refers back to the one before: "She was given this diagnosis." ("It" and "they" refer
 # back within their sentence as often.)
 _REFERS_BACK = re.compile(r"\b(?:this|these|those|the latter|the former)\b", re.I)
@@ -554,7 +364,7 @@ _TABLE_CELLS = " | "
 _DIGIT = re.compile(r"\d")
 
 
-class _Record:
+class EvidenceIndex:
     """The candidates of all the documents, in record order, and the keys they are read by, all in one sequence."""
 
     def __init__(self, documents: Sequence[Document]) -> None:
@@ -640,7 +450,7 @@ class _PageReader:
     """Finds the candidates of a page and adds them, with their keys, to the record."""
 
     def __init__(
-        self, record: _Record, document: Document, position: int, page: Page, sections: list[Section], width: int
+        self, record: EvidenceIndex, document: Document, position: int, page: Page, sections: list[Section], width: int
     ) -> None:
         self.record = record
         self.position = position
@@ -648,13 +458,9 @@ class _PageReader:
         self.printed = document.kind in _WRAPPING_KINDS and width <= _PRINTED_WIDTH
         self.width = width
         text = page.text
-        lines = [_trimmed(text, match.start(), match.end()) for match in _LINE.finditer(text)]
+        lines = [trim(text, match.start(), match.end()) for match in _LINE.finditer(text)]
         self.lines = [(start, end) for start, end in lines if start < end]
-        dates = sorted(
-            (mention.span.start, mention.span.end, mention.date)
-            for section in sections for mention in section.dates if mention.span.page == page.number
-        )
-        keyed = _positioned_keys(text, dates)
+        keyed = _positioned_keys(text, read_page(text))
         self.key_offset = len(record.keys)
         self.key_starts = [start for start, _ in keyed]
         record.keys += [key for _, key in keyed]
@@ -816,25 +622,19 @@ def _features_of(key: str) -> tuple[str, ...]:
     """What a candidate holding the key holds: a date, a number, a dose, ..."""
     if key[0] == "@":
         return ("date",)
-    if key[0].isdigit() or key in _NUMBER_WORD_KEYS:
+    if key[0] == "#":
         return ("number",)
     found = tuple(name for name, keys in _FEATURE_KEYS.items() if key in keys)
     return found + ("procedure",) if key.endswith(_PROCEDURE_ENDINGS) else found
 
 
 _FEATURE_KEYS = {name: frozenset().union(*map(_key_set, words)) for name, words in _FEATURE_WORDS.items()}
-_NUMBER_WORD_KEYS = frozenset().union(*map(_key_set, _NUMBER_WORDS))
 
 
 def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """The sentences of text[start:end], trimmed; a line break inside one is a space, as a printed page wraps it."""
-    sentence_start = start
-    for stop in _STOP.finditer(text, start, end):
-        if text[stop.start()] == "." and _NO_END.search(text[max(start, stop.start() - 8) : stop.start()]):
-            continue
-        yield from _pieces(text, sentence_start, stop.end())
-        sentence_start = stop.end()
-    yield from _pieces(text, sentence_start, end)
+    """The sentences of text[start:end], each cut into pieces short enough to quote."""
+    for sentence_start, sentence_end in sentence_spans(text, start, end):
+        yield from _pieces(text, sentence_start, sentence_end)
 
 
 def _pieces(
@@ -842,7 +642,7 @@ def _pieces(
 ) -> Iterator[tuple[int, int]]:
     """The sentence text[start:end], trimmed; if too long to quote, cut at its semicolons, a piece still too long at
     its commas, and so on through `separators`."""
-    start, end = _trimmed(text, start, end)
+    start, end = trim(text, start, end)
     if end - start <= _LONGEST_SENTENCE or not separators:
         if start < end:
             yield start, end
@@ -855,14 +655,6 @@ def _pieces(
             piece_start = previous
         previous = cut
     yield from _pieces(text, piece_start, end, separators[1:])
-
-
-def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
 
 
 def _has_digit(text: str, start: int, end: int) -> bool:

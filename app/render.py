@@ -18,6 +18,7 @@ from app.citations import Citation
 from app.claims import CheckedSentence, CheckedText, Label
 from app.summary import ChartSummary, SummaryItem
 from app.turns import AnswerTurn, SummaryTurn, Turn
+from app.words import fold_spaces
 
 # Page texts by (document name, page number): what a source opens on.
 Pages = Mapping[tuple[str, int], str]
@@ -173,7 +174,7 @@ def markdown(blocks: Sequence[Block]) -> str:
                 if searched is not None:
                     parts.append(f"*No line of the record matched the question (searched for: {searched}).*")
                 else:
-                    lines = [f"> “{_one_line(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations]
+                    lines = [f"> “{fold_spaces(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations]
                     parts.append("**From the record:**\n" + "\n".join(lines))
             case Checked(text, checked):
                 parts.append(checked.marked(text, _sentence_markdown).strip())
@@ -195,7 +196,7 @@ def markdown(blocks: Sequence[Block]) -> str:
 
 
 def citation_line(citation: Citation) -> str:
-    return f"[{citation.number}] {citation.document}, page {citation.page}: \"{_one_line(citation.quote)}\""
+    return f"[{citation.number}] {citation.document}, page {citation.page}: \"{fold_spaces(citation.quote)}\""
 
 
 def _sentence_markdown(sentence: CheckedSentence) -> str:
@@ -212,8 +213,6 @@ def _item_markdown(item: SummaryItem) -> str:
     return item.text + "".join(f" [{number}]" for number in item.citations)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # --- HTML ------------------------------------------------------------------------------------------------------
@@ -270,7 +269,7 @@ def _evidence_html(citations: Sequence[Citation], searched: str | None) -> str:
             f"the question (searched for: {escape(searched)}).</p>"
         )
     lines = "".join(
-        f"<li><q>{escape(_one_line(c.quote))}</q> <span class=\"where\">{escape(c.document)}, page {c.page}</span>"
+        f"<li><q>{escape(fold_spaces(c.quote))}</q> <span class=\"where\">{escape(c.document)}, page {c.page}</span>"
         f"{_reference(c.number)}</li>"
         for c in citations
     )

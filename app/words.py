@@ -65,6 +65,8 @@ _ABBREVIATION = re.compile(
     re.IGNORECASE,
 )
 _OPENERS = "\"“'‘(["
+# A list item's number, whose full stop ends no sentence: "DIAGNOSES: 1. Lumbar strain. 2. Anxiety."
+_LIST_NUMBER = re.compile(r"(?:^|[:\n]|[.!?]\s)\s*\d{1,2}$")
 _QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 
 
@@ -97,7 +99,10 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
             continue
         if any(quote_start < after < quote_end for quote_start, quote_end in quoted):
             continue
-        if stop.group(1) == "." and _ABBREVIATION.search(text, max(start, stop.start() - 8), stop.start()):
+        if stop.group(1) == "." and (
+            _ABBREVIATION.search(text, max(start, stop.start() - 8), stop.start())
+            or _LIST_NUMBER.search(text[max(start, stop.start() - 6) : stop.start()])
+        ):
             continue
         spans.append((sentence_start, stop.end(1)))
         sentence_start = after
@@ -232,10 +237,25 @@ _PHRASES: list[tuple[str, str]] = [
     (r"(?i:shortness\s+of\s+breath)|\bSOB\b", "dyspnea"),
     # Who the patient is.
     (r"(?i:date\s+of\s+birth|birth\s?date|\bd\.?o\.?b\b\.?|\bborn(?:\s+on)?\b)", "born"),
-    (r"(?i:\b(?:female|woman|lady|girl)\b)", "female"),
-    (r"(?i:\b(?:male|man|gentleman|boy)\b)", "male"),
+    (r"(?i:\b(?:female|woman|lady|girl)\b)", "female sex"),
+    (r"(?i:\b(?:male|man|gentleman|boy)\b)", "male sex"),
     (r"(?i:passed\s+away|\bexpired\b|\bdeceased\b|\bdeath\b|\bdied\b|\bdies\b)", "died"),
     (r"(?i:\bfollow[\s-]?ups?\b)", "followup"),
+    # The parts of a note, by their abbreviations.
+    (r"\bPMH(?:x)?\b", "past medical history"),
+    (r"\bPSH(?:x)?\b", "past surgical history"),
+    (r"\bFHx?\b", "family history"),
+    (r"\bSHx?\b", "social history"),
+    (r"\bHPI\b", "history of present illness"),
+    (r"\bROS\b", "review of systems"),
+    (r"(?i:\bhx\b)", "history"),
+    (r"(?i:\bprior\b|\bpreviously\b|\bearlier\b)", "previous"),
+    (r"(?i:\bcurrently\b|\bpresently\b|\bat\s+present\b)", "current"),
+    (r"\bRx\b", "prescription"),
+    (r"(?i:attributed\s+to|due\s+to|secondary\s+to|caused\s+by|because\s+of)", "cause"),
+    (r"(?i:heart\s+attack)", "myocardial infarction"),
+    (r"(?i:blood\s+sugar)", "glucose"),
+    (r"\bHCTZ\b", "hydrochlorothiazide"),
     # Phrases of history and allergy.
     (r"(?i:\bs/p\b)", "status post"),
     (r"(?i:\bh/o\b)", "history of"),
@@ -263,6 +283,9 @@ _SAME_AS = {
     "drug": "medication",
     "drugs": "medication",
     "arthroplasty": "replacement",
+    "prescribe": "prescription",
+    "prescribed": "prescription",
+    "prescriptions": "prescription",
     "gave": "give",
     "given": "give",
     "took": "take",
@@ -282,7 +305,8 @@ _NUMBER_WORDS = {
 }
 
 # Words that say nothing about the patient on their own: function words, and the words any statement about a
-# record uses ("the patient", "is documented", "was noted"). They neither support nor block a claim.
+# record uses ("the patient", "is documented", "was noted"). They neither support nor block a claim, and are not
+# searched for.
 _STOPWORDS = frozenset(
     """
     a an as at be by do if in is it no of on or so to up us we
@@ -294,11 +318,17 @@ _STOPWORDS = frozenset(
     which who whom whose why its per via
     according chart document documented documents include included includes including indicate indicated
     indicates list listed lists mention mentioned mentions note noted notes patient patients record recorded
-    records report reported reports show showed shows shown state stated states currently current take taking
-    takes also value values level levels result results reading readings measured found finding see seen
-    diagnose diagnosed diagnosis diagnoses history past medical prescribe prescribed prescription sex gender
-    none nil deny denies denied never without lab labs laboratory appear appears appeared underwent undergo
-    undergone problem problems
+    records report reported reports show showed shows shown state stated states take taking
+    takes also value values level levels reading readings measured found finding see seen
+    none nil deny denies denied never without appear appears appeared underwent undergo undergone
+    """.split()
+)
+# Words that say which part of a record a statement speaks of ("her past medical history", "the labs showed"):
+# searched for, since they find the section, but of no weight in a claim, which they only frame.
+_FRAMING = frozenset(
+    """
+    diagnose diagnosed diagnosis diagnoses history past medical prescription sex gender lab labs
+    laboratory problem problems result results current
     """.split()
 )
 
@@ -374,6 +404,20 @@ def _plain(text: str, start: int, end: int) -> list[_Raw]:
         else:
             words.append(_Raw(_SAME_AS.get(lower, lower), "word", token.start(), token.end()))
     return words
+
+
+def spelled_out(text: str) -> list[str]:
+    """What the abbreviations of `text` stand for, as words: "BP" is "blood pressure"."""
+    meanings = []
+    for match in _PHRASE_PATTERN.finditer(text):
+        meaning = _PHRASES[int(match.lastgroup[1:])][1]  # type: ignore[index]
+        if "{" not in meaning and fold_spaces(match.group()).lower() != meaning:
+            meanings.append(meaning)
+    return meanings
+
+
+def fold_spaces(text: str) -> str:
+    return " ".join(text.split())
 
 
 def normal_number(text: str) -> str:
@@ -508,6 +552,13 @@ def read(text: str, statement: bool = False) -> list[Word]:
     return words
 
 
+@lru_cache(maxsize=32)
+def read_page(text: str) -> tuple[Word, ...]:
+    """`read` for a whole page of a record, kept for the pages read last: checking statements and ranking evidence
+    read the same pages."""
+    return tuple(read(text))
+
+
 @lru_cache(maxsize=1 << 16)
 def _keyed(word: str) -> tuple[str, float] | None:
     """A word's key and weight, or None for a stop word; a record repeats its words, so each is keyed once."""
@@ -515,6 +566,8 @@ def _keyed(word: str) -> tuple[str, float] | None:
         return None
     if word in _MINOR or "/" in word:  # a unit such as "mg/dl", written out by the table above
         return word, MINOR_WEIGHT
+    if word in _FRAMING:
+        return _STEMMER.stemWord(word), 0.0
     if zipf_frequency(word, "en") >= COMMON_ZIPF:
         return None
     return _STEMMER.stemWord(word), word_weight(word)

@@ -28,6 +28,14 @@ def test_sentences_split_at_their_ends_only() -> None:
     ]
 
 
+def test_a_list_items_number_ends_no_sentence() -> None:
+    text = "DISCHARGE DIAGNOSES: 1. Status post knee replacement. 2. Anxiety disorder. Creatinine was 0.8, BUN was 8. Done."
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "DISCHARGE DIAGNOSES: 1. Status post knee replacement.", "2. Anxiety disorder.",
+        "Creatinine was 0.8, BUN was 8.", "Done.",
+    ]
+
+
 def test_a_sentence_wrapped_over_lines_is_one_sentence() -> None:
     text = "The DVT prophylaxis was maintained with Lovenox until the INR was\ngreater than 1.7. Then it stopped."
     assert [text[s:e] for s, e in sentence_spans(text)][0].endswith("greater than 1.7.")
@@ -75,7 +83,7 @@ def test_an_empty_table_cell_or_a_result_word_denies_nothing() -> None:
 
 
 def test_a_statement_denies_its_own_subject() -> None:
-    assert denied("Pneumonia is not among her diagnoses.", statement=True) == set(keys("pneumonia"))
+    assert denied("Pneumonia is not among her diagnoses.", statement=True) >= set(keys("pneumonia"))
     assert denied("No, the patient's latex allergy is not documented.", statement=True) >= set(keys("latex allergy"))
     # A line of the record is read by NegEx alone: "not" denies what follows it.
     assert not denied("Pneumonia is not among her diagnoses.") & set(keys("pneumonia"))
