@@ -314,7 +314,7 @@ class Assistant:
         )
         yield EvidenceFound(turn=turn)
         earlier = turns.history(turns.load(self.db, session_id))
-        prompt, dropped = self._fit_history(assembled.text, _evidence_text(search), earlier, question)
+        prompt, dropped = self._fit_history(assembled.text, evidence_text(search), earlier, question)
         notes = [] if assembled.retrieval is None else [assembled.retrieval.summary()]
         if dropped:
             notes.append(
@@ -510,7 +510,7 @@ def _evidence_place(evidence: Evidence) -> Located:
     )
 
 
-def _evidence_text(search: EvidenceSearch) -> str:
+def evidence_text(search: EvidenceSearch) -> str:
     """The evidence as the model reads it, before the question: each line with the marker of its page."""
     if not search.evidence:
         return ""

@@ -1,6 +1,6 @@
 """Summary benchmark (issue 6): how long a full structured summary of a corpus record takes, and where the time goes.
 
-    python -m bench.summary [--documents NAME ...] [--summary-tokens 1024]
+    python -m bench.summary [--documents NAME ...] [--summary-tokens N] [--quantize none|int4]
 
 For each record (by default the largest of the corpus by tokens, and the largest free-text note) it prints a
 markdown row: the record's tokens, the time to read the file, to draft under the JSON grammar (prefill, then each
@@ -20,7 +20,7 @@ from pathlib import Path
 from app.assistant import Assistant, Summary, read_upload
 from app.settings import Settings
 from documents import load
-from engine import GenerationParams, LocalEngine, Stats
+from engine import GenerationParams, LocalEngine, Stats, load_engine
 from storage import open_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -29,10 +29,11 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", nargs="*", help="corpus file names (default: the largest record and note)")
-    parser.add_argument("--summary-tokens", type=int, default=1024, help="the model's draft limit")
+    parser.add_argument("--summary-tokens", type=int, default=Settings().summary_tokens, help="the model's draft limit")
+    parser.add_argument("--quantize", default=Settings().quantize, help="how the model holds its weights")
     args = parser.parse_args()
 
-    engine = LocalEngine()
+    engine = load_engine(quantize=args.quantize)
     names = args.documents or _largest(engine)
     print(f"Model: {engine.info.model_name} on {engine.info.device}; draft limit {args.summary_tokens} tokens\n")
     print(
@@ -64,15 +65,17 @@ def _row(assistant: Assistant, engine: LocalEngine, name: str) -> str:
     *_, summary = assistant.summarize(view.session.id)
     total_s = read_s + time.perf_counter() - started
     assert isinstance(summary, Summary), summary
-    stats = summary.stats
+    stats = summary.turn.stats
+    assert stats is not None
     draft_s = stats.ttft_s + stats.generated_tokens / max(stats.decode_tok_s, 1e-9)
     check_s = total_s - read_s - draft_s
 
     plain = _plain_decode(engine, assistant, view.session.id, stats.generated_tokens)
-    items = [item for section in summary.summary.sections for item in section.items]
+    chart = summary.turn.summary
+    items = [item for patient in chart.patients for section in patient.sections for item in section.items]
     read_from_entries = sum(item.origin == "record" for item in items)
-    tied = sum(item.origin == "model" and item.citation is not None for item in items)
-    not_found = sum(item.origin == "model" and item.citation is None for item in items)
+    tied = sum(item.origin == "model" for item in items)
+    not_found = len(chart.unverified)
     return (
         f"| {name} | {view.record.tokens:,} | {read_s:.1f} | {draft_s:.1f} ({stats.ttft_s:.1f}, "
         f"{stats.decode_tok_s:.1f}) | {check_s:.1f} | {total_s:.1f} | {plain.decode_tok_s:.1f} | "

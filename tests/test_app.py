@@ -18,7 +18,9 @@ from app.assistant import (
     read_upload,
     wholly_unsupported,
     UNSUPPORTED_ANSWER,
+    evidence_text,
 )
+from app.evidence import find_evidence
 from app.citations import verify
 from app.claims import check_text
 from app.safety import DECISION_BOUNDARY
@@ -232,8 +234,9 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
     sizing = make_assistant(RecordingEngine(local_engine), tmp_path / "sizing")
     record = sizing._assemble([read(corpus / RHINITIS).documents[0]]).text
     last = [PromptMessage(role="user", content=turns[2][0]), PromptMessage(role="assistant", content=turns[2][1])]
+    evidence = evidence_text(find_evidence("Question 3?", read(corpus / RHINITIS).documents))
     one_exchange = sizing._prompt_tokens(
-        render("answer", record=record, evidence="", question="Question 3?", history=last)
+        render("answer", record=record, evidence=evidence, question="Question 3?", history=last)
     )
     engine = RecordingEngine(local_engine, context_window=one_exchange + 32 + 10)
     assistant = make_assistant(engine, tmp_path)
@@ -247,7 +250,7 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
 
     prompt = engine.prompts[-1]
     assert [message.content.split(":")[0] for message in prompt[1:3]] == ["Question 2?", "Answer 2"]
-    assert prompt[3].content == "Question: Question 3?"
+    assert prompt[3].content.endswith("Question: Question 3?")
     assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
     # The answer says what the model did not read, and so does the stored turn.
     assert isinstance(answer, Answer)

@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Literal
 
 import pytest
 
-from app.assistant import Answer, AnswerDelta, Assistant, Notice, read_upload
+from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.cli import main
 from app.settings import Settings
 from engine import (
@@ -313,12 +313,13 @@ def test_the_assistant_answers_through_the_server_and_stores_the_answer(
 
     view = assistant.start_session(read_upload([(path, path.name)], 1 << 26))
     assert view is not None and view.record.fits and view.record.tokens > 0
-    *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
+    evidence, *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
 
+    assert isinstance(evidence, EvidenceFound) and evidence.turn.evidence is not None
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
-    assert isinstance(answer, Answer) and answer.model == MODEL
+    assert isinstance(answer, Answer) and answer.turn.model == MODEL
     question, stored = list_messages(assistant.db, view.session.id)
-    assert (question.role, stored.role, stored.text) == ("user", "assistant", answer.text)
+    assert (question.role, stored.role, stored.text) == ("user", "assistant", answer.turn.text)
     assert stored.stats is not None and 1 <= stored.stats["generated_tokens"] <= 24
 
 
