@@ -378,7 +378,9 @@ class Assistant:
                 "plans; lists read from structured entries are complete."
             )
         if generated.ending == "limit":
-            notes.append(f"The model's draft reached its limit of {self.summary_tokens:,} tokens; later items are missing.")
+            notes.append(
+                f"The model's draft reached its limit of {self.summary_tokens:,} tokens; later items are missing."
+            )
         draft = parse_draft(generated.text)
         if draft is None:
             notes.append("The model's draft could not be read; the summary shows only what coded entries hold.")

@@ -239,7 +239,8 @@ class Record:
             units = [unit for unit, _ in supporting]
             unit, comparison = max(supporting, key=lambda pair: self._rank(pair, markers))
             note = self._marker_note(markers, [self.units[u] for u in units])
-            return ClaimCheck(text=text, label="supported", citations=[self.located(self.units[unit], comparison.share)], note=note)
+            citation = self.located(self.units[unit], comparison.share)
+            return ClaimCheck(text=text, label="supported", citations=[citation], note=note)
         contradicting = [(unit, c) for unit, c in compared if c.contradicts]
         if not contradicting:
             contradicting = self._denied_allergy(claim)

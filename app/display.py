@@ -75,7 +75,8 @@ def check_lines(checks: list[ClaimCheck]) -> list[str]:
             lines.append(f"    {says} ({citation.document}, page {citation.page}): \"{quote}\"")
         if check.note:
             lines.append(f"    {check.note}")
-    counts = {label: sum(check.label == label for check in checks) for label in ("supported", "contradicted", "not_found")}
+    labels = [check.label for check in checks]
+    counts = {label: labels.count(label) for label in ("supported", "contradicted", "not_found")}
     lines.append(
         f"{len(checks):,} statements: {counts['supported']:,} supported, {counts['contradicted']:,} contradicted, "
         f"{counts['not_found']:,} not found in the record."

@@ -114,15 +114,14 @@ def evidence_block(turn: AnswerTurn) -> Evidence:
     return Evidence(citations, searched)
 
 
+# How the tally names each label's count: "2 supported, 1 not found".
+_TALLY_WORDS: dict[Label, str] = {"supported": "supported", "contradicted": "contradicted", "not_found": "not found"}
+
+
 def tally(checked: CheckedText) -> str:
-    counts = {label: checked.labels().count(label) for label in LABEL_WORDS}
-    parts = [f"{count} {words}" for label, count in counts.items() if count for words in [_tally_words(label, count)]]
+    labels = checked.labels()
+    parts = [f"{labels.count(label)} {words}" for label, words in _TALLY_WORDS.items() if label in labels]
     return "Each sentence checked against the record: " + (", ".join(parts) or "no statements") + "."
-
-
-def _tally_words(label: Label, count: int) -> str:
-    noun = "sentence" if count == 1 else "sentences"
-    return {"supported": f"{noun} supported", "contradicted": "contradicted", "not_found": "not found"}[label]
 
 
 def summary_layout(turn: SummaryTurn) -> list[Block]:
@@ -174,7 +173,9 @@ def markdown(blocks: Sequence[Block]) -> str:
                 if searched is not None:
                     parts.append(f"*No line of the record matched the question (searched for: {searched}).*")
                 else:
-                    lines = [f"> “{fold_spaces(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations]
+                    lines = [
+                        f"> “{fold_spaces(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations
+                    ]
                     parts.append("**From the record:**\n" + "\n".join(lines))
             case Checked(text, checked):
                 parts.append(checked.marked(text, _sentence_markdown).strip())
@@ -236,7 +237,7 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 parts.append(f'<p class="{tone} app-note"><span class="app-name">Clinidoc:</span> {escape(text)}</p>')
             case Unverified(items):
                 listed = "".join(
-                    f"<li>{escape(item.text)} <span class=\"quote\">quoted: “{escape(item.quote or '')}”</span></li>"
+                    f'<li>{escape(item.text)} <span class="quote">quoted: “{escape(item.quote or "")}”</span></li>'
                     for item in items
                 )
                 parts.append(

@@ -289,7 +289,9 @@ _IDENTITY_FIELDS = [("name", "Name"), ("birth_date", "Born"), ("mrn", "Record nu
 def _identity_items(members: list[tuple[Document, PatientIdentity]], numbers: CitationNumbers) -> list[SummaryItem]:
     items: list[SummaryItem] = []
     for document, identity in members:
-        known = [(label, getattr(identity, field), field) for field, label in _IDENTITY_FIELDS if getattr(identity, field)]
+        known = [
+            (label, getattr(identity, field), field) for field, label in _IDENTITY_FIELDS if getattr(identity, field)
+        ]
         if not known:
             continue
         text = "; ".join(f"{label}: {value}" for label, value, _ in known)

@@ -102,13 +102,16 @@ def history(turns: list[Turn]) -> list[PromptMessage]:
     messages = []
     for turn in turns:
         if isinstance(turn, AnswerTurn) and turn.text:
-            messages += [PromptMessage(role="user", content=turn.question), PromptMessage(role="assistant", content=turn.text)]
+            messages += [
+                PromptMessage(role="user", content=turn.question), PromptMessage(role="assistant", content=turn.text)
+            ]
     return messages
 
 
 def _rebuilt(question: MessageInfo, answer: MessageInfo) -> Turn:
     common: dict[str, Any] = {
-        "disclaimer": answer.disclaimer or "", "model": answer.model or "", "prompt_version": answer.prompt_version or "",
+        "disclaimer": answer.disclaimer or "", "model": answer.model or "",
+        "prompt_version": answer.prompt_version or "",
         "stats": None if answer.stats is None else Stats.model_validate(answer.stats), "created_at": answer.created_at,
     }
     citations = [Citation.model_validate(citation) for citation in answer.citations]
@@ -124,7 +127,8 @@ def _rebuilt(question: MessageInfo, answer: MessageInfo) -> Turn:
             evidence_citations=details.get("evidence_citations", []), notes=details.get("notes", []),
             ending=details.get("ending", "finished"), **common,
         )
-    return AnswerTurn(question=question.text, text=answer.text, checked=_older_checks(details, citations), evidence=None, **common)
+    checked = _older_checks(details, citations)
+    return AnswerTurn(question=question.text, text=answer.text, checked=checked, evidence=None, **common)
 
 
 # Answers stored before the three labels said "not_supported" for a sentence the record did not support and
@@ -150,7 +154,8 @@ def _older_summary(details: dict[str, Any], citations: list[Citation]) -> ChartS
     def item(values: dict[str, Any]) -> SummaryItem:
         citation = values.get("citation")
         return SummaryItem(
-            text=values["text"], origin=values.get("origin", "record"), citations=[] if citation is None else [citation],
+            text=values["text"], origin=values.get("origin", "record"),
+            citations=[] if citation is None else [citation],
             quote=values.get("quote"), unsupported=values.get("unsupported"),
         )
 

@@ -133,7 +133,9 @@ class PageMarker:
 # "[Document: note.pdf | page 2]" as the answer prompt asks, and the shorter forms a model writes instead:
 # "[note.pdf, page 2]", "(page 2)", "[p. 2]".
 _MARKERS = [
-    re.compile(r"[\[(]\s*(?:Document:\s*)?(?P<document>[^\[\]()|\n]*?)\s*[|,;]\s*(?:page|p\.?)\s*(?P<page>\d+)\s*[\])]", re.I),
+    re.compile(
+        r"[\[(]\s*(?:Document:\s*)?(?P<document>[^\[\]()|\n]*?)\s*[|,;]\s*(?:page|p\.?)\s*(?P<page>\d+)\s*[\])]", re.I
+    ),
     re.compile(r"[\[(]\s*(?:see\s+)?(?:page|p\.?)\s*(?P<page>\d+)\s*[\])]", re.I),
 ]
 

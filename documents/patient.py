@@ -227,10 +227,11 @@ def _from_labels(document: Document) -> dict[Field, tuple[str, Span]]:
     for page in document.pages:
         if (introduced := _AGE_AND_SEX.search(page.text)) is None:
             continue
-        found.setdefault("age", (str(int(introduced["age"])), Span(page=page.number, start=introduced.start("age"), end=introduced.end("age"))))
+        age = Span(page=page.number, start=introduced.start("age"), end=introduced.end("age"))
+        found.setdefault("age", (str(int(introduced["age"])), age))
         if introduced["sex"]:
-            sex = _SEX_OF[introduced["sex"].lower()]
-            found.setdefault("sex", (sex, Span(page=page.number, start=introduced.start("sex"), end=introduced.end("sex"))))
+            sex = Span(page=page.number, start=introduced.start("sex"), end=introduced.end("sex"))
+            found.setdefault("sex", (_SEX_OF[introduced["sex"].lower()], sex))
         break
     return found
 

@@ -10,7 +10,10 @@ import gradio as gr
 from app.assistant import Assistant
 from app.render import Checked, Note, Sources, html, tally
 
-HINT = '<p class="hint">Paste a text to see which of its statements the record supports, contradicts or does not hold.</p>'
+HINT = (
+    '<p class="hint">Paste a text to see which of its statements the record supports, contradicts or does not '
+    "hold.</p>"
+)
 
 
 class CheckPanel:

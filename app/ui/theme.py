@@ -38,7 +38,8 @@ CSS = """
 }
 :is(#chat, #check-result) .notice { color: #92400e; }
 :is(#chat, #check-result) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
-:is(#chat, #check-result) .evidence { margin-bottom: 0.6rem; padding: 0.4rem 0.6rem; border-left: 3px solid var(--primary-600);
+:is(#chat, #check-result) .evidence {
+  margin-bottom: 0.6rem; padding: 0.4rem 0.6rem; border-left: 3px solid var(--primary-600);
   background: var(--background-fill-secondary); }
 :is(#chat, #check-result) .evidence .evidence-title { margin: 0; font-weight: 600; font-size: 0.85rem; }
 :is(#chat, #check-result) .evidence ul { margin: 0.2rem 0 0 1rem; }
@@ -56,7 +57,9 @@ CSS = """
 :is(#chat, #check-result) .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
 :is(#chat, #check-result) .unverified summary { cursor: pointer; font-size: 0.85rem; color: #334155; }
 :is(#chat, #check-result) .unverified .quote { display: block; font-size: 0.8rem; color: #334155; }
-:is(#chat, #check-result) .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+:is(#chat, #check-result) .visually-hidden {
+  position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+}
 :is(#chat, #check-result) .sources { margin-top: 0.6rem; font-size: 0.85rem; }
 :is(#chat, #check-result) .sources .where { font-weight: 600; }
 :is(#chat, #check-result) .sources mark { background: #fef9c3; }
