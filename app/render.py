@@ -23,9 +23,11 @@ from app.words import fold_spaces
 # Page texts by (document name, page number): what a source opens on.
 Pages = Mapping[tuple[str, int], str]
 
-# A source opens on its page around the cited words: this many characters either side, widened to whole lines. A
-# FHIR or C-CDA record is one long page, where the whole page would bury the words.
+# A source opens on its page around the cited words: this many characters after them and a few lines before,
+# widened to whole lines. A FHIR or C-CDA record is one long page, where the whole page would bury the words; and
+# the view is a short box, so the words stand near its top, where it opens.
 PAGE_CONTEXT = 1200
+PAGE_CONTEXT_BEFORE = 300
 
 LABEL_WORDS: dict[Label, str] = {
     "supported": "supported by the record",
@@ -226,7 +228,7 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
             case Heading(text):
                 parts.append(f"<h4>{escape(text)}</h4>")
             case Evidence(citations, searched):
-                parts.append(_evidence_html(citations, searched))
+                parts.append(_evidence_html(citations, searched, pages))
             case Checked(text, checked):
                 parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
             case Items(title, items, more):
@@ -263,18 +265,24 @@ def evidence_html(turn: AnswerTurn, pages: Pages) -> str:
     return html([block, Sources(block.citations)], pages)
 
 
-def _evidence_html(citations: Sequence[Citation], searched: str | None) -> str:
+def _evidence_html(citations: Sequence[Citation], searched: str | None, pages: Pages) -> str:
     if searched is not None:
         return (
             '<p class="evidence none app-note"><span class="app-name">Clinidoc:</span> No line of the record matched '
             f"the question (searched for: {escape(searched)}).</p>"
         )
-    lines = "".join(
-        f"<li><q>{escape(fold_spaces(c.quote))}</q> <span class=\"where\">{escape(c.document)}, page {c.page}</span>"
-        f"{_reference(c.number)}</li>"
-        for c in citations
-    )
+    lines = "".join(f"<li>{_evidence_line(citation, pages)}</li>" for citation in citations)
     return f'<div class="evidence"><p class="evidence-title">From the record</p><ul>{lines}</ul></div>'
+
+
+def _evidence_line(citation: Citation, pages: Pages) -> str:
+    """The quoted line with its document and page; opened, its page around it with the line highlighted."""
+    line = (
+        f"<q>{escape(fold_spaces(citation.quote))}</q> <span class=\"where\">{escape(citation.document)}, page "
+        f"{citation.page}</span>{_reference(citation.number)}"
+    )
+    text = pages.get((citation.document, citation.page))
+    return line if text is None else f"<details><summary>{line}</summary>{_page(citation, text)}</details>"
 
 
 def _sentence_html(sentence: CheckedSentence) -> str:
@@ -313,7 +321,7 @@ def _source(citation: Citation, pages: Pages) -> str:
 
 
 def _page(citation: Citation, text: str) -> str:
-    first = text.rfind("\n", 0, max(0, citation.start - PAGE_CONTEXT)) + 1
+    first = text.rfind("\n", 0, max(0, citation.start - PAGE_CONTEXT_BEFORE)) + 1
     last = text.find("\n", min(len(text), citation.end + PAGE_CONTEXT))
     last = len(text) if last < 0 else last
     before = "…\n" if first > 0 else ""

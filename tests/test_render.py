@@ -7,7 +7,7 @@ from pathlib import Path
 
 import documents
 from app.claims import check_text
-from app.render import PAGE_CONTEXT, layout
+from app.render import PAGE_CONTEXT, PAGE_CONTEXT_BEFORE, layout
 from app.render import html as render_html
 from app.turns import AnswerTurn
 from prompts import disclaimer
@@ -57,9 +57,9 @@ def test_a_long_page_opens_on_whole_lines_around_the_cited_words(corpus: Path) -
     inner = view.removeprefix("…\n").removesuffix("\n…")
     before, marked, after = re.fullmatch(r"(.*)«(.*)»(.*)", inner, flags=re.DOTALL).groups()
     assert marked == text[citation.start : citation.end]
-    # Whole lines of the page, at least PAGE_CONTEXT characters of them on each side of the words.
+    # Whole lines of the page: a few before the words, so they stand near the top of the view, more after them.
     assert text[: citation.start].endswith(before) and text[citation.end :].startswith(after)
-    assert len(before) >= PAGE_CONTEXT and len(after) >= PAGE_CONTEXT
+    assert PAGE_CONTEXT_BEFORE <= len(before) < PAGE_CONTEXT and len(after) >= PAGE_CONTEXT
     assert text[citation.start - len(before) - 1] == "\n" and text[citation.end + len(after)] == "\n"
 
 

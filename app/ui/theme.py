@@ -62,9 +62,9 @@ CSS = """
 }
 :is(#chat, #check-result) .sources { margin-top: 0.6rem; font-size: 0.85rem; }
 :is(#chat, #check-result) .sources .where { font-weight: 600; }
-:is(#chat, #check-result) .sources mark { background: #fef9c3; }
-:is(#chat, #check-result) .sources summary { cursor: pointer; }
-:is(#chat, #check-result) .sources .page {
+:is(#chat, #check-result) :is(.sources, .evidence) mark { background: #fef9c3; }
+:is(#chat, #check-result) :is(.sources, .evidence) summary { cursor: pointer; }
+:is(#chat, #check-result) :is(.sources, .evidence) .page {
   max-height: 16rem; overflow: auto; white-space: pre-wrap; margin: 0.3rem 0 0.5rem; padding: 0.4rem 0.6rem;
   border-left: 3px solid var(--border-color-primary); font-size: 0.8rem;
 }
