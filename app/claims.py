@@ -59,6 +59,9 @@ SUPPORT_SHARE = 0.65
 SUBJECT_SHARE = 0.65
 # A word this informative names something: a number next to it is that thing's value.
 INFORMATIVE_WEIGHT = 2.0
+# A word this rare is a name (a drug, a diagnosis, a test): what supports a statement holds every one it names, so
+# "Celebrex, Colace and warfarin" is not supported by a line of the first two.
+NAME_WEIGHT = 3.5
 # A statement must share words this informative, together, with what supports it: "She is doing well" is supported
 # by no line that happens to say "well", while "chest pain" is.
 INFORMATIVE_SHARE = 2.5
@@ -228,6 +231,24 @@ class Record:
         claim = _Claim.read(without_markers(text, markers))
         if claim.quotes:
             return self._check_quotes(text, claim.quotes)
+        label, units = self._judge(claim, markers)
+        if len(items := claim.items()) > 1:
+            # A list ("She takes Celebrex, Colace and Protonix") is true when each item is, whether one line says
+            # them all or a line each; one item the record does not hold is not made true by the others.
+            judged = [self._judge(item, markers) for item in items]
+            if all(item_label == "supported" for item_label, _ in judged):
+                if label != "supported":
+                    label, units = "supported", [unit for _, item_units in judged for unit in item_units]
+            elif contradicted := [item for item in judged if item[0] == "contradicted"]:
+                label, units = contradicted[0]
+            else:
+                label, units = "not_found", []
+        citations = [self.located(self.units[unit], share) for unit, share in units]
+        note = self._marker_note(markers, [self.units[unit] for unit, _ in units]) if label == "supported" else None
+        return ClaimCheck(text=text, label=label, citations=citations, note=note)
+
+    def _judge(self, claim: _Claim, markers: Sequence[PageMarker]) -> tuple[Label, list[tuple[int, float]]]:
+        """The claim's label and the units behind it, each with the share of the claim it holds."""
         compared = [
             (unit, _compare(claim, self.words(self.units[unit]), self.units[unit].context))
             for unit in self._candidates(claim)
@@ -236,20 +257,13 @@ class Record:
         ]
         supporting = [(unit, c) for unit, c in compared if c.supports]
         if supporting:
-            units = [unit for unit, _ in supporting]
             unit, comparison = max(supporting, key=lambda pair: self._rank(pair, markers))
-            note = self._marker_note(markers, [self.units[u] for u in units])
-            citation = self.located(self.units[unit], comparison.share)
-            return ClaimCheck(text=text, label="supported", citations=[citation], note=note)
-        contradicting = [(unit, c) for unit, c in compared if c.contradicts]
-        if not contradicting:
-            contradicting = self._denied_allergy(claim)
+            return "supported", [(unit, comparison.share)]
+        contradicting = [(unit, c) for unit, c in compared if c.contradicts] or self._denied_allergy(claim)
         if contradicting:
             unit, comparison = max(contradicting, key=lambda pair: self._rank_contradiction(pair, claim, markers))
-            return ClaimCheck(
-                text=text, label="contradicted", citations=[self.located(self.units[unit], comparison.share)]
-            )
-        return ClaimCheck(text=text, label="not_found", citations=[])
+            return "contradicted", [(unit, comparison.share)]
+        return "not_found", []
 
     def _candidates(self, claim: _Claim) -> list[int]:
         """The units that share enough of the claim's words to support or contradict it; or, for a claim of
@@ -288,7 +302,7 @@ class Record:
         return named and page.page.number == marker.page
 
     def _marker_note(self, markers: Sequence[PageMarker], units: Sequence[_Unit]) -> str | None:
-        """Why a supported statement's page markers are wrong, when they are."""
+        """Why a supported statement's page markers are wrong, when they are: none names a page its words are on."""
         wrong = [marker for marker in markers if not any(self._on_page(unit, marker) for unit in units)]
         if not wrong:
             return None
@@ -359,6 +373,8 @@ def _lines(text: str) -> Iterable[tuple[int, int]]:
 # --- One claim, read -------------------------------------------------------------------------------------------
 
 _QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
+# Where a list's items part: "Celebrex, Colace and Protonix", "fever, chills or cough".
+_LIST_SEPARATOR = re.compile(r"[,;]|\b(?:and|or|plus|as\s+well\s+as|along\s+with)\b")
 # "Yes," or "No," opening an answer answers the question; the words after it state the claim.
 _ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b\s*[,.:;—–-]\s*", re.IGNORECASE)
 
@@ -373,6 +389,7 @@ class _Claim:
     # Each number's subject and on which side of it the number stands: the informative word just before it
     # ("hemoglobin 12.1", +1), or else just after it ("two sprays", -1), with no other number between.
     subjects: dict[int, tuple[str, int]] = field(default_factory=dict)
+    text: str = ""  # as read, its words' offsets point into it
 
     @property
     def weight(self) -> float:
@@ -389,7 +406,49 @@ class _Claim:
         quotes = [quote for quote in quoted if len(fold(quote)) >= MIN_QUOTE_CHARS and len(quote.split()) > 2]
         if (answer_word := _ANSWER_WORD.match(text)) is not None:
             text = " " * answer_word.end() + text[answer_word.end() :]
-        words = read(text, statement=True)
+        claim = cls.of(read(text, statement=True))
+        claim.quotes = quotes
+        claim.text = text
+        return claim
+
+    def items(self) -> list[_Claim]:
+        """The items of a list the claim makes, each read as a claim of its own after the words that open the list
+        ("She denies fever, chills or cough" is "She denies chills" too; "a concussion with no loss of
+        consciousness and a neoplasm" denies no neoplasm). An item that says too little to check alone ("for one
+        month") stays with the one before it. None when the claim is no list."""
+        text = self.text
+        cuts = [0] + [
+            match.end() for match in _LIST_SEPARATOR.finditer(text)
+            # Not inside brackets, nor inside a date or number ("August 21, 2007", "278,000").
+            if not _in_brackets(text, match.start())
+            and not any(word.start <= match.start() < word.end for word in self.words)
+        ]
+        segments: list[tuple[int, int]] = []
+        for start, end in zip(cuts, cuts[1:] + [len(text)]):
+            if segments and not self._names(start, end):
+                segments[-1] = (segments[-1][0], end)
+            else:
+                segments.append((start, end))
+        if len(segments) > 1 and not self._names(*segments[0]):
+            segments[:2] = [(segments[0][0], segments[1][1])]
+        if len(segments) < 2:
+            return []
+        # What opens the list, before its first item, opens every item: a label ending in a colon ("Allergies:"),
+        # else the words before the first one that names something ("She denies").
+        first = text[: segments[0][1]]
+        named = next((word.start for word in self.words if word.start < len(first) and word.weight >= INFORMATIVE_WEIGHT), 0)
+        opening = first[: first.rfind(":") + 1] if ":" in first[named:] else first[:named]
+        return [_Claim.read(text[start:end] if start == 0 else opening + text[start:end]) for start, end in segments]
+
+    def _names(self, start: int, end: int) -> bool:
+        """Whether the claim's text from `start` to `end` names something: holds an informative word, or common
+        words that together say as much ("chest pain"). A date or a value alone ("On April 19, 2008,") qualifies
+        the item beside it."""
+        weights = [word.weight for word in self.words if start <= word.start < end]
+        return any(weight >= INFORMATIVE_WEIGHT for weight in weights) or sum(weights) >= INFORMATIVE_SHARE
+
+    @classmethod
+    def of(cls, words: list[Word]) -> _Claim:
         content: dict[str, float] = {}
         negated: dict[str, bool] = {}
         for word in words:
@@ -401,7 +460,11 @@ class _Claim:
         for i, word in enumerate(words):
             if word.kind == "number" and (subject := _subject(words, i)) is not None:
                 subjects[i] = subject
-        return cls(words, content, negated, values, quotes, subjects)
+        return cls(words, content, negated, values, [], subjects)
+
+
+def _in_brackets(text: str, position: int) -> bool:
+    return text.count("(", 0, position) > text.count(")", 0, position)
 
 
 def _subject(words: Sequence[Word], i: int) -> tuple[str, int] | None:
@@ -429,9 +492,14 @@ class _Comparison:
     polarity_conflict: bool = False  # the unit denies what the claim affirms, or the reverse
     informative: bool = False  # the unit holds one of the claim's informative words, or the claim has none
 
+    names_held: bool = True  # every name the claim gives
+
     @property
     def supports(self) -> bool:
-        return self.share >= SUPPORT_SHARE and self.values_held and not self.polarity_conflict and self.informative
+        return (
+            self.share >= SUPPORT_SHARE and self.names_held and self.values_held and not self.polarity_conflict
+            and self.informative
+        )
 
     @property
     def contradicts(self) -> bool:
@@ -446,6 +514,7 @@ def _compare(claim: _Claim, words: Sequence[Word], context: frozenset[str] = fro
     held_values, conflict = _values(claim, words)
     return _Comparison(
         share=share,
+        names_held=all(key in held for key, weight in claim.content.items() if weight >= NAME_WEIGHT),
         values_held=held_values,
         value_conflict=conflict,
         polarity_conflict=_polarity_conflict(claim, held, words),

@@ -436,6 +436,8 @@ def _one_number(text: str) -> str:
 
 # --- Negation: NegEx over the words, with negspacy's clinical term set -------------------------------------------
 
+# Negations of a verb, which deny what the verb says of its subject: "pneumonia is not among her diagnoses".
+_VERBAL_NEGATIONS = frozenset({"not", "never", "cannot"})
 # A negation reaches this many words: "denies any urological symptoms such as dysuria".
 NEGATION_REACH = 8
 # Ways of saying that the record lacks something, which a claim about a record uses and NegEx's lists, written for
@@ -483,15 +485,17 @@ def _negations(text: str, words: Sequence[_Raw], statement: bool) -> list[bool]:
     """Which words a negation covers, by NegEx: a trigger covers the words after it (or, for a trigger that
     follows, before it) up to `NEGATION_REACH` words, a terminating word ("but", "except") or a sentence's end.
 
-    In a `statement` (one claim, not a record's line), a trigger that precedes also denies its clause's subject:
-    "Pneumonia is not among her diagnoses" denies pneumonia.
+    In a `statement` (one claim, not a record's line), a verb's negation also denies its clause's subject:
+    "Pneumonia is not among her diagnoses" denies pneumonia, while "a concussion with no loss of consciousness"
+    denies no concussion.
     """
     terms = _negation_terms()
     spelled = [word.text if word.kind in ("word", "phrase") else "" for word in words]
     negated = [False] * len(words)
     # ends[i]: a sentence ends between word i and the next; clause_ends[i]: a clause does (a comma, a colon).
     gaps = [text[words[i].end : words[i + 1].start] for i in range(len(words) - 1)]
-    ends = [bool(_SCOPE_END.search(gap + " ")) for gap in gaps] + [True]
+    ends = [bool(_SCOPE_END.search(gap + " ")) or _ends_a_cell(text, words[i].end, gap) for i, gap in enumerate(gaps)]
+    ends.append(True)
     clause_ends = [end or bool(_CLAUSE_END.search(gap)) for end, gap in zip(ends, gaps)] + [True]
 
     def reach(start: int, step: int, stops: list[bool]) -> None:
@@ -512,7 +516,7 @@ def _negations(text: str, words: Sequence[_Raw], statement: bool) -> list[bool]:
         elif (length := _term_at(spelled, i, terms["preceding_negations"])) is not None:
             if not ends[i + length - 1]:
                 reach(i + length, 1, ends)
-            if statement and i > 0:
+            if statement and i > 0 and (spelled[i] in _VERBAL_NEGATIONS or spelled[i].endswith("n't")):
                 reach(i - 1, -1, clause_ends)
         elif (length := _term_at(spelled, i, terms["following_negations"])) is not None or (
             spelled[i] in _AFTER_LABEL and i > 0 and ":" in gaps[i - 1]
@@ -523,6 +527,17 @@ def _negations(text: str, words: Sequence[_Raw], statement: bool) -> list[bool]:
             length = 1
         i += length
     return negated
+
+
+# A line this short that ends at a line break is a table's cell, not a wrapped line of a sentence: no negation reaches
+# past it ("Concussion with no loss of consciousness" does not deny the next row's "Viral sinusitis").
+CELL_CHARS = 60
+
+
+def _ends_a_cell(text: str, end: int, gap: str) -> bool:
+    if "\n" not in gap:
+        return False
+    return end - (text.rfind("\n", 0, end) + 1) <= CELL_CHARS
 
 
 def _term_at(words: Sequence[str], i: int, terms: _Terms) -> int | None:

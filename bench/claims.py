@@ -894,6 +894,7 @@ def _claims_of(sheet: _Sheet, others: list[_Sheet]) -> list[Claim]:
         writer.changed_claims(fact)
         writer.denials(fact)
     writer.other_patients(others)
+    writer.lists()
     return writer.claims
 
 
@@ -1233,6 +1234,34 @@ class _Writer:
                     added = self._add(text, fact, expected, "false:other-patient")
                 chosen += added
 
+    def lists(self) -> None:
+        """Lists, as answers write them: a true list of a category's facts ("Her medications include A, B and C.",
+        supported), and the same list with one item swapped for another patient's fact that this record never
+        mentions (not_found: a list is supported only when every item is)."""
+        foreign = {
+            claim.subject: claim.category for claim in self.claims if claim.kind == "false:other-patient"
+            and claim.expected == "not_found" and claim.category in _LIST_PHRASES
+        }
+        for category, (opening, closing) in _LIST_PHRASES.items():
+            names = list(dict.fromkeys(
+                fact.medication.drug if fact.medication is not None else fact.name
+                for fact in self.sheet.facts
+                if fact.category == category and not fact.aspect and fact.page is not None
+            ))
+            self.rng.shuffle(names)
+            strangers = [subject for subject, of in foreign.items() if of == category]
+            for start in range(0, len(names) - 1, 3):
+                items = names[start : start + 3]
+                if len(items) < 2:
+                    break
+                fact = next(f for f in self.sheet.facts if f.category == category)
+                listed = _listed(items, self.rng)
+                self._add(f"{opening} {listed}{closing}", replace(fact, name=listed), "supported", "true:list")
+                if strangers:
+                    swapped = items[:-1] + [strangers.pop()]
+                    listed = _listed(swapped, self.rng)
+                    self._add(f"{opening} {listed}{closing}", replace(fact, name=listed), "not_found", "false:list")
+
     def _other_label(self, fact: _Fact, truth: _Truth, scope: str | None) -> Label | None:
         """The label another patient's fact gets here, or None to leave it out."""
         if fact.category not in _CLAIMABLE or fact.aspect:
@@ -1269,6 +1298,21 @@ _RELATED = {
     "respiratory rate": ("tachypnea", "tachypneic", "bradypnea"),
     "o2 saturation": ("hypoxia", "hypoxic", "hypoxemia"),
 }
+
+
+# How a list of a category's facts opens and closes.
+_LIST_PHRASES = {
+    "medication": ("The medications listed include", "."),
+    "condition": ("Her problem list includes", "."),
+    "allergy": ("Documented allergies:", "."),
+}
+
+
+def _listed(items: list[str], rng: random.Random) -> str:
+    """Items as a sentence lists them: "A, B and C", or with "as well as" or a serial comma now and then."""
+    if len(items) == 2:
+        return f"{items[0]} {rng.choice(['and', 'as well as'])} {items[1]}"
+    return ", ".join(items[:-1]) + rng.choice([" and ", ", and "]) + items[-1]
 
 
 def _distinctive(fact: _Fact) -> list[str]:

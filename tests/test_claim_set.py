@@ -20,7 +20,10 @@ from bench.claims import Claim, ClaimSet, build, build_claim_set, main, score
 from documents.dates import find_dates
 
 MARKER = re.compile(r"\[Document: (?P<document>[^|\]]+?) \| page (?P<page>\d+)\]")
-KINDS = {"true", "true+marker", "false:number", "false:dose", "false:date", "false:negation", "false:other-patient"}
+KINDS = {
+    "true", "true+marker", "true:list", "false:number", "false:dose", "false:date", "false:negation",
+    "false:other-patient", "false:list",
+}
 # Words too common in records to tell one patient's fact from another's; the rest of a fact's name must be absent.
 COMMON = {
     "allergy", "allergic", "oral", "tablet", "capsule", "injection", "injectable", "solution", "disorder", "finding",
@@ -465,3 +468,10 @@ def test_main_checks_each_document_once_and_prints_the_report(tmp_path: Path, mo
     main()
     markdown = capsys.readouterr().out
     assert "| true+marker |" in markdown and "### Failures" in markdown and "Atrial fibrillation" in markdown
+
+
+def test_a_false_list_holds_one_item_the_record_never_mentions(built: ClaimSet, corpus: Path) -> None:
+    lists = [claim for claim in built.claims if claim.kind == "false:list"]
+    assert lists and all(claim.expected == "not_found" for claim in lists)
+    true_lists = {claim.document: claim for claim in built.claims if claim.kind == "true:list"}
+    assert true_lists and all(claim.expected == "supported" for claim in true_lists.values())

@@ -227,3 +227,30 @@ def test_checking_a_long_record_is_quick(corpus_documents: dict[str, Document]) 
     characters = sum(document.char_count for document in long_record)
     print(f"\n{characters:,} characters indexed in {indexed - started:.2f} s, 5 claims in {checked - indexed:.3f} s")
     assert [check.label for check in checks][:3] == ["supported"] * 3
+
+
+def test_a_list_is_supported_only_when_every_item_is(corpus_documents: dict[str, Document]) -> None:
+    tka = corpus_documents[TKA_PDF]
+    assert labels(
+        [
+            # One line holds all four, each with its dose.
+            "She was discharged on Celebrex 200 mg daily, Colace 100 mg b.i.d., Protonix 40 mg b.i.d. and Synthroid "
+            "137 mcg daily.",
+            # Two of three are on the transfer list; warfarin is nowhere in the record.
+            "She takes Celebrex, Colace and warfarin.",
+            "She takes Celebrex 400 mg daily and Colace.",  # a changed dose among true items
+        ],
+        [tka],
+    ) == ["supported", "not_found", "contradicted"]
+
+
+def test_a_list_item_is_read_after_what_opens_the_list(corpus_documents: dict[str, Document]) -> None:
+    dennis = corpus_documents[DENNIS_FHIR]  # allergic to tree pollen, wheat, shellfish and nut
+    assert labels(["Allergies: shellfish, nut and tree pollen.", "Allergies: shellfish, nut and latex."], [dennis]) == [
+        "supported", "not_found",
+    ]
+    # A negation inside one item denies no other: the concussion had no loss of consciousness, the neoplasm is there.
+    stevie = corpus_documents[STEVIE_PDF]
+    assert labels(["Problems: concussion with no loss of consciousness and neoplasm of prostate."], [stevie]) == [
+        "supported"
+    ]
