@@ -203,10 +203,11 @@ def citation_line(citation: Citation) -> str:
 
 
 def _sentence_markdown(sentence: CheckedSentence) -> str:
+    """The sentence and its label in words, so a terminal or a printed export shows it as the screen does."""
     references = "".join(f" [{number}]" for number in sentence.citations)
-    note = f" ({sentence.note})" if sentence.note else ""
+    note = f"; {sentence.note}" if sentence.note else ""
     if sentence.label == "supported":
-        return f"{sentence.text}{references}{note}"
+        return f"{sentence.text} ⟨supported:{references}{note}⟩"
     if sentence.label == "contradicted":
         return f"{sentence.text} ⟨{LABEL_WORDS['contradicted']}: see{references}⟩"
     return f"{sentence.text} ⟨{LABEL_WORDS['not_found']}⟩"
@@ -287,12 +288,17 @@ def _evidence_line(citation: Citation, pages: Pages) -> str:
 
 def _sentence_html(sentence: CheckedSentence) -> str:
     text = escape(sentence.text)
-    badge = f'<span class="label {sentence.label}">{LABEL_WORDS[sentence.label]}</span>'
+    badge = f'<span class="label {sentence.label}">{_BADGES[sentence.label]}</span>'
     note = f'<span class="label-note">{escape(sentence.note)}</span>' if sentence.note else ""
-    if sentence.label == "supported":
-        # The references say it; the words stay for screen readers.
-        badge = f'<span class="visually-hidden">({LABEL_WORDS["supported"]})</span>'
-    return f'<span class="sentence {sentence.label}">{text}{_references(sentence.citations)}{badge}{note}</span>'
+    return f'<span class="sentence {sentence.label}">{text}{badge}{_references(sentence.citations)}{note}</span>'
+
+
+# A supported sentence's badge is short, as most sentences of a good answer carry it; the other two say it all.
+_BADGES: dict[Label, str] = {
+    "supported": '✓<span class="visually-hidden"> supported by the record</span>',
+    "contradicted": LABEL_WORDS["contradicted"],
+    "not_found": LABEL_WORDS["not_found"],
+}
 
 
 def _references(numbers: Sequence[int]) -> str:

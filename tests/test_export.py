@@ -40,7 +40,7 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     assert f"*{disclaimer()}*" in markdown  # and under the answer
     assert f"- {RHINITIS} (txt, 1 page, " in markdown
     assert "## Question" in markdown and "What does she take?" in markdown
-    assert "She currently takes Ortho Tri-Cyclen and Allegra. [1]" in markdown
+    assert "She currently takes Ortho Tri-Cyclen and Allegra. ⟨supported: [1]⟩" in markdown
     assert "She takes warfarin 5 mg daily. ⟨not found in the record⟩" in markdown
     assert "*The answer reached its limit of 128 tokens and may be incomplete.*" in markdown
     assert f"**Sources**\n[1] {RHINITIS}, page 1:" in markdown

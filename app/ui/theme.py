@@ -49,6 +49,7 @@ CSS = """
 :is(#chat, #check-result) .label {
   margin-left: 0.3rem; padding: 0 0.3rem; border-radius: 3px; font-size: 0.75rem; white-space: nowrap;
 }
+:is(#chat, #check-result) .label.supported { background: #dcfce7; color: #14532d; }
 :is(#chat, #check-result) .label.contradicted { background: #fee2e2; color: #7f1d1d; }
 :is(#chat, #check-result) .label.not_found { background: #fef3c7; color: #78350f; }
 :is(#chat, #check-result) .label-note { display: block; font-size: 0.8rem; color: #78350f; }
