@@ -90,7 +90,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--device", help="cpu (default) or cuda")
     parser.add_argument(
-        "--quantize", choices=["none", "bf16", "fp8", "int8", "int4"], help="how to hold the model's projections (default: none, as the checkpoint has them)"
+        "--quantize", choices=["auto", "none", "bf16", "fp8", "int8", "int4"],
+        help="how to hold the model's projections (default: auto, int4 for a GGUF Q4 checkpoint on a CPU, else none)",
     )
     parser.add_argument("--context", type=int, help="context window in tokens; beyond the model's own, YaRN")
 

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     # drafting. fp8: a quarter of the bytes, for fitting large models; slower on a CPU. int8 / int4: a quarter /
     # an eighth of the bytes through CPU weight-only kernels, the fastest CPU decoding, drafting kept (int4 suits
     # GGUF Q4 checkpoints such as the bundled one; see docs/benchmarks.md for their logit error).
-    quantize: Literal["none", "bf16", "fp8", "int8", "int4"] = "none"
+    # auto: int4 for a GGUF Q4 checkpoint (the bundled one) on a CPU, else none.
+    quantize: Literal["auto", "none", "bf16", "fp8", "int8", "int4"] = "auto"
     context: int | None = None  # a context window beyond the model's own is reached with YaRN
     prefix_cache_mb: int = Field(1024, ge=0)  # KV of earlier requests kept so follow-ups skip re-reading the record
     # What drafts tokens for lossless speculative decoding: prompt-lookup copies from the record (no extra model),
