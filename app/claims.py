@@ -194,8 +194,11 @@ class Record:
         for number, (start, end) in enumerate(lines):
             spans.add((start, end))
             spans.update(sentence_spans(page.text, start, end))
-            if number > 0:  # a fact wrapped onto the next line, or a name with its value below it
-                spans.add((lines[number - 1][0], end))
+            # A fact wrapped onto the next line, or a name with its value below it; but a table row written whole
+            # on its line (" | " between its cells) is a fact of its own, which its neighbour's does not complete.
+            previous = lines[number - 1] if number > 0 else None
+            if previous is not None and not (_is_row(page.text, *previous) or _is_row(page.text, start, end)):
+                spans.add((previous[0], end))
             row = lines[number : number + ROW_LINES]
             for length in range(3, len(row) + 1):
                 if all(line_end - line_start <= SHORT_LINE for line_start, line_end in row[:length]):
@@ -361,6 +364,10 @@ def _sections(document: Document, page: Page) -> list[tuple[int, int, frozenset[
     return parts
 
 
+def _is_row(text: str, start: int, end: int) -> bool:
+    return " | " in text[start:end]
+
+
 def _lines(text: str) -> Iterable[tuple[int, int]]:
     start = 0
     while start <= len(text):
@@ -375,6 +382,10 @@ def _lines(text: str) -> Iterable[tuple[int, int]]:
 _QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 # Where a list's items part: "Celebrex, Colace and Protonix", "fever, chills or cough".
 _LIST_SEPARATOR = re.compile(r"[,;]|\b(?:and|or|plus|as\s+well\s+as|along\s+with)\b")
+_CLAUSE_OPENING = re.compile(
+    r"\s*(?:which|who|whom|whose|that|because|since|as|when|while|so|but|although|though|where|used|given|taken)\b",
+    re.IGNORECASE,
+)
 # "Yes," or "No," opening an answer answers the question; the words after it state the claim.
 _ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b\s*[,.:;—–-]\s*", re.IGNORECASE)
 
@@ -425,7 +436,8 @@ class _Claim:
         ]
         segments: list[tuple[int, int]] = []
         for start, end in zip(cuts, cuts[1:] + [len(text)]):
-            if segments and not self._names(start, end):
+            # A clause that says something of the item before it ("…, which treats bronchitis") is no item.
+            if segments and (not self._names(start, end) or _CLAUSE_OPENING.match(text, start)):
                 segments[-1] = (segments[-1][0], end)
             else:
                 segments.append((start, end))

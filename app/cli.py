@@ -128,9 +128,10 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         elif isinstance(event, Answer):
             if streaming:
                 print("\n", file=sys.stderr)
+            # The evidence, printed already, opens the whole answer's Markdown.
+            whole, evidence = markdown(layout(event.turn)), markdown([evidence_block(event.turn)])
+            print(whole.removeprefix(evidence).lstrip("\n"))
             turn = event.turn
-            checked = markdown([block for block in layout(turn) if not isinstance(block, type(evidence_block(turn)))])
-            print(checked)
             if turn.stats is not None:
                 print(stats_line(turn.stats))
         elif isinstance(event, Notice):

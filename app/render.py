@@ -167,6 +167,7 @@ def unverified_line(items: Sequence[SummaryItem]) -> str:
 
 def markdown(blocks: Sequence[Block]) -> str:
     parts: list[str] = []
+    shown: set[int] = set()  # citations quoted already, in the evidence: the sources list does not repeat them
     for block in blocks:
         match block:
             case Heading(text):
@@ -175,10 +176,8 @@ def markdown(blocks: Sequence[Block]) -> str:
                 if searched is not None:
                     parts.append(f"*No line of the record matched the question (searched for: {searched}).*")
                 else:
-                    lines = [
-                        f"> “{fold_spaces(c.quote)}” — {c.document}, page {c.page} [{c.number}]" for c in citations
-                    ]
-                    parts.append("**From the record:**\n" + "\n".join(lines))
+                    shown.update(c.number for c in citations)
+                    parts.append(_evidence_markdown(citations))
             case Checked(text, checked):
                 parts.append(checked.marked(text, _sentence_markdown).strip())
             case Items(title, items, more):
@@ -187,19 +186,32 @@ def markdown(blocks: Sequence[Block]) -> str:
                     lines.append(f"- … and {more:,} earlier, in the record")
                 parts.append(f"**{title}**\n" + "\n".join(lines))
             case Note(text, tone):
-                parts.append(f"**Warning:** {text}" if tone == "warning" else f"*{text}*")
+                # The app's own words are marked as the app's, apart from the model's.
+                parts.append(f"**Warning:** {text}" if tone == "warning" else f"Clinidoc: {text}")
             case Unverified(items):
-                parts.append(f"*{unverified_line(items)}*")
+                parts.append(f"Clinidoc: {unverified_line(items)}")
             case Sources(citations):
-                if citations:
-                    parts.append("**Sources**\n" + "\n".join(citation_line(c) for c in citations))
+                if listed := [c for c in citations if c.number not in shown]:
+                    one = len({c.document for c in citations}) == 1
+                    parts.append("**Sources**\n" + "\n".join(citation_line(c, name=not one) for c in listed))
             case Disclaimer(text):
                 parts.append(f"*{text}*")
     return "\n\n".join(parts)
 
 
-def citation_line(citation: Citation) -> str:
-    return f"[{citation.number}] {citation.document}, page {citation.page}: \"{fold_spaces(citation.quote)}\""
+def _evidence_markdown(citations: Sequence[Citation]) -> str:
+    """The evidence lines; one document is named once, in the heading, several on each line."""
+    documents = {citation.document for citation in citations}
+    one = next(iter(documents)) if len(documents) == 1 else None
+    lines = [citation_line(citation, name=one is None) for citation in citations]
+    return f"**From the record{f' ({one})' if one else ''}:**\n" + "\n".join(lines)
+
+
+def citation_line(citation: Citation, name: bool = True) -> str:
+    """A source as a line, as the evidence is quoted: its words, where they are (the document's name when the
+    record has several), its number."""
+    where = f"{citation.document}, page {citation.page}" if name else f"page {citation.page}"
+    return f"> “{fold_spaces(citation.quote)}” — {where} [{citation.number}]"
 
 
 def _sentence_markdown(sentence: CheckedSentence) -> str:

@@ -254,3 +254,10 @@ def test_a_list_item_is_read_after_what_opens_the_list(corpus_documents: dict[st
     assert labels(["Problems: concussion with no loss of consciousness and neoplasm of prostate."], [stevie]) == [
         "supported"
     ]
+
+
+def test_a_clause_after_a_comma_is_part_of_its_item_not_an_item_of_its_own(corpus: Path) -> None:
+    dusty = documents.load(corpus / "synthea_summary_dusty_stracke.docx")  # hydrochlorothiazide; acute bronchitis
+    assert labels(
+        ["He takes Hydrochlorothiazide 25 MG, which is used to treat acute bronchitis."], [dusty]
+    ) == ["not_found"]

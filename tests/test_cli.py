@@ -31,9 +31,9 @@ def test_ask_prints_the_evidence_the_labelled_answer_the_disclaimer_and_one_stat
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.rstrip("\n").split("\n\n")
     evidence, answer, tally, *_, disclaimer_block, stats_line = blocks[0], blocks[1], blocks[2], *blocks[3:]
-    assert evidence.startswith("**From the record:**\n> “") and "ASSESSMENT: Allergic rhinitis." in evidence
+    assert evidence.startswith(f"**From the record ({record.name}):**\n> “") and "ASSESSMENT: Allergic rhinitis." in evidence
     assert answer.strip()
-    assert tally.startswith("*Each sentence checked against the record: ")
+    assert tally.startswith("Clinidoc: Each sentence checked against the record: ")
     disclaimer_line, stats_line = stats_line.split("\n") if "\n" in stats_line else (disclaimer_block, stats_line)
     assert disclaimer_line == f"*{disclaimer()}*"
     assert "tokens/s" in stats_line and "first token" in stats_line

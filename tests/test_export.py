@@ -42,8 +42,8 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     assert "## Question" in markdown and "What does she take?" in markdown
     assert "She currently takes Ortho Tri-Cyclen and Allegra. ⟨supported: [1]⟩" in markdown
     assert "She takes warfarin 5 mg daily. ⟨not found in the record⟩" in markdown
-    assert "*The answer reached its limit of 128 tokens and may be incomplete.*" in markdown
-    assert f"**Sources**\n[1] {RHINITIS}, page 1:" in markdown
+    assert "Clinidoc: The answer reached its limit of 128 tokens and may be incomplete." in markdown
+    assert "**Sources**\n> “" in markdown and "” — page 1 [1]" in markdown
 
     assistant.record_export(view.session.id)
     assert list_events(assistant.db)[-1].action == "export"

@@ -118,7 +118,7 @@ def test_drafted_items_are_cited_only_when_their_quote_is_in_the_record_and_name
     assert "Warfarin" not in text and "Lisinopril" not in text
     assert "2 items the model suggested could not be verified in the record and are not listed." in text
     assert "⟨not found in the record⟩" in text
-    assert f"[{allegra.citations[0]}] {document.name}, page 1:" in text
+    assert f"” — page 1 [{allegra.citations[0]}]" in text
 
 
 def test_a_drafted_item_that_a_structured_entry_lists_is_not_shown_twice(corpus: Path) -> None:
