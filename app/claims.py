@@ -194,13 +194,11 @@ class Record:
         for number, (start, end) in enumerate(lines):
             spans.add((start, end))
             spans.update(sentence_spans(page.text, start, end))
-            # A fact wrapped onto the next line, or a name with its value below it; but a table row written whole
-            # on its line (" | " between its cells) is a fact of its own, which its neighbour's does not complete.
-            previous = lines[number - 1] if number > 0 else None
-            if previous is not None and not (_is_row(page.text, *previous) or _is_row(page.text, start, end)):
-                spans.add((previous[0], end))
+            # A table row that a PDF writes a cell a line: a name with its value, unit and date on the next short
+            # lines. (A sentence wrapped over lines is a unit as the page's sentences; longer runs of lines are not
+            # units, lest one sentence's date be read as another's.)
             row = lines[number : number + ROW_LINES]
-            for length in range(3, len(row) + 1):
+            for length in range(2, len(row) + 1):
                 if all(line_end - line_start <= SHORT_LINE for line_start, line_end in row[:length]):
                     spans.add((row[0][0], row[length - 1][1]))
         for start, end in sentence_spans(page.text):
@@ -362,10 +360,6 @@ def _sections(document: Document, page: Page) -> list[tuple[int, int, frozenset[
         family = section.kind == "family_history" or bool(keys & FAMILY)
         parts += [(span.start, span.end, keys, family) for span in section.spans if span.page == page.number]
     return parts
-
-
-def _is_row(text: str, start: int, end: int) -> bool:
-    return " | " in text[start:end]
 
 
 def _lines(text: str) -> Iterable[tuple[int, int]]:

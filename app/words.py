@@ -65,6 +65,8 @@ _ABBREVIATION = re.compile(
     re.IGNORECASE,
 )
 _OPENERS = "\"“'‘(["
+# A name that is a title and an initial ("Dr. B."), as anonymised notes write them, ends a sentence at its stop.
+_TITLED_INITIAL = re.compile(r"\b(?:dr|mr|mrs|ms)\.\s[A-Z]$", re.IGNORECASE)
 # A list item's number, whose full stop ends no sentence: "DIAGNOSES: 1. Lumbar strain. 2. Anxiety."
 _LIST_NUMBER = re.compile(r"(?:^|[:\n]|[.!?]\s)\s*\d{1,2}$")
 _QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
@@ -99,9 +101,9 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
             continue
         if any(quote_start < after < quote_end for quote_start, quote_end in quoted):
             continue
+        before = text[max(start, stop.start() - 8) : stop.start()]
         if stop.group(1) == "." and (
-            _ABBREVIATION.search(text, max(start, stop.start() - 8), stop.start())
-            or _LIST_NUMBER.search(text[max(start, stop.start() - 6) : stop.start()])
+            (_ABBREVIATION.search(before) and not _TITLED_INITIAL.search(before)) or _LIST_NUMBER.search(before[-6:])
         ):
             continue
         spans.append((sentence_start, stop.end(1)))

@@ -261,3 +261,16 @@ def test_a_clause_after_a_comma_is_part_of_its_item_not_an_item_of_its_own(corpu
     assert labels(
         ["He takes Hydrochlorothiazide 25 MG, which is used to treat acute bronchitis."], [dusty]
     ) == ["not_found"]
+
+
+def test_a_date_from_the_next_sentence_does_not_support_a_claim(corpus_documents: dict[str, Document]) -> None:
+    # "...follow up with her primary care physician, Dr. B. As mentioned above, the patient will be discharged on
+    # 09/03/2007": the date is the discharge's, not the follow-up's.
+    tka = corpus_documents[TKA_PDF]
+    assert labels(
+        [
+            "The patient is encouraged to follow up with her primary care physician, Dr. B, on 09/03/2007.",
+            "The follow-up appointment with Dr. A is on 09/21/2007 at noon.",
+        ],
+        [tka],
+    ) == ["not_found", "supported"]
