@@ -417,17 +417,22 @@ class _Claim:
         return claim
 
     def items(self) -> list[_Claim]:
-        """The items of a list the claim makes, each read as a claim of its own after the words that open the list
-        ("She denies fever, chills or cough" is "She denies chills" too; "a concussion with no loss of
+        """The items of a list the claim makes ("A, B and C"), each read as a claim of its own after the words that
+        open the list ("She denies fever, chills or cough" is "She denies chills" too; "a concussion with no loss of
         consciousness and a neoplasm" denies no neoplasm). An item that says too little to check alone ("for one
         month") stays with the one before it. None when the claim is no list."""
         text = self.text
-        cuts = [0] + [
-            match.end() for match in _LIST_SEPARATOR.finditer(text)
+        separators = [
+            match for match in _LIST_SEPARATOR.finditer(text)
             # Not inside brackets, nor inside a date or number ("August 21, 2007", "278,000").
             if not _in_brackets(text, match.start())
             and not any(word.start <= match.start() < word.end for word in self.words)
         ]
+        # A list joins its last item with a conjunction; commas alone part a sentence's clauses and appositions
+        # ("…her physician, Dr. B, on 09/03/2007"), whose facts are one.
+        if not any(match.group()[0].isalpha() for match in separators):
+            return []
+        cuts = [0] + [match.end() for match in separators]
         segments: list[tuple[int, int]] = []
         for start, end in zip(cuts, cuts[1:] + [len(text)]):
             # A clause that says something of the item before it ("…, which treats bronchitis") is no item.

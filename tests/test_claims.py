@@ -274,3 +274,11 @@ def test_a_date_from_the_next_sentence_does_not_support_a_claim(corpus_documents
         ],
         [tka],
     ) == ["not_found", "supported"]
+
+
+def test_commas_without_a_conjunction_make_no_list(corpus_documents: dict[str, Document]) -> None:
+    # Two facts of two lines joined into one false one: the follow-up with Dr. B has no date; Dr. A's is 09/21/2007.
+    assert labels(
+        ["The patient is encouraged to follow up with her primary care physician, Dr. B. on 09/21/2007 at noon."],
+        [corpus_documents[TKA_PDF]],
+    ) == ["not_found"]
