@@ -192,5 +192,5 @@ def test_a_summary_lists_facts_read_from_the_record_each_with_its_source_and_the
         page.get_by_role("button", name="Export this session (Markdown)").click()
     exported = Path(download.value.path()).read_text()
     assert "## Summary" in exported and "Atenolol 25 MG Oral Tablet" in exported
-    assert f"[{number}] {CCDA}, page 1:" in exported
+    assert f"” — page 1 [{number}]" in exported
     assert exported.count(disclaimer()) == 2
