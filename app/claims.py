@@ -42,11 +42,10 @@ from app.words import (
     page_markers,
     read,
     read_page,
-    sentence_spans,
-    trim,
     without_markers,
 )
 from documents import Document, Page
+from documents.sentences import sentence_spans, trim
 
 Label = Literal["supported", "contradicted", "not_found"]
 

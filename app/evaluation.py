@@ -223,7 +223,13 @@ def _format(path: Path) -> Format:
 
 def compare_facts(summary: ChartSummary, truth: dict[str, Any]) -> dict[str, Counts]:
     """Per truth category: how many truth facts the summary shows, and how many of the items it shows as facts
-    are in the truth. Items it marks as not found in the record are not shown as facts and do not count."""
+    are true. Items it marks as not found in the record are not shown as facts and do not count.
+
+    Recall counts the category's main list. An item is true when it matches any of the truth's lists of that
+    kind: a medication "stopped" or "on transfer" (`medications_stopped_or_not_restarted`, `medications_on_transfer`)
+    is a true medication of the record, though not on its current list. A stated "no known allergies" is a fact
+    of the allergy category: the truth says it in `allergy_status`.
+    """
     shown: dict[str, list[str]] = defaultdict(list)
     for key, item in summary.shown_as_fact():
         shown[key].append(item.text)
@@ -231,16 +237,37 @@ def compare_facts(summary: ChartSummary, truth: dict[str, Any]) -> dict[str, Cou
     for category, key in CATEGORIES.items():
         if category not in truth:
             continue
-        expected = truth[category]
+        expected = list(truth[category])
+        also_true = [fact for name, values in truth.items() if name != category and _same_kind(name, category)
+                     and isinstance(values, list) for fact in values]
         items = shown[key]
+        if category == "allergies" and _denies_allergies(truth):
+            expected.append(NO_KNOWN_ALLERGIES)
         matches = [[_matches(fact, item) for item in items] for fact in expected]
+        true_items = [any(row[i] for row in matches) or any(_matches(fact, items[i]) for fact in also_true)
+                      for i in range(len(items))]
         results[category] = Counts(
             truth=len(expected),
             found=sum(any(row) for row in matches),
             shown=len(items),
-            correct=sum(any(row[i] for row in matches) for i in range(len(items))),
+            correct=sum(true_items),
         )
     return results
+
+
+# How the summary lists a stated absence of allergies, as the truth's `allergy_status` says it.
+NO_KNOWN_ALLERGIES = "No known drug allergies"
+
+
+def _denies_allergies(truth: dict[str, Any]) -> bool:
+    status = str(truth.get("allergy_status") or "").casefold()
+    return bool(status) and "not documented" not in status and not truth.get("allergies")
+
+
+def _same_kind(name: str, category: str) -> bool:
+    """Whether a truth list holds facts of `category`: `active_medications`, `medications_past` for medications."""
+    stem = category.rstrip("s")
+    return stem in name and not name.endswith(("_status", "_reactions"))
 
 
 def _matches(fact: str | dict[str, Any], item: str) -> bool:
@@ -264,7 +291,8 @@ def same_name(truth: str, shown: str) -> bool:
 
 def _value_in(value: object, text: str) -> bool:
     if isinstance(value, (int, float)):
-        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", text)]
+        # "278,000" is one number.
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", re.sub(r"(?<=\d),(?=\d{3}\b)", "", text))]
         return any(abs(n - value) <= max(0.01, abs(value) * 0.005) for n in numbers)
     return " ".join(_words(str(value))) in " ".join(_words(text))
 

@@ -32,10 +32,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from app.words import Word, fold_spaces, read, read_page, sentence_spans, spelled_out, trim
+from app.words import Word, fold_spaces, read, read_page, spelled_out
 from documents import Document, Page, Section
 from documents.document import FactCategory, SectionKind
 from documents.sections import find_sections
+from documents.sentences import sentence_spans, trim
 
 QuestionType = Literal["date", "value", "medication", "allergy", "count", "procedure", "diagnosis", "yes_no", "other"]
 

@@ -131,13 +131,15 @@ SECTIONS: dict[SectionKey, tuple[str, FactCategory | None]] = {
     "vitals": ("Vital signs", "vital"),
     "procedures": ("Procedures", "procedure"),
     "encounters": ("Encounters", "encounter"),
-    "follow_ups": ("Pending follow-ups", None),
+    "follow_ups": ("Pending follow-ups", "follow_up"),
 }
 
 
 class SummaryItem(BaseModel):
     text: str
-    origin: Literal["record", "model"]  # read from a structured entry, or drafted by the model from free text
+    # Read from a structured entry, read from free text by rule and dictionary (documents.text_facts), or drafted
+    # by the model and bearing a verified quote.
+    origin: Literal["record", "text", "model"]
     citations: list[int]  # the numbers of its Citations; empty when nothing in the record ties it there
     quote: str | None = None  # the model's quote, kept to show what was not found
     # Why a drafted item has no citation: its quote is nowhere in the record, or is there but does not name it.
@@ -256,7 +258,8 @@ def _patient_summary(
     names = {document.name for document, _ in members}
     died = next((identity.died for _, identity in members if identity.died), None)
     identity = _identity_items(members, numbers)
-    facts = [(document, fact) for document, _ in members for fact in document.facts]
+    # Denied, hypothetical and other people's mentions are facts of the text, never items of the patient's lists.
+    facts = [(document, fact) for document, _ in members for fact in document.facts if fact.listable]
     sections = []
     for key, (title, category) in SECTIONS.items():
         read = [(document, fact) for document, fact in facts if fact.category == category]
@@ -406,7 +409,8 @@ def _group_item(group: list[tuple[Document, Fact]], numbers: CitationNumbers, di
 
 def _fact_item(text: str, sources: list[tuple[Document, Fact]], numbers: CitationNumbers) -> SummaryItem:
     citations = numbers.add_all([_span_located(document, fact.span) for document, fact in sources])
-    return SummaryItem(text=text, origin="record", citations=citations)
+    origin = "text" if all(fact.origin == "text" for _, fact in sources) else "record"
+    return SummaryItem(text=text, origin=origin, citations=citations)
 
 
 def _span_located(document: Document, span: Span) -> Located:
@@ -425,6 +429,8 @@ def fact_text(fact: Fact, died: str | None = None) -> str:
     if fact.value is not None:
         parts[0] += f": {_value(fact)}"
     parts += [part for part in (fact.dose, fact.route, fact.frequency) if part]
+    if fact.context == "historical":
+        parts.append("history")
     if fact.reaction:
         parts.append(f"reaction: {fact.reaction}")
     if fact.date:

@@ -2,7 +2,7 @@
 
 Three things live here, each once:
 
-- `sentence_spans` / `answer_sentences`: where sentences start and end, in an answer and in a record's lines.
+- `answer_sentences`: where an answer's sentences start and end (a record's sentences: `documents.sentences`).
 - `read`: the words of a text as `Word`s — a content word's stem (with common clinical abbreviations and
   paraphrases written out first: "b.i.d." and "twice daily", "BP" and "blood pressure", "NKDA" and "no known drug
   allergies" read alike), a number's value, a date in ISO form — each with where it stands, how much it says
@@ -27,6 +27,7 @@ from negspacy.termsets import termset
 from wordfreq import zipf_frequency
 
 from documents.dates import find_dates
+from documents.sentences import sentence_spans
 
 WordKind = Literal["word", "number", "date"]
 # A word as read: a phrase's word is one the table of abbreviations and paraphrases wrote out.
@@ -52,24 +53,8 @@ class Word:
 # --- Sentences ------------------------------------------------------------------------------------------------
 
 _LINE = re.compile(r"[^\n]+")
-_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 # A list item's marker, which is not part of its sentence (nor a number it states).
 _BULLET = re.compile(r"\s*(?:#{1,6}|[-*+•‣◦]|\(?\d{1,2}[.)])\s+")
-# The end of a sentence: its stop, any closing quotes or brackets, then a space.
-_STOP = re.compile(r"([.!?]+[\"”’')\]]*)\s+")
-# Words whose full stop is not a sentence's: titles before a name, months and "No." before a number, and single
-# letters (initials, "e.g.").
-_ABBREVIATION = re.compile(
-    r"\b(?:dr|mr|mrs|ms|prof|sr|jr|st|vs|no|approx|fig|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
-    r"|[a-z])$",
-    re.IGNORECASE,
-)
-_OPENERS = "\"“'‘(["
-# A name that is a title and an initial ("Dr. B."), as anonymised notes write them, ends a sentence at its stop.
-_TITLED_INITIAL = re.compile(r"\b(?:dr|mr|mrs|ms)\.\s[A-Z]$", re.IGNORECASE)
-# A list item's number, whose full stop ends no sentence: "DIAGNOSES: 1. Lumbar strain. 2. Anxiety."
-_LIST_NUMBER = re.compile(r"(?:^|[:\n]|[.!?]\s)\s*\d{1,2}$")
-_QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 
 
 def answer_sentences(text: str) -> list[tuple[int, int]]:
@@ -80,45 +65,6 @@ def answer_sentences(text: str) -> list[tuple[int, int]]:
         bullet = _BULLET.match(text, line.start(), line.end())
         spans += sentence_spans(text, bullet.end() if bullet else line.start(), line.end())
     return spans
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of `text[start:end]`, trimmed, that has a letter or digit.
-
-    A stop ends a sentence only before a capital, a digit or an opening quote, so "25 mg. daily", "1.92" and
-    "Dr. Smith" stay whole, and never inside a quote. Line breaks are spaces here: a PDF wraps its sentences.
-    """
-    end = len(text) if end is None else end
-    quoted = [(match.start(), match.end()) for match in _QUOTED.finditer(text, start, end)]
-    spans = []
-    sentence_start = start
-    for stop in _STOP.finditer(text, start, end):
-        after = stop.end()
-        if after >= end:
-            break
-        following = text[after]
-        if not (following.isupper() or following.isdigit() or following in _OPENERS):
-            continue
-        if any(quote_start < after < quote_end for quote_start, quote_end in quoted):
-            continue
-        before = text[max(start, stop.start() - 8) : stop.start()]
-        if stop.group(1) == "." and (
-            (_ABBREVIATION.search(before) and not _TITLED_INITIAL.search(before)) or _LIST_NUMBER.search(before[-6:])
-        ):
-            continue
-        spans.append((sentence_start, stop.end(1)))
-        sentence_start = after
-    spans.append((sentence_start, end))
-    trimmed = [trim(text, span_start, span_end) for span_start, span_end in spans]
-    return [(s, e) for s, e in trimmed if _LETTER_OR_DIGIT.search(text, s, e)]
-
-
-def trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
 
 
 # --- Page markers ---------------------------------------------------------------------------------------------

@@ -42,7 +42,15 @@ SectionKind = Literal[
 # What a date is the date of, when the words before it say so.
 DateLabel = Literal["note", "service", "admission", "discharge", "birth", "death"]
 
-FactCategory = Literal["medication", "allergy", "condition", "lab", "vital", "procedure", "immunization", "encounter"]
+FactCategory = Literal[
+    "medication", "allergy", "condition", "lab", "vital", "procedure", "immunization", "encounter", "follow_up"
+]
+
+# Where a fact was read: a structured entry (FHIR resource, C-CDA entry), or the words of free text.
+FactOrigin = Literal["entry", "text"]
+
+# What the text says of a thing it mentions, when not that the patient has it now (see documents.assertion).
+FactContext = Literal["negated", "historical", "hypothetical", "family", "other"]
 
 
 class Span(BaseModel):
@@ -77,7 +85,8 @@ class SourceSpan(Span):
 
 
 class Fact(BaseModel):
-    """One clinical fact read from a structured entry (FHIR resource, C-CDA entry), never generated."""
+    """One clinical fact read from a structured entry (FHIR resource, C-CDA entry) or from free text by rule and
+    dictionary (documents.text_facts); never generated."""
 
     category: FactCategory
     name: str  # as the source writes it: "Atenolol 25 MG Oral Tablet", "Penicillin", "Hemoglobin"
@@ -90,7 +99,15 @@ class Fact(BaseModel):
     frequency: str | None = None
     reaction: str | None = None  # allergies
     code: str | None = None  # "system|code" of the coded concept when there is one (LOINC, SNOMED, RxNorm)
-    span: Span  # the line of page text this fact was written into; its text must contain `name`
+    span: Span  # the line of page text this fact was written into, or the words it was read from; they name it
+    origin: FactOrigin = "entry"
+    context: FactContext | None = None  # None: the patient has it, now or as the record's current state
+    section: str | None = None  # the title of the section it was read from, for facts read from text
+
+    @property
+    def listable(self) -> bool:
+        """Whether the fact belongs in the patient's lists: not denied, not hypothetical, not someone else's."""
+        return self.context in (None, "historical")
 
 
 class Page(BaseModel):

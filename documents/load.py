@@ -13,6 +13,7 @@ from documents.errors import DocumentError
 from documents.lines import Structured
 from documents.progress import CancelCheck, Progress, ProgressCallback
 from documents.sections import find_sections
+from documents.text_facts import read_facts
 
 MAX_BYTES = 50 * 1024 * 1024
 
@@ -106,14 +107,17 @@ def _free_text(
     name: str, sha256: str, kind: Kind, extracted: list[str], skipped: list[Skipped], ocr_pages: list[int]
 ) -> Document:
     cleaned = clean_pages(extracted)
-    return Document(
+    document = Document(
         name=name,
         sha256=sha256,
         kind=kind,
         pages=cleaned.pages,
         sections=find_sections(cleaned.pages),
-        coverage=measure(cleaned.pages, extracted, cleaned.repeated_lines_removed, skipped, ocr_pages),
     )
+    # Facts are read from the cleaned pages, so their spans point into the text the model and the viewer see.
+    facts, not_read = read_facts(document)
+    coverage = measure(cleaned.pages, extracted, cleaned.repeated_lines_removed, skipped + not_read, ocr_pages)
+    return document.model_copy(update={"facts": facts, "coverage": coverage})
 
 
 def _structured(name: str, sha256: str, kind: Kind, read: Structured) -> Document:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from app.words import answer_sentences, page_markers, read, sentence_spans, without_markers
+from app.words import answer_sentences, page_markers, read, without_markers
+from documents.sentences import sentence_spans
 
 
 def keys(text: str) -> list[str]:

@@ -1,0 +1,531 @@
+"""Facts read from free text without a model: medications, problems, allergies, vitals, labs, procedures,
+immunizations and follow-ups, each with the span of the words it was read from and what the text says of it.
+
+How each is read:
+- names of drugs and diseases come from two maintained dictionaries (documents.lexicons); vital signs and lab
+  values from patterns (documents.measurements); rows of a table, one cell per line or cells joined by "|", by
+  their column headings (documents.tables);
+- a section decides what a list in it is (a numbered item under Discharge Diagnoses is a problem whatever its
+  words; a drug under Allergies is an allergy, not a medication); in prose, a disease is a problem only after a
+  diagnostic cue ("history of", "diagnosed with", "revealed", "admitted for"), since prose also names symptoms and
+  the diseases the patient does not have;
+- each mention's context (negated, historical, hypothetical, family, someone else) comes from ConText
+  (documents.assertion). Negated, hypothetical and other people's mentions are kept as facts, for the claim checker
+  and evidence, but `Fact.listable` keeps them off the patient's lists;
+- the mentions of one drug or disease in a document are one fact: the most detailed mention, preferring the latest
+  section (the discharge list over the admission one).
+
+Work is bounded: each sentence is read once per kind of fact, and a sentence longer than `MAX_SENTENCE` characters
+(OCR noise, a file of one huge line) only for its first `MAX_SENTENCE` characters, which the coverage report says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from documents import lexicons, measurements, tables
+from documents.assertion import context
+from documents.dates import find_dates
+from documents.document import Document, Fact, FactCategory, Page, Section, SectionKind, Skipped, Span
+from documents.sentences import sentence_spans, trim
+
+# A sentence longer than this is read only this far: no clinical statement runs to it, OCR noise and junk do.
+MAX_SENTENCE = 2_000
+
+# Sections whose mentions are not the patient's current clinical facts of that kind.
+_NOT_MEDICATIONS: frozenset[SectionKind | None] = frozenset({"allergies", "family_history", "social_history"})
+_PROBLEM_LISTS: frozenset[SectionKind | None] = frozenset(
+    {"past_medical_history", "problems", "diagnoses", "assessment", "assessment_and_plan"}
+)
+_NO_PROBLEMS: frozenset[SectionKind | None] = frozenset(
+    {"family_history", "social_history", "review_of_systems", "physical_exam", "vital_signs", "labs", "allergies",
+     "medications", "chief_complaint", "plan", "discharge_instructions", "immunizations", "procedures"}
+)
+# Words the disease dictionary holds that name a kind of problem, not a problem: "complaint of allergies".
+_GENERIC = re.compile(r"allerg(?:y|ies|ic)|infections?|disease|disorders?|symptoms?|pain|injury|injuries", re.IGNORECASE)
+_PROCEDURE_LISTS: frozenset[SectionKind | None] = frozenset({"past_surgical_history", "procedures"})
+
+# Words that, before a disease in prose, say the patient has or had it.
+_DIAGNOSTIC_CUE = re.compile(
+    r"\b(?:history\s+of|h/o|diagnosed\s+(?:with|as)|diagnosis\s+of|known|found\s+to\s+have|revealed|showed|shows|"
+    r"demonstrated|consistent\s+with|admitted\s+(?:for|with)|died\s+(?:of|from)|suffers?\s+from|suffering\s+from|"
+    r"treated\s+for|presents?\s+with|significant\s+for|positive\s+for|secondary\s+to|status\s+post|s/p|"
+    r"(?:he|she|patient|they)\s+(?:also\s+)?(?:has|have|does\s+have))\b"
+    r"(?P<gap>[^.;:]{0,60})$",
+    re.IGNORECASE,
+)
+_LIST_LEAD = re.compile(
+    r"^(?:(?:significant|positive|notable)\s+for|includes?|including|(?:he|she|the\s+patient|patient|they)\s+"
+    r"(?:has|had|have|is|was|also\s+has|denies|also\s+denies|denied|suffers\s+from|also\s+suffers\s+from|reports|gives\s+a\s+history\s+of)"
+    r"(?:\s+(?:a|an|the))?|(?:her|his|the)\s+(?:only\s+)?medications?\s+(?:currently\s+)?(?:is|are|include)|"
+    r"(?:he|she|the\s+patient)\s+(?:is|was)\s+on|(?:a|an|the)|and|also|or)\s+",
+    re.IGNORECASE,
+)
+_ITEM_END = re.compile(
+    r"\s+(?:secondary\s+to|due\s+to|performed|which|that|for\s+which|on\s+medication|done|in\s+(?:19|20)\d\d|"
+    r"some\s+\d+\s+years|\d+\s+years\s+ago|for\s+this|dating\s+back)\b.*$|[,;:(].*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_NUMBERED = re.compile(r"(?:^|(?<=[\s:.]))\d{1,2}[.)]\s+")
+_SPLIT = re.compile(r",\s*(?:and\s+|or\s+)?|;\s*|\s+and\s+(?=[a-z])", re.IGNORECASE)
+
+_STRENGTH = re.compile(
+    r"\b\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?\s*(?:mg|mcg|µg|g|gm|ml|mL|units?|iu|meq|%)(?![A-Za-z])", re.IGNORECASE
+)
+_ROUTE = re.compile(
+    r"\b(?:p\.?o\.?|by\s+mouth|orally|oral|sublingual|s\.?l\.?|iv|intravenous(?:ly)?|i\.?m\.?|subcu(?:taneous(?:ly)?)?|"
+    r"sub-?q|s\.?c\.?|topical(?:ly)?|cream|ointment|inhaled|inhaler|nasal(?:\s+spray)?|spray|patch|transdermal|"
+    r"eye\s+drops?|ophthalmic|rectal(?:ly)?|per\s+rectum)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_FREQUENCY = re.compile(
+    r"\b(?:daily|once\s+(?:a\s+)?day|twice\s+(?:a\s+)?day|three\s+times\s+(?:a\s+)?day|(?:one|two|three|four)\s+to\s+"
+    r"(?:two|three|four)\s+times\s+a\s+day|b\.?i\.?d\.?|t\.?i\.?d\.?|q\.?i\.?d\.?|q\.?d\.?|q\.?h\.?s\.?|"
+    r"q\.?\s?\d+\s?h(?:ours?|rs?)?\.?|every\s+\d+(?:\s+to\s+\d+)?\s+hours|at\s+bedtime|nightly|weekly|monthly|"
+    r"p\.?r\.?n\.?|as\s+needed|in\s+the\s+morning|in\s+the\s+evening)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_STOPPED = re.compile(
+    r"\b(?:discontinued|stopped|stop|held|hold|switched\s+from|off|not\s+(?:to\s+)?restart|instead\s+of|no\s+longer|"
+    r"replaced)\b",
+    re.IGNORECASE,
+)
+_STARTED = re.compile(r"\b(?:started|start|initiated|begun|began|rx\s+for|prescription\s+for|prescribed|switched\s+to)\b",
+                      re.IGNORECASE)
+# A name and a strength make a medication even when no dictionary knows the name: "Percocet 5/325 mg".
+_NAMED_STRENGTH = re.compile(
+    r"\b(?P<name>[A-Z][A-Za-z]+(?:[- ][A-Z][A-Za-z]+)?)(?:\s+(?:SR|XL|ER|CR|DR|XR|cream|spray|tabs?))?\s+"
+    r"(?P<strength>\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?\s*(?:mg|mcg|µg|units?|meq)\b)",
+)
+_NOT_DRUG_WORDS = frozenset({"take", "takes", "taking", "the", "and", "with", "total", "dose", "then", "rx", "sig"})
+
+_NKDA = re.compile(
+    r"\b(?:NKDA|NKA|NKMA|no\s+known\s+(?:drug\s+|medication\s+|medicine\s+)?allergies|no\s+(?:drug\s+)?allergies|"
+    r"not\s+allergic\s+to\s+any(?:\s+medications?)?|allergies:\s*none(?:\s+known)?)\b",
+    re.IGNORECASE,
+)
+_ALLERGIC_TO = re.compile(r"\b(?:allergic\s+to|allergy\s+to|allergies\s+to|intolerant\s+(?:of|to))\s+", re.IGNORECASE)
+_REACTION = re.compile(
+    r"^\s*(?:\((?P<paren>[^)]{2,40})\)|(?:which\s+)?(?:causes?|caused|causing|with|leads?\s+to|-|–|:)\s+(?:a\s+|an\s+)?"
+    r"(?P<words>[A-Za-z][A-Za-z ]{1,30}?)(?=[.,;)]|\s+and\b|$))",
+    re.IGNORECASE,
+)
+
+_PROCEDURE_HEAD = re.compile(
+    r"(?:\b[A-Za-z][\w/-]*\s+){0,4}?(?:\b\w*(?:ectomy|otomy|ostomy|plasty|pexy|scopy|graphy|gram)\b|"
+    r"\b(?:fusion|repair|replacement|arthroplasty|biopsy|ligation|resection|transplant(?:ation)?|bypass|"
+    r"catheterization|amputation|excision|implantation|reduction|fixation|debridement|(?:MRI|CT|PET)(?:\s+scan)?|"
+    r"doppler(?:\s+study)?|ultrasound|x-ray|echocardiogram|colonoscopy|endoscopy)\b)",
+    re.IGNORECASE,
+)
+# Words a procedure's name does not run back past: "a venous Doppler study", "his previous L1-L2 fusion".
+_NOT_IN_PROCEDURE_NAME = frozenset(
+    "a an the his her their previous prior recent underwent undergo had has have status post s/p with from of for "
+    "including includes significant and or revealed showed shows was were is are by at to on in obtained after "
+    "tenderness pain no".split()
+)
+_FOLLOW_UP = re.compile(
+    r"\b(?:follow[- ]?up|followup|return\s+(?:to|in)\s+(?:clinic|the\s+clinic|\d+|one|two|three|four|six)|"
+    r"appointment|recheck|to\s+be\s+obtained|pending|will\s+need|should\s+follow)\b",
+    re.IGNORECASE,
+)
+_ACTION_SECTIONS: frozenset[SectionKind | None] = frozenset(
+    {"plan", "assessment_and_plan", "discharge_instructions", "assessment", "hospital_course"}
+)
+
+
+@dataclass
+class _Region:
+    """The text of one section on one page."""
+
+    page: Page
+    start: int
+    end: int
+    kind: SectionKind | None
+    title: str | None
+
+
+def read_facts(document: Document) -> tuple[list[Fact], list[Skipped]]:
+    """The facts of a free-text document, and what was not read for them."""
+    facts: list[Fact] = []
+    skipped: list[Skipped] = []
+    cut = 0
+    for region in _regions(document):
+        region_facts, region_cut = _region_facts(region)
+        facts += region_facts
+        cut += region_cut
+    if cut:
+        skipped.append(Skipped(
+            what="characters of over-long sentences", count=cut,
+            reason=f"a sentence is read for facts only up to its first {MAX_SENTENCE:,} characters",
+        ))
+    return _one_per_thing(facts), skipped
+
+
+def _regions(document: Document) -> Iterable[_Region]:
+    pages = {page.number: page for page in document.pages}
+    sections = document.sections or [Section(title=None, spans=[Span(page=p.number, start=0, end=len(p.text))
+                                                                  for p in document.pages])]
+    for section in sections:
+        for span in section.spans:
+            yield _Region(pages[span.page], span.start, span.end, section.kind, section.title)
+
+
+def _region_facts(region: _Region) -> tuple[list[Fact], int]:
+    """The facts of a region, and how many characters of over-long sentences were not read."""
+    table = tables.read_table(region.page.text, region.start, region.end)
+    if table is not None:
+        return _table_facts(region, table), 0
+    facts: list[Fact] = []
+    cut = 0
+    for start, end in sentence_spans(region.page.text, _after_title(region), region.end):
+        cut += max(0, end - start - MAX_SENTENCE)
+        facts += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
+    return facts, cut
+
+
+def _after_title(region: _Region) -> int:
+    """Where a region's text starts after its section's title ("PAST MEDICAL HISTORY:"), which names no fact."""
+    if not region.title:
+        return region.start
+    heading = re.match(rf"\s*{re.escape(region.title)}\s*:?", region.page.text[region.start : region.end], re.IGNORECASE)
+    return region.start + heading.end() if heading else region.start
+
+
+def _fact(region: _Region, category: FactCategory, name: str, start: int, end: int, **values) -> Fact:
+    return Fact(
+        category=category, name=" ".join(name.split()), span=Span(page=region.page.number, start=start, end=end), origin="text",
+        section=region.title, **values,
+    )
+
+
+def _sentence_facts(region: _Region, start: int, end: int) -> list[Fact]:
+    text = region.page.text
+    sentence = text[start:end]
+    facts: list[Fact] = []
+    in_context = lambda s, e: context(sentence, s, e)  # noqa: E731 - the one place a mention's context is read
+    if region.kind != "family_history":
+        facts += _medications(region, start, sentence, in_context)
+        facts += _allergies(region, start, sentence, in_context)
+    facts += _problems(region, start, sentence, in_context)
+    facts += _procedures(region, start, sentence, in_context)
+    date = _first_date(sentence)
+    if region.kind not in ("family_history", "review_of_systems"):
+        for found in measurements.vitals(sentence):
+            facts.append(_fact(region, "vital", found.name, start + found.start, start + found.end,
+                               value=found.value, unit=found.unit, context=in_context(found.start, found.end), date=date))
+        for found in measurements.labs(sentence):
+            facts.append(_fact(region, "lab", found.name, start + found.start, start + found.end,
+                               value=found.value, unit=found.unit, context=in_context(found.start, found.end), date=date))
+    if _FOLLOW_UP.search(sentence) and (region.kind in _ACTION_SECTIONS or region.kind is None):
+        description = " ".join(sentence.split())
+        facts.append(_fact(region, "follow_up", description[:160], start, end, date=date))
+    return facts
+
+
+def _first_date(sentence: str) -> str | None:
+    dates = find_dates(sentence)
+    return dates[0].date if dates else None
+
+
+# --- Medications ------------------------------------------------------------------------------------------------
+
+
+def _medications(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+    if region.kind in _NOT_MEDICATIONS:
+        return []
+    found: list[tuple[int, int, str, str | None]] = [
+        (m.start, m.end, sentence[m.start : m.end], m.term.code) for m in lexicons.drugs().find(sentence)
+    ]
+    for match in _NAMED_STRENGTH.finditer(sentence):
+        name = match.group("name")
+        if name.isupper() and len(name) <= 3:
+            continue  # "SR", "XL": a release form after a name, not a name
+        if name.split()[0].casefold() in _NOT_DRUG_WORDS or any(s < match.end("name") and match.start() < e for s, e, _, _ in found):
+            continue
+        found.append((match.start("name"), match.end("name"), name, None))
+    if region.kind == "medications":
+        found += _unlisted_items(sentence, found)
+    facts = []
+    for start, end, name, code in sorted(found):
+        if _ALLERGIC_TO.search(sentence[max(0, start - 40) : start]):
+            continue  # "allergic to penicillin": an allergy, read below
+        detail = sentence[end : _detail_end(sentence, end, found)]
+        strength = _STRENGTH.search(detail)
+        route = _ROUTE.search(detail)
+        frequency = _FREQUENCY.search(detail)
+        before = sentence[max(0, start - 60) : start]
+        status = "stopped" if _STOPPED.search(before) else "started" if _STARTED.search(before) else None
+        if region.kind in ("discharge_instructions",) and status is None:
+            status = "discharge"
+        details = [m for m in (strength, route, frequency) if m is not None]
+        span_end = end + max((m.end() for m in details), default=0)
+        facts.append(_fact(
+            region, "medication", name, offset + start, offset + span_end,
+            dose=strength.group().strip() if strength else None,
+            route=route.group().strip() if route else None,
+            frequency=frequency.group().strip() if frequency else None,
+            status=status, code=code, context=in_context(start, end),
+        ))
+    return facts
+
+
+def _detail_end(sentence: str, end: int, found: list[tuple[int, int, str, str | None]]) -> int:
+    """Where a medication's dose, route and frequency stop: the next drug, or a comma after some detail."""
+    following = [s for s, _, _, _ in found if s >= end]
+    limit = min(following + [len(sentence), end + 80])
+    comma = sentence.find(",", end + 1, limit)
+    while comma >= 0 and not _STRENGTH.search(sentence, end, comma) and not _FREQUENCY.search(sentence, end, comma):
+        comma = sentence.find(",", comma + 1, limit)
+    return comma if comma >= 0 else limit
+
+
+def _unlisted_items(sentence: str, found: list[tuple[int, int, str, str | None]]) -> list[tuple[int, int, str, None]]:
+    """Items of a medication list that no dictionary knows ("niacin", "Ortho Tri-Cyclen"): a short item whose first
+    word is a name, read only under a Medications heading."""
+    items = []
+    for start, end in _items(sentence, 0, len(sentence)):
+        start, end = _item_name(sentence, start, end)
+        if end <= start or any(s < end and start < e for s, e, _, _ in found):
+            continue
+        words = sentence[start:end].split()
+        if not 1 <= len(words) <= 3 or not re.fullmatch(r"[A-Za-z][A-Za-z-]+", words[0]):
+            continue
+        if not lexicons.rare(words[0].split("-")[0]):
+            continue  # "On transfer": an everyday word opens no drug's name
+        if words[0].casefold() in _NOT_DRUG_WORDS or lexicons.diseases().find(sentence[start:end]):
+            continue
+        if not (words[0][0].isupper() or len(words) == 1):
+            continue
+        items.append((start, end, sentence[start:end], None))
+    return items
+
+
+# --- Allergies --------------------------------------------------------------------------------------------------
+
+
+def _allergies(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+    facts = []
+    for match in _NKDA.finditer(sentence):
+        facts.append(_fact(region, "allergy", "No known drug allergies", offset + match.start(), offset + match.end(),
+                           status="none known", code="allergy|none-known"))
+    if facts:
+        return facts
+    if region.kind == "allergies":
+        for start, end in _items(sentence, 0, len(sentence)):
+            substance = _substance(sentence, start, end)
+            if substance is None:
+                continue
+            s, e = substance
+            facts.append(_allergy(region, offset, sentence, s, e, in_context))
+        return facts
+    for match in _ALLERGIC_TO.finditer(sentence):
+        for mention in lexicons.drugs().find(sentence[match.end() : match.end() + 60])[:1]:
+            s, e = match.end() + mention.start, match.end() + mention.end
+            facts.append(_allergy(region, offset, sentence, s, e, in_context))
+    return facts
+
+
+def _substance(sentence: str, start: int, end: int) -> tuple[int, int] | None:
+    """The substance an item under Allergies names: a drug the dictionary knows, else the item's first words."""
+    item = sentence[start:end]
+    drug = lexicons.drugs().find(item)
+    if drug:
+        return start + drug[0].start, start + drug[0].end
+    cut = re.match(r"(?:(?:he|she|the patient|patient)\s+(?:is|has)\s+)?(?:allergic\s+to\s+|allergy\s+to\s+)?", item,
+                   re.IGNORECASE)
+    rest_start = start + (cut.end() if cut else 0)
+    rest = sentence[rest_start:end]
+    name = re.match(r"[A-Za-z][A-Za-z' -]{1,40}?(?=\s*(?:\(|which|causes?|-|–|:|$))", rest, re.IGNORECASE)
+    if name is None or len(name.group().split()) > 4 or name.group().strip().casefold() in ("none", "no", "unknown"):
+        return None
+    return rest_start, rest_start + len(name.group().rstrip())
+
+
+def _allergy(region: _Region, offset: int, sentence: str, start: int, end: int, in_context) -> Fact:
+    reaction = _REACTION.match(sentence[end:])
+    words = (reaction.group("paren") or reaction.group("words")) if reaction else None
+    span_end = end + reaction.end() if reaction else end
+    return _fact(region, "allergy", sentence[start:end], offset + start, offset + span_end,
+                 reaction=words.strip().lower() if words else None, context=in_context(start, end),
+                 code=next((f"{m.term.code}" for m in lexicons.drugs().find(sentence[start:end])), None))
+
+
+# --- Problems ---------------------------------------------------------------------------------------------------
+
+
+def _problems(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+    if region.kind in _NO_PROBLEMS:
+        return []
+    facts = []
+    if region.kind in _PROBLEM_LISTS:
+        numbered = region.kind in ("diagnoses", "assessment", "assessment_and_plan") and _NUMBERED.search(sentence)
+        for start, end in _items(sentence, 0, len(sentence)):
+            start, end = _item_name(sentence, start, end)
+            if end - start < 3:
+                continue
+            mentions = [m for m in lexicons.diseases().find(sentence[start:end]) if not _GENERIC.fullmatch(
+                sentence[start + m.start : start + m.end])]
+            if not mentions and not numbered:
+                continue
+            if len(sentence[start:end].split()) > 8:
+                if not mentions:
+                    continue
+                start, end = start + mentions[0].start, start + mentions[0].end
+            code = mentions[0].term.code if mentions else None
+            # The context of the disease's own words: an item "She denies liver disease" is a denial.
+            s, e = (start + mentions[0].start, start + mentions[0].end) if mentions else (start, end)
+            facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end, code=code,
+                               context=in_context(s, e)))
+        return facts
+    for mention in lexicons.diseases().find(sentence):
+        if _GENERIC.fullmatch(sentence[mention.start : mention.end]):
+            continue
+        if not _DIAGNOSTIC_CUE.search(sentence[max(0, mention.start - 80) : mention.start]):
+            continue
+        start, end = _widened(sentence, mention.start, mention.end)
+        facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end,
+                           code=mention.term.code, context=in_context(mention.start, mention.end)))
+    return facts
+
+
+def _widened(sentence: str, start: int, end: int) -> tuple[int, int]:
+    """A disease's name with the words that qualify it before it ("old lacunar infarct", "stage IV squamous cell
+    cancer") and the place after it ("of the cervix")."""
+    before = re.search(r"(?:\b(?:old|acute|chronic|severe|mild|moderate|stage\s+[IV0-4]+|right|left|bilateral|"
+                       r"recurrent|sudden\s+onset|degenerative|morbid|primary|secondary|metastatic)\s+)+$",
+                       sentence[:start], re.IGNORECASE)
+    after = re.match(r"\s+of\s+the\s+[a-z]+", sentence[end:])
+    return (before.start() if before else start), (end + after.end() if after else end)
+
+
+def _items(sentence: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The items of a list written in one sentence: numbered items, else the parts between commas, semicolons and
+    "and", each trimmed."""
+    text = sentence[start:end]
+    numbered = list(_NUMBERED.finditer(text))
+    if numbered:
+        bounds = [m.end() for m in numbered] + [len(text)]
+        pieces = [(bounds[i], numbered[i + 1].start() if i + 1 < len(numbered) else len(text))
+                  for i in range(len(numbered))]
+    else:
+        pieces, position = [], 0
+        for match in _SPLIT.finditer(text):
+            pieces.append((position, match.start()))
+            position = match.end()
+        pieces.append((position, len(text)))
+    items = []
+    for s, e in pieces:
+        s, e = trim(text, s, e)
+        while e > s and text[e - 1] in ".;,":
+            e -= 1
+        if e > s:
+            items.append((start + s, start + e))
+    return items
+
+
+def _item_name(sentence: str, start: int, end: int) -> tuple[int, int]:
+    """An item with its lead-in ("significant for", "she has") and its trailing clause ("secondary to pain")
+    taken off."""
+    item = sentence[start:end]
+    lead = _LIST_LEAD.match(item)
+    while lead:
+        start += lead.end()
+        item = sentence[start:end]
+        lead = _LIST_LEAD.match(item)
+    tail = _ITEM_END.search(item)
+    if tail:
+        end = start + tail.start()
+    return trim(sentence, start, end)
+
+
+# --- Procedures -------------------------------------------------------------------------------------------------
+
+
+def _procedures(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+    if region.kind in ("family_history", "review_of_systems", "social_history", "allergies", "medications",
+                       "vital_signs"):
+        return []
+    facts = []
+    items = _items(sentence, 0, len(sentence)) if region.kind in _PROCEDURE_LISTS else [(0, len(sentence))]
+    for item_start, item_end in items:
+        for match in _PROCEDURE_HEAD.finditer(sentence, item_start, item_end):
+            start, end = match.start(), match.end()
+            for word in re.finditer(r"\S+", sentence[start:end]):
+                if word.group().casefold().strip(",.;:") in _NOT_IN_PROCEDURE_NAME:
+                    start = match.start() + word.end()
+            start, end = trim(sentence, start, end)
+            if end - start < 3 or not _PROCEDURE_HEAD.fullmatch(sentence, start, end):
+                continue
+            found_context = in_context(start, end)
+            if region.kind == "physical_exam" and found_context != "historical":
+                continue  # an exam finds scars of past operations, and "dentition in good repair"
+            date = _first_date(sentence[item_start:item_end] if region.kind in _PROCEDURE_LISTS else sentence[end:])
+            facts.append(_fact(region, "procedure", sentence[start:end], offset + start, offset + end, date=date,
+                               context=found_context))
+    return facts
+
+
+# --- Tables -----------------------------------------------------------------------------------------------------
+
+_TABLE_CATEGORY: dict[SectionKind, FactCategory] = {
+    "allergies": "allergy", "problems": "condition", "medications": "medication", "labs": "lab",
+    "procedures": "procedure", "immunizations": "immunization", "vital_signs": "vital",
+}
+
+
+def _table_facts(region: _Region, table: tables.Table) -> list[Fact]:
+    category = _TABLE_CATEGORY.get(region.kind) if region.kind else None
+    if category is None:
+        return []
+    facts = []
+    for row in table.rows:
+        values: dict[str, str | None] = {"status": row.status, "date": row.date}
+        if category in ("lab", "vital"):
+            values.update(value=row.value, unit=row.unit)
+        codes = lexicons.drugs().find(row.name) if category == "medication" else []
+        facts.append(_fact(region, category, row.name, row.start, row.end,
+                           code=codes[0].term.code if codes and len(codes[0].term.name) == len(row.name) else None,
+                           **{key: value for key, value in values.items() if value is not None}))
+    return facts
+
+
+# --- One fact per thing -----------------------------------------------------------------------------------------
+
+
+def _one_per_thing(facts: list[Fact]) -> list[Fact]:
+    """The mentions of one drug, disease or allergy in a document as one fact: the listable mention with the most
+    detail, the later one on a tie. Results, procedures and follow-ups each stay apart: each is its own event."""
+    kept: dict[tuple[str, str], Fact] = {}
+    rest: list[Fact] = []
+    for fact in facts:
+        if fact.category not in ("medication", "condition", "allergy"):
+            rest.append(fact)
+            continue
+        key = (fact.category, fact.code or " ".join(fact.name.casefold().split()))
+        other = kept.get(key)
+        if other is None or _detail(fact) >= _detail(other):
+            # A status one mention states ("not to restart his methadone") holds for the fact, unless this one says.
+            status = fact.status or (other.status if other is not None else None)
+            kept[key] = fact.model_copy(update={"status": status})
+    return list(kept.values()) + _distinct(rest)
+
+
+def _detail(fact: Fact) -> tuple[bool, int]:
+    return fact.listable, sum(value is not None for value in (fact.dose, fact.route, fact.frequency, fact.reaction))
+
+
+def _distinct(facts: list[Fact]) -> list[Fact]:
+    """Facts that are not the same words read twice (a sentence in two overlapping regions)."""
+    seen: set[tuple] = set()
+    distinct = []
+    for fact in facts:
+        # A vital sign written twice with one value is one reading ("344 pounds and 5'9\"" in two sections).
+        key = ((fact.category, fact.name, fact.value, fact.date) if fact.category == "vital"
+               else (fact.category, fact.span.page, fact.span.start))
+        if key not in seen:
+            seen.add(key)
+            distinct.append(fact)
+    return distinct

@@ -1,0 +1,133 @@
+"""Facts read from free text without a model (documents.text_facts and the modules it uses), on real files."""
+
+from pathlib import Path
+
+import pytest
+
+from documents import Fact, load
+from documents.assertion import context
+from documents.measurements import labs, vitals
+from documents.tables import read_table
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _note(tmp_path: Path, text: str, name: str = "note.txt") -> list[Fact]:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load(path).facts
+
+
+def _names(facts: list[Fact], category: str, listable: bool = True) -> set[str]:
+    return {fact.name.casefold() for fact in facts if fact.category == category and fact.listable == listable}
+
+
+@pytest.mark.parametrize(
+    ("sentence", "mention", "expected"),
+    [
+        ("She denies chest pain and fever.", "fever", "negated"),
+        ("No history of diabetes.", "diabetes", "negated"),
+        ("History of migraine headaches.", "migraine headaches", "historical"),
+        ("Her mother has breast cancer.", "breast cancer", "family"),
+        ("Return if fever develops.", "fever", "hypothetical"),
+        ("She has hypertension.", "hypertension", None),
+        ("No fever, but she has a cough.", "cough", None),
+        ("She denies liver disease, kidney disease, cirrhosis, hepatitis, thyroid disease and gout.", "gout", "negated"),
+        ("Lives with boyfriend, who has asthma.", "asthma", "other"),
+    ],
+)
+def test_context_reads_negation_history_hypothesis_and_experiencer(sentence, mention, expected):
+    start = sentence.index(mention)
+    assert context(sentence, start, start + len(mention)) == expected
+
+
+def test_vitals_in_prose_with_units_and_without_thresholds():
+    text = "EXAM: BP118/66. HR83. RR 20. T36.8C. Weight: 130 pounds, 95% O2 saturation on room air. He is 5'9\"."
+    read = {(m.name, m.value, m.unit) for m in vitals(text)}
+    assert read == {
+        ("Blood pressure", "118/66", "mmHg"), ("Heart rate", "83", "/min"), ("Respiratory rate", "20", "/min"),
+        ("Temperature", "36.8", "C"), ("Weight", "130", "pounds"), ("O2 saturation", "95", "%"),
+        ("Height", "5'9\"", None),
+    }
+    assert vitals("His ideal body weight is 160 pounds.") == []
+
+
+def test_labs_in_prose_skip_thresholds_and_read_qualitative_results():
+    text = ("Lovenox until the INR was greater than 1.7; it was stopped when the INR was 1.92. A UA, which was negative. "
+            "CBC showed a white count of 6.3, platelets were 278,000, anion gap was slightly decreased at 5. "
+            "Na 140, Cr 1.2 mg/dL. Take 40 mg daily.")
+    read = [(m.name, m.value, m.unit) for m in labs(text)]
+    assert read == [
+        ("INR", "1.92", None), ("Urinalysis", "negative", None), ("WBC", "6.3", None), ("Platelets", "278,000", None),
+        ("Anion gap", "5", None), ("Sodium", "140", None), ("Creatinine", "1.2", "mg/dL"),
+    ]
+
+
+def test_a_pdf_table_written_one_cell_per_line_is_read_row_by_row():
+    text = ("Problems\nCondition\nStatus\nOnset\nResolved\nBody mass index 30+ - obesity\n(finding)\nactive\n1968-05-18\n"
+            "Otitis media\nresolved\n1981-12-06\n1982-07-17\n")
+    table = read_table(text, 0, len(text))
+    assert table is not None
+    assert [(row.name, row.status, row.date) for row in table.rows] == [
+        ("Body mass index 30+ - obesity (finding)", "active", "1968-05-18"),
+        ("Otitis media", "resolved", "1981-12-06"),
+    ]
+
+
+def test_a_note_gives_medications_with_dose_problems_allergies_and_no_denied_problem(tmp_path):
+    facts = _note(tmp_path, (
+        "PAST MEDICAL HISTORY: Significant for hypertension. She denies liver disease, kidney disease and gout.\n"
+        "MEDICATIONS: Crestor 20 mg p.o. daily, hydrochlorothiazide 25 mg daily and Ortho Tri-Cyclen.\n"
+        "ALLERGIES: Bactrim which causes a rash.\n"
+        "FAMILY HISTORY: Significant for type II diabetes on her mother's side.\n"
+    ))
+    medications = {fact.name: fact for fact in facts if fact.category == "medication"}
+    assert set(medications) == {"Crestor", "hydrochlorothiazide", "Ortho Tri-Cyclen"}
+    assert (medications["Crestor"].dose, medications["Crestor"].route, medications["Crestor"].frequency) == (
+        "20 mg", "p.o.", "daily")
+    assert _names(facts, "condition") == {"hypertension"}
+    assert {"liver disease", "kidney disease", "gout"} <= _names(facts, "condition", listable=False)
+    allergy = next(fact for fact in facts if fact.category == "allergy")
+    assert (allergy.name, allergy.reaction) == ("Bactrim", "rash")
+    assert "bactrim" not in {name.casefold() for name in medications}
+    for fact in facts:  # every fact points to words of the page that name it
+        page = load(tmp_path / "note.txt").pages[fact.span.page - 1].text
+        assert fact.name.split()[0].casefold() in page[fact.span.start : fact.span.end].casefold()
+
+
+def test_no_known_allergies_is_a_fact_not_an_empty_list(tmp_path):
+    facts = _note(tmp_path, "ALLERGIES: She has no known medicine allergies.\nPLAN: Zyrtec 10 mg daily.\n")
+    allergies = [fact for fact in facts if fact.category == "allergy"]
+    assert [(fact.name, fact.status) for fact in allergies] == [("No known drug allergies", "none known")]
+
+
+def test_discharge_diagnoses_numbered_are_problems_and_hypothetical_plans_are_not(tmp_path):
+    facts = _note(tmp_path, (
+        "DISCHARGE DIAGNOSES: 1. Status post right total knee replacement secondary to degenerative joint disease. "
+        "2. Insomnia secondary to pain. 3. Distant history of migraine headaches.\n"
+        "PLAN: He wants to proceed with workup for laparoscopic gastric bypass. Return if fever develops.\n"
+    ))
+    problems = {fact.name: fact for fact in facts if fact.category == "condition" and fact.listable}
+    assert set(problems) == {"Status post right total knee replacement", "Insomnia",
+                             "Distant history of migraine headaches"}
+    # The operation the first diagnosis names is a procedure; the one the plan only considers is not listed.
+    assert _names(facts, "procedure") == {"right total knee replacement"}
+
+
+def test_the_tka_discharge_pdf_gives_its_labs_vitals_and_discharge_medications():
+    document = load(CORPUS / "mtsamples_tka_discharge_summary.pdf")
+    labs_read = {fact.name: fact.value for fact in document.facts if fact.category == "lab"}
+    assert labs_read["Hemoglobin"] == "12.1" and labs_read["Creatinine"] == "0.8" and labs_read["INR"] == "1.92"
+    vitals_read = {fact.name: fact.value for fact in document.facts if fact.category == "vital"}
+    assert vitals_read["Blood pressure"] == "127/72"
+    coumadin = next(fact for fact in document.facts if fact.name == "Coumadin")
+    assert (coumadin.dose, coumadin.frequency, coumadin.status) == ("7 mg", "daily", "discharge")
+    assert any(fact.category == "allergy" and fact.status == "none known" for fact in document.facts)
+
+
+def test_an_over_long_line_is_read_in_bounded_time_and_reported(tmp_path):
+    path = tmp_path / "noise.txt"
+    path.write_text("MEDICATIONS: " + "x" * 50_000 + " Coumadin 5 mg daily\n" + "Hypertension.\n" * 5_000,
+                    encoding="utf-8")
+    document = load(path)
+    assert any("over-long" in skipped.what for skipped in document.coverage.skipped)
