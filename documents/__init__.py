@@ -5,7 +5,10 @@ file came from, how cleaned text maps back to what was extracted, its sections
 and dates, and a coverage report of what was read and what was not (scanned
 pages OCR'd, or not and why). The clinical facts of a structured file
 (medications, allergies, conditions, results, ...) are read from its entries,
-each pointing to the line it was written into. Reading reports its progress
+each pointing to the line it was written into; those of free text are read
+without a model, by dictionary and rule (text_facts), each pointing to its
+words and saying whether the text denies it, supposes it or says it of
+someone else. Reading reports its progress
 page by page and can be cancelled. A record longer than the model's budget is
 cut to the passages most relevant to the question, and says which pages it
 left out.

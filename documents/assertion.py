@@ -84,6 +84,12 @@ def _at(spelled: list[str], i: int, terms: _Terms) -> int:
 # Between two words, a sentence's end stops every trigger's reach.
 _SENTENCE_END = re.compile(r"[.;!?]\s|\n\s*\n")
 
+# Triggers that stand before what they cover, and those that stand after it ("... ruled out", "... years ago").
+_BEFORE: tuple[Context, ...] = ("negated", "historical", "hypothetical", "family", "other")
+_AFTER: tuple[Context, ...] = ("negated", "historical")
+# Whose a mention is reaches over a relative clause ("her mother, who has diabetes"); what is said of it does not.
+_EXPERIENCERS = frozenset({"family", "other"})
+
 # When two triggers cover a mention, the one that keeps it off the patient's list wins.
 _PRECEDENCE: tuple[Context, ...] = ("negated", "family", "other", "hypothetical", "historical")
 
@@ -100,24 +106,22 @@ def context(sentence: str, start: int, end: int) -> Context | None:
     hits: set[Context] = set()
     i = 0
     while i < len(spelled):
-        if i in inside:
-            i += 1
-            continue
-        if length := _at(spelled, i, triggers["pseudo"]):
-            i += length
-            continue
-        for kind, after in (("negated", False), ("historical", False), ("hypothetical", False), ("family", False),
-                            ("other", False), ("negated", True), ("historical", True)):
-            length = _at(spelled, i, triggers[f"{kind}_after" if after else kind])
-            if not length:
-                continue
-            # Whose it is reaches over a relative clause ("her mother, who has diabetes"); what is said of it not.
-            terminates = kind not in ("family", "other")
-            if not after and i + length - 1 < first and _reaches(sentence, found, spelled, i + length, first, terminates):
-                hits.add(kind)  # type: ignore[arg-type]
-            if after and i > last and _reaches(sentence, found, spelled, last + 1, i, terminates):
-                hits.add(kind)  # type: ignore[arg-type]
-        i += max(length, 1)
+        # A pseudo-trigger ("no increase", "not only") is passed over whole; any other word is looked at once.
+        step = 1
+        if i not in inside:
+            if length := _at(spelled, i, triggers["pseudo"]):
+                step = length
+            else:
+                for kind in _BEFORE:
+                    length = _at(spelled, i, triggers[kind])
+                    if length and i + length - 1 < first and _reaches(
+                            sentence, found, spelled, i + length, first, kind not in _EXPERIENCERS):
+                        hits.add(kind)
+                for kind in _AFTER:
+                    if _at(spelled, i, triggers[f"{kind}_after"]) and i > last and _reaches(
+                            sentence, found, spelled, last + 1, i, True):
+                        hits.add(kind)
+        i += step
     return next((kind for kind in _PRECEDENCE if kind in hits), None)
 
 

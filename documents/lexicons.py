@@ -60,9 +60,6 @@ class Lexicon:
     def __init__(self, names: dict[tuple[str, ...], Term]) -> None:
         self._names = names
 
-    def __len__(self) -> int:
-        return len(self._names)
-
     def find(self, text: str) -> list[Mention]:
         """Every name of the lexicon in `text`, the longest where names overlap, in text order."""
         found = words(text)

@@ -74,31 +74,30 @@ _RANGES = {
 def vitals(text: str) -> list[Measurement]:
     """Every vital sign written in `text`, in order; where two patterns read one place, the first listed wins."""
     found: list[Measurement] = []
-    taken: list[tuple[int, int]] = []
+
+    def add(measured: Measurement | None) -> None:
+        if measured is not None and not any(other.start < measured.end and measured.start < other.end for other in found):
+            found.append(measured)
+
     for pattern, listed, unit in _VITAL_PATTERNS:
         for match in pattern.finditer(text):
-            if _single_letter(match, listed) or _COMPARISON.search(text[max(0, match.start("value") - 16) : match.start("value")]):
+            if _single_letter(match) or _COMPARISON.search(text[max(0, match.start("value") - 16) : match.start("value")]):
                 continue
             if listed == "Weight" and _NOT_THE_WEIGHT.search(text[max(0, match.start() - 20) : match.start()]):
                 continue
-            measured = _measurement(match, listed, unit)
-            if measured is not None and not any(s < measured.end and measured.start < e for s, e in taken):
-                found.append(measured)
-                taken.append((measured.start, measured.end))
+            add(_measurement(match, listed, unit))
     for match in _SATURATION_FIRST.finditer(text):
-        if not any(s < match.end() and match.start() < e for s, e in taken):
-            found.append(Measurement("O2 saturation", match.group("value"), "%", match.start(), match.end()))
-            taken.append((match.start(), match.end()))
+        add(Measurement("O2 saturation", match.group("value"), "%", match.start(), match.end()))
     for match in _FEET_AND_INCHES.finditer(text):
-        if not any(s < match.end() and match.start() < e for s, e in taken):
-            found.append(Measurement("Height", match.group("value"), None, match.start(), match.end()))
+        add(Measurement("Height", match.group("value"), None, match.start(), match.end()))
     return sorted(found, key=lambda m: m.start)
 
 
-def _single_letter(match: re.Match[str], listed: str) -> bool:
-    """"T", "P" alone name a vital only when the number follows at once, as in "T36.8C" or "P 84"; "T4" does not."""
-    name = match.group(0)[: match.start("value") - match.start()].strip()
-    return len(name) == 1 and (listed not in ("Temperature", "Pulse") or not re.fullmatch(r"[TP]\s?", match.group(0)[: match.start("value") - match.start()]))
+def _single_letter(match: re.Match[str]) -> bool:
+    """Whether a name of one letter ("T", "P") is read where it names nothing: it names a vital only in capitals with
+    the number at once, as in "T36.8C" or "P 84", not "t 2"."""
+    name = match.group(0)[: match.start("value") - match.start()]
+    return len(name.strip()) == 1 and not re.fullmatch(r"[TP]\s?", name)
 
 
 def _measurement(match: re.Match[str], listed: str, unit: str | None) -> Measurement | None:
@@ -198,7 +197,7 @@ def labs(text: str) -> list[Measurement]:
         name = match.group("name")
         if len(name) <= _TERSE and (match.group("gap").strip() not in ("", ":", "=") or not name[0].isupper()):
             continue
-        if _COMPARISON.search(match.group("gap")) or _COMPARISON.search(text[max(0, match.start("value") - 16) : match.start("value")]):
+        if _COMPARISON.search(text[max(0, match.start("value") - 16) : match.start("value")]):
             continue
         listed = _LISTED[" ".join(name.casefold().split())]
         end = match.end("unit") if match.group("unit") else match.end("value")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from documents import lexicons
+from documents.sentences import trim
 
 CellType = Literal["name", "date", "status", "value", "unit", "text"]
 
@@ -58,16 +59,8 @@ class Table:
 
 
 def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans = []
-    for match in re.finditer(r"[^\n]+", text[start:end]):
-        s, e = start + match.start(), start + match.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append((s, e))
-    return spans
+    trimmed = (trim(text, start + m.start(), start + m.end()) for m in re.finditer(r"[^\n]+", text[start:end]))
+    return [(s, e) for s, e in trimmed if e > s]
 
 
 def _heading(cell: str) -> CellType | None:

@@ -205,20 +205,18 @@ def _sentence_facts(region: _Region, start: int, end: int) -> list[Fact]:
     text = region.page.text
     sentence = text[start:end]
     facts: list[Fact] = []
-    in_context = lambda s, e: context(sentence, s, e)  # noqa: E731 - the one place a mention's context is read
     if region.kind != "family_history":
-        facts += _medications(region, start, sentence, in_context)
-        facts += _allergies(region, start, sentence, in_context)
-    facts += _problems(region, start, sentence, in_context)
-    facts += _procedures(region, start, sentence, in_context)
+        facts += _medications(region, start, sentence)
+        facts += _allergies(region, start, sentence)
+    facts += _problems(region, start, sentence)
+    facts += _procedures(region, start, sentence)
     date = _first_date(sentence)
     if region.kind not in ("family_history", "review_of_systems"):
-        for found in measurements.vitals(sentence):
-            facts.append(_fact(region, "vital", found.name, start + found.start, start + found.end,
-                               value=found.value, unit=found.unit, context=in_context(found.start, found.end), date=date))
-        for found in measurements.labs(sentence):
-            facts.append(_fact(region, "lab", found.name, start + found.start, start + found.end,
-                               value=found.value, unit=found.unit, context=in_context(found.start, found.end), date=date))
+        for category, read in (("vital", measurements.vitals), ("lab", measurements.labs)):
+            for found in read(sentence):
+                facts.append(_fact(region, category, found.name, start + found.start, start + found.end,
+                                   value=found.value, unit=found.unit, context=context(sentence, found.start, found.end),
+                                   date=date))
     if _FOLLOW_UP.search(sentence) and (region.kind in _ACTION_SECTIONS or region.kind is None):
         description = " ".join(sentence.split())
         facts.append(_fact(region, "follow_up", description[:160], start, end, date=date))
@@ -233,7 +231,7 @@ def _first_date(sentence: str) -> str | None:
 # --- Medications ------------------------------------------------------------------------------------------------
 
 
-def _medications(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+def _medications(region: _Region, offset: int, sentence: str) -> list[Fact]:
     if region.kind in _NOT_MEDICATIONS:
         return []
     found: list[tuple[int, int, str, str | None]] = [
@@ -267,7 +265,7 @@ def _medications(region: _Region, offset: int, sentence: str, in_context) -> lis
             dose=strength.group().strip() if strength else None,
             route=route.group().strip() if route else None,
             frequency=frequency.group().strip() if frequency else None,
-            status=status, code=code, context=in_context(start, end),
+            status=status, code=code, context=context(sentence, start, end),
         ))
     return facts
 
@@ -306,7 +304,7 @@ def _unlisted_items(sentence: str, found: list[tuple[int, int, str, str | None]]
 # --- Allergies --------------------------------------------------------------------------------------------------
 
 
-def _allergies(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+def _allergies(region: _Region, offset: int, sentence: str) -> list[Fact]:
     facts = []
     for match in _NKDA.finditer(sentence):
         facts.append(_fact(region, "allergy", "No known drug allergies", offset + match.start(), offset + match.end(),
@@ -319,12 +317,12 @@ def _allergies(region: _Region, offset: int, sentence: str, in_context) -> list[
             if substance is None:
                 continue
             s, e = substance
-            facts.append(_allergy(region, offset, sentence, s, e, in_context))
+            facts.append(_allergy(region, offset, sentence, s, e))
         return facts
     for match in _ALLERGIC_TO.finditer(sentence):
         for mention in lexicons.drugs().find(sentence[match.end() : match.end() + 60])[:1]:
             s, e = match.end() + mention.start, match.end() + mention.end
-            facts.append(_allergy(region, offset, sentence, s, e, in_context))
+            facts.append(_allergy(region, offset, sentence, s, e))
     return facts
 
 
@@ -344,19 +342,19 @@ def _substance(sentence: str, start: int, end: int) -> tuple[int, int] | None:
     return rest_start, rest_start + len(name.group().rstrip())
 
 
-def _allergy(region: _Region, offset: int, sentence: str, start: int, end: int, in_context) -> Fact:
+def _allergy(region: _Region, offset: int, sentence: str, start: int, end: int) -> Fact:
     reaction = _REACTION.match(sentence[end:])
     words = (reaction.group("paren") or reaction.group("words")) if reaction else None
     span_end = end + reaction.end() if reaction else end
     return _fact(region, "allergy", sentence[start:end], offset + start, offset + span_end,
-                 reaction=words.strip().lower() if words else None, context=in_context(start, end),
+                 reaction=words.strip().lower() if words else None, context=context(sentence, start, end),
                  code=next((f"{m.term.code}" for m in lexicons.drugs().find(sentence[start:end])), None))
 
 
 # --- Problems ---------------------------------------------------------------------------------------------------
 
 
-def _problems(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+def _problems(region: _Region, offset: int, sentence: str) -> list[Fact]:
     if region.kind in _NO_PROBLEMS:
         return []
     facts = []
@@ -378,7 +376,7 @@ def _problems(region: _Region, offset: int, sentence: str, in_context) -> list[F
             # The context of the disease's own words: an item "She denies liver disease" is a denial.
             s, e = (start + mentions[0].start, start + mentions[0].end) if mentions else (start, end)
             facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end, code=code,
-                               context=in_context(s, e)))
+                               context=context(sentence, s, e)))
         return facts
     for mention in lexicons.diseases().find(sentence):
         if _GENERIC.fullmatch(sentence[mention.start : mention.end]):
@@ -387,7 +385,7 @@ def _problems(region: _Region, offset: int, sentence: str, in_context) -> list[F
             continue
         start, end = _widened(sentence, mention.start, mention.end)
         facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end,
-                           code=mention.term.code, context=in_context(mention.start, mention.end)))
+                           code=mention.term.code, context=context(sentence, mention.start, mention.end)))
     return facts
 
 
@@ -444,7 +442,7 @@ def _item_name(sentence: str, start: int, end: int) -> tuple[int, int]:
 # --- Procedures -------------------------------------------------------------------------------------------------
 
 
-def _procedures(region: _Region, offset: int, sentence: str, in_context) -> list[Fact]:
+def _procedures(region: _Region, offset: int, sentence: str) -> list[Fact]:
     if region.kind in ("family_history", "review_of_systems", "social_history", "allergies", "medications",
                        "vital_signs"):
         return []
@@ -459,7 +457,7 @@ def _procedures(region: _Region, offset: int, sentence: str, in_context) -> list
             start, end = trim(sentence, start, end)
             if end - start < 3 or not _PROCEDURE_HEAD.fullmatch(sentence, start, end):
                 continue
-            found_context = in_context(start, end)
+            found_context = context(sentence, start, end)
             if region.kind == "physical_exam" and found_context != "historical":
                 continue  # an exam finds scars of past operations, and "dentition in good repair"
             date = _first_date(sentence[item_start:item_end] if region.kind in _PROCEDURE_LISTS else sentence[end:])
@@ -485,9 +483,7 @@ def _table_facts(region: _Region, table: tables.Table) -> list[Fact]:
         values: dict[str, str | None] = {"status": row.status, "date": row.date}
         if category in ("lab", "vital"):
             values.update(value=row.value, unit=row.unit)
-        codes = lexicons.drugs().find(row.name) if category == "medication" else []
         facts.append(_fact(region, category, row.name, row.start, row.end,
-                           code=codes[0].term.code if codes and len(codes[0].term.name) == len(row.name) else None,
                            **{key: value for key, value in values.items() if value is not None}))
     return facts
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the evaluation corpus beside the repo, and one loaded engine for the whole run."""
+"""Shared fixtures: the evaluation corpus beside the repo, its documents read once, and one loaded engine for the
+whole run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # After the environment above: transformers reads it when imported.
+import documents  # noqa: E402
+from documents import Document  # noqa: E402
 from engine import ChatMessage, Event, GenerationParams, LocalEngine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +47,13 @@ def relative_error(actual, expected) -> float:
 def corpus() -> Path:
     assert CORPUS.is_dir(), f"the evaluation corpus is expected at {CORPUS}"
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def corpus_documents(corpus: Path) -> dict[str, Document]:
+    """Every document of the corpus, read once for the whole run, by file name."""
+    files = [path for path in sorted(corpus.iterdir()) if path.is_file() and path.suffix != ".md"]
+    return {path.name: documents.load(path) for path in files}
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,6 @@ STEVIE_PDF = "synthea_summary_stevie_cormier.pdf"
 BYPASS = "mtsamples_gastric_bypass_discussion.txt"
 
 
-@pytest.fixture(scope="module")
-def corpus_documents(corpus: Path) -> dict[str, Document]:
-    files = [path for path in sorted(corpus.iterdir()) if path.is_file() and path.suffix != ".md"]
-    return {path.name: documents.load(path) for path in files}
-
-
 def labels(claims: list[str], record: list[Document]) -> list[str]:
     return [check.label for check in check_claims(claims, record)]
 

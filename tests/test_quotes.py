@@ -1,10 +1,7 @@
 """app.quotes: finding the words a model copied in real corpus documents, as written or with small slips."""
 
-from pathlib import Path
-
 import pytest
 
-import documents
 from app.citations import Citation, Located, verify
 from app.claims import check_text
 from app.quotes import locate
@@ -13,12 +10,6 @@ from documents import Document
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 DENNIS_FHIR = "synthea_fhir_dennis_durgan.json"
-
-
-@pytest.fixture(scope="module")
-def corpus_documents(corpus: Path) -> dict[str, Document]:
-    files = [path for path in sorted(corpus.iterdir()) if path.is_file() and path.suffix != ".md"]
-    return {path.name: documents.load(path) for path in files}
 
 
 @pytest.fixture(scope="module")
