@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from app.evaluation import CATEGORIES, Counts, _format, _matches, compare_facts
-from app.summary import SummaryDraft, build_summary
+from app.summary import SECTIONS, SummaryDraft, build_summary
 from bench import markdown
 from documents import load
 
@@ -49,14 +49,15 @@ def main() -> None:
         for category, c in counts.items():
             overall[category] = overall[category].add(c)
             by_format[fmt][category] = by_format[fmt][category].add(c)
-        shown = {(key, item.text) for key, item in summary.shown_as_fact()}
+        # An item of the fact's own section that names it, when no listable mention of that name exists.
+        shown = [(SECTIONS[key][1], item.text) for key, item in summary.shown_as_fact()]
         unlisted_reached += sum(
             1 for fact in document.facts if not fact.listable and fact.origin == "text"
-            and any(fact.name in text for _, text in shown)
+            and any(category == fact.category and fact.name in text for category, text in shown)
             and not any(other.listable and other.name == fact.name for other in document.facts)
         )
         rows.append([path.name, fmt, f"{read_s:.2f}", str(sum(f.origin == "text" for f in document.facts))])
-        if args.misses and fmt in ("txt", "pdf", "docx"):
+        if args.misses and fmt != "fhir":
             misses += _misses(path.name, summary, truth["facts"])
     print(_table(["category", "truth", "found", "recall", "shown", "correct", "precision"], [
         [category, str(c.truth), str(c.found), _pct(c.recall), str(c.shown), str(c.correct), _pct(c.precision)]

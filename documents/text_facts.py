@@ -7,8 +7,8 @@ How each is read:
   their column headings (documents.tables);
 - a section decides what a list in it is (a numbered item under Discharge Diagnoses is a problem whatever its
   words; a drug under Allergies is an allergy, not a medication); in prose, a disease is a problem only after a
-  diagnostic cue ("history of", "diagnosed with", "revealed", "admitted for"), since prose also names symptoms and
-  the diseases the patient does not have;
+  diagnostic cue ("history of", "diagnosed with", "revealed", "admitted for"), since prose also names the diseases
+  the patient does not have; a sign or symptom ("edema", "back pain") is a problem only as a numbered diagnosis;
 - each mention's context (negated, historical, hypothetical, family, someone else) comes from ConText
   (documents.assertion). Negated, hypothetical and other people's mentions are kept as facts, for the claim checker
   and evidence, but `Fact.listable` keeps them off the patient's lists;
@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from documents import lexicons, measurements, tables
 from documents.assertion import context
 from documents.dates import find_dates
-from documents.document import Document, Fact, FactCategory, Page, Section, SectionKind, Skipped, Span
+from documents.document import (
+    Document, Fact, FactCategory, FhirSource, Page, Section, SectionKind, Skipped, Span,
+)
 from documents.sentences import sentence_spans, trim
 
 # A sentence longer than this is read only this far: no clinical statement runs to it, OCR noise and junk do.
@@ -45,6 +47,8 @@ _NO_PROBLEMS: frozenset[SectionKind | None] = frozenset(
 )
 # Words the disease dictionary holds that name a kind of problem, not a problem: "complaint of allergies".
 _GENERIC = re.compile(r"allerg(?:y|ies|ic)|infections?|disease|disorders?|symptoms?|pain|injury|injuries", re.IGNORECASE)
+# A list item longer than this is a sentence, not a problem's name: the disease it names is listed by its own words.
+MAX_PROBLEM_WORDS = 8
 _PROCEDURE_LISTS: frozenset[SectionKind | None] = frozenset({"past_surgical_history", "procedures"})
 
 # Words that, before a disease in prose, say the patient has or had it.
@@ -65,6 +69,7 @@ _LIST_LEAD = re.compile(
 )
 _ITEM_END = re.compile(
     r"\s+(?:secondary\s+to|due\s+to|performed|which|that|for\s+which|on\s+medication|done|in\s+(?:19|20)\d\d|"
+    r"with|perhaps|probably|likely|possibly|of\s+unknown\s+etiology|"
     r"some\s+\d+\s+years|\d+\s+years\s+ago|for\s+this|dating\s+back)\b.*$|[,;:(].*$",
     re.IGNORECASE | re.DOTALL,
 )
@@ -164,6 +169,29 @@ def read_facts(document: Document) -> tuple[list[Fact], list[Skipped]]:
     return _one_per_thing(facts), skipped
 
 
+def read_narrative_facts(document: Document) -> list[Fact]:
+    """The facts of the free-text sections of a structured document (FHIR, C-CDA): the sections no line of which an
+    entry wrote, as a C-CDA Assessment or History of Present Illness. A section whose entries are coded is left to
+    them, and a fact that a coded fact already names is not read twice."""
+    by_entry = [source for page in document.pages for source in page.sources
+                if isinstance(source.source, FhirSource) or source.source.entry is not None]
+    facts: list[Fact] = []
+    for region in _regions(document):
+        if any(s.page == region.page.number and s.start < region.end and region.start < s.end for s in by_entry):
+            continue
+        facts += _region_facts(region, wrapped=False)[0]
+    return [fact for fact in _one_per_thing(facts) if not any(_same_thing(fact, coded) for coded in document.facts)]
+
+
+def _same_thing(fact: Fact, other: Fact) -> bool:
+    """Whether two facts of a kind name one thing, one name's words holding the other's: "Type II diabetes mellitus"
+    and "Type II diabetes mellitus with ulcer"."""
+    if fact.category != other.category:
+        return False
+    words, other_words = ({word for word, _, _ in lexicons.words(f.name)} for f in (fact, other))
+    return bool(words) and bool(other_words) and (words <= other_words or other_words <= words)
+
+
 def _regions(document: Document) -> Iterable[_Region]:
     pages = {page.number: page for page in document.pages}
     sections = document.sections or [Section(title=None, spans=[Span(page=p.number, start=0, end=len(p.text))
@@ -173,17 +201,41 @@ def _regions(document: Document) -> Iterable[_Region]:
             yield _Region(pages[span.page], span.start, span.end, section.kind, section.title)
 
 
-def _region_facts(region: _Region) -> tuple[list[Fact], int]:
-    """The facts of a region, and how many characters of over-long sentences were not read."""
+def _region_facts(region: _Region, wrapped: bool = True) -> tuple[list[Fact], int]:
+    """The facts of a region, and how many characters of over-long sentences were not read. In `wrapped` text (a
+    PDF, a note) a sentence may run on to the next line; a structured file's reader writes each element on a line
+    of its own."""
     table = tables.read_table(region.page.text, region.start, region.end)
     if table is not None:
         return _table_facts(region, table), 0
     facts: list[Fact] = []
     cut = 0
-    for start, end in sentence_spans(region.page.text, _after_title(region), region.end):
-        cut += max(0, end - start - MAX_SENTENCE)
-        facts += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
+    for block_start, block_end in _blocks(region.page.text, _after_title(region), region.end, wrapped):
+        for start, end in sentence_spans(region.page.text, block_start, block_end):
+            cut += max(0, end - start - MAX_SENTENCE)
+            facts += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
     return facts, cut
+
+
+def _blocks(text: str, start: int, end: int, wrapped: bool) -> list[tuple[int, int]]:
+    """Runs of prose lines, whose sentences may wrap from line to line, and each table row ("Abdominal CT | Clear
+    evidence of appendicitis") alone, since no sentence runs from one row into the next; every line alone when the
+    text is not `wrapped`."""
+    blocks: list[tuple[int, int]] = []
+    position = start
+    prose_start = start
+    while position < end:
+        line_end = text.find("\n", position, end)
+        line_end = end if line_end < 0 else line_end
+        if "|" in text[position:line_end] or not wrapped:
+            if prose_start < position:
+                blocks.append((prose_start, position))
+            blocks.append((position, line_end))
+            prose_start = line_end + 1
+        position = line_end + 1
+    if prose_start < end:
+        blocks.append((prose_start, end))
+    return blocks
 
 
 def _after_title(region: _Region) -> int:
@@ -360,33 +412,42 @@ def _problems(region: _Region, offset: int, sentence: str) -> list[Fact]:
     facts = []
     if region.kind in _PROBLEM_LISTS:
         numbered = region.kind in ("diagnoses", "assessment", "assessment_and_plan") and _NUMBERED.search(sentence)
-        for start, end in _items(sentence, 0, len(sentence)):
-            start, end = _item_name(sentence, start, end)
-            if end - start < 3:
+        for item_start, item_end in _items(sentence, 0, len(sentence)):
+            diseases = _diseases(sentence, item_start, item_end)
+            start, end = _item_name(sentence, item_start, item_end)
+            named = [m for m in diseases if start <= m.start and m.end <= end]
+            if named and len(sentence[start:end].split()) <= MAX_PROBLEM_WORDS:
+                pass  # the item, as the clinician wrote it, names a disease
+            elif numbered and end - start >= 3 and len(sentence[start:end].split()) <= MAX_PROBLEM_WORDS:
+                pass  # a numbered diagnosis, whatever its words
+            elif diseases:
+                named = diseases[:1]  # a disease inside a longer item: its own words
+                start, end = _widened(sentence, named[0].start, named[0].end)
+            else:
                 continue
-            mentions = [m for m in lexicons.diseases().find(sentence[start:end]) if not _GENERIC.fullmatch(
-                sentence[start + m.start : start + m.end])]
-            if not mentions and not numbered:
-                continue
-            if len(sentence[start:end].split()) > 8:
-                if not mentions:
-                    continue
-                start, end = start + mentions[0].start, start + mentions[0].end
-            code = mentions[0].term.code if mentions else None
             # The context of the disease's own words: an item "She denies liver disease" is a denial.
-            s, e = (start + mentions[0].start, start + mentions[0].end) if mentions else (start, end)
-            facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end, code=code,
-                               context=context(sentence, s, e)))
+            s, e = (named[0].start, named[0].end) if named else (start, end)
+            facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end,
+                               code=named[0].term.code if named else None, context=context(sentence, s, e)))
         return facts
-    for mention in lexicons.diseases().find(sentence):
-        if _GENERIC.fullmatch(sentence[mention.start : mention.end]):
-            continue
+    for mention in _diseases(sentence, 0, len(sentence)):
         if not _DIAGNOSTIC_CUE.search(sentence[max(0, mention.start - 80) : mention.start]):
             continue
         start, end = _widened(sentence, mention.start, mention.end)
         facts.append(_fact(region, "condition", sentence[start:end], offset + start, offset + end,
                            code=mention.term.code, context=context(sentence, mention.start, mention.end)))
     return facts
+
+
+def _diseases(sentence: str, start: int, end: int) -> list[lexicons.Mention]:
+    """The diseases named in sentence[start:end], with offsets into the sentence: diagnoses, not signs and symptoms
+    nor words that name a kind of problem."""
+    found = []
+    for mention in lexicons.diseases().find(sentence[start:end]):
+        s, e = start + mention.start, start + mention.end
+        if not mention.term.symptom and not _GENERIC.fullmatch(sentence[s:e]):
+            found.append(lexicons.Mention(s, e, mention.term))
+    return found
 
 
 def _widened(sentence: str, start: int, end: int) -> tuple[int, int]:
@@ -460,6 +521,8 @@ def _procedures(region: _Region, offset: int, sentence: str) -> list[Fact]:
             found_context = context(sentence, start, end)
             if region.kind == "physical_exam" and found_context != "historical":
                 continue  # an exam finds scars of past operations, and "dentition in good repair"
+            if region.kind in ("plan", "discharge_instructions") and found_context is None:
+                found_context = "hypothetical"  # a plan's procedure is one to come
             date = _first_date(sentence[item_start:item_end] if region.kind in _PROCEDURE_LISTS else sentence[end:])
             facts.append(_fact(region, "procedure", sentence[start:end], offset + start, offset + end, date=date,
                                context=found_context))

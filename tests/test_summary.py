@@ -39,13 +39,13 @@ def summary_markdown(summary: ChartSummary) -> str:
     return markdown(layout(turn))
 
 
-# Truth facts that no coded entry of their C-CDA document gives: only its free-text sections state them (see
-# tests/test_documents_facts.py), so only the model's draft can list them.
+# Truth facts that neither a coded entry of their C-CDA document nor the reading of its free-text sections gives:
+# "Hypertension", which the entries code as "Hypertensive disorder, systemic arterial"; "Recurrent GI bleed" and
+# "Pressure ulcer of left knee", names the disease dictionary lacks. Only the model's draft can list them.
 NARRATIVE_ONLY = {
     "ccda_ccd_eve_betterhalf.xml": {"conditions": 1},
-    "ccda_discharge_summary_isabella_jones.xml": {"labs": 9},
-    "ccda_progress_note_adam_everyman.xml": {"conditions": 6},
-    "ccda_referral_note_eve_betterhalf.xml": {"conditions": 3},
+    "ccda_progress_note_adam_everyman.xml": {"conditions": 2},
+    "ccda_referral_note_eve_betterhalf.xml": {"conditions": 2},
 }
 
 
@@ -58,7 +58,8 @@ def test_structured_records_give_every_coded_truth_fact_read_from_their_entries(
     counts = compare_facts(summary, truth(corpus, name)["facts"])
     missed = {category: c.truth - c.found for category, c in counts.items() if c.found != c.truth}
     assert missed == NARRATIVE_ONLY.get(name, {})
-    assert all(item.origin == "record" for _, item in summary.shown_as_fact())
+    # Read from the entries, or from the free-text sections (a C-CDA's Assessment) without a model.
+    assert {item.origin for _, item in summary.shown_as_fact()} <= {"record", "text"}
     assert summary.citations and all(verify(citation, [document]) for citation in summary.citations)
     assert all(citation.match == "record" for citation in summary.citations)
 

@@ -131,3 +131,23 @@ def test_an_over_long_line_is_read_in_bounded_time_and_reported(tmp_path):
                     encoding="utf-8")
     document = load(path)
     assert any("over-long" in skipped.what for skipped in document.coverage.skipped)
+
+
+def test_signs_and_symptoms_are_problems_only_as_numbered_diagnoses(tmp_path):
+    facts = _note(tmp_path, (
+        "PAST MEDICAL HISTORY: Hypertension, back pain and snoring.\n"
+        "HOSPITAL COURSE: An MRI revealed edema and an old lacunar infarct.\n"
+        "ASSESSMENT: 1. Chronic back pain. 2. Lumbar muscle strain.\n"
+    ))
+    assert _names(facts, "condition") == {"hypertension", "old lacunar infarct", "chronic back pain",
+                                          "lumbar muscle strain"}
+
+
+def test_a_ccda_assessment_written_as_free_text_gives_its_problems_beside_the_coded_ones(corpus):
+    document = load(corpus / "ccda_progress_note_adam_everyman.xml")
+    read = [fact for fact in document.facts if fact.origin == "text" and fact.category == "condition"]
+    assert {"hyperkalemia", "azotemia", "acute on chronic anemia"} <= {fact.name.casefold() for fact in read}
+    # Sections whose lines the entries wrote are left to the entries: nothing is read from them twice.
+    assert {fact.section for fact in read} == {"ASSESSMENT"}
+    coded = {fact.name.casefold() for fact in document.facts if fact.origin == "entry"}
+    assert not coded & {fact.name.casefold() for fact in read}
