@@ -48,9 +48,8 @@ def add_document(
     content: str | None = None,
 ) -> DocumentInfo:
     """`content`: the whole document serialised by the caller, kept as the string it is."""
-    now = utc_now()
     with db.writing() as s:
-        _touch(s, session_id, now)
+        now = _touch(s, session_id)
         row = DocumentRow(
             session_id=session_id,
             name=name,
@@ -78,9 +77,8 @@ def add_messages(db: Database, session_id: int, messages: Sequence[NewMessage]) 
     for message in messages:
         if message.role == "assistant" and not (message.disclaimer and message.disclaimer.strip()):
             raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
-    now = utc_now()
     with db.writing() as s:
-        _touch(s, session_id, now)
+        now = _touch(s, session_id)
         rows = [MessageRow(session_id=session_id, created_at=now, **message.model_dump()) for message in messages]
         s.add_all(rows)
         s.flush()
@@ -150,12 +148,16 @@ def list_events(db: Database, session_id: int | None = None) -> list[AuditEvent]
         return [AuditEvent.model_validate(row) for row in s.scalars(stmt)]
 
 
-def _touch(s: Session, session_id: int, now: datetime) -> None:
-    """Bumps the session's updated_at, which also proves the session exists."""
+def _touch(s: Session, session_id: int) -> datetime:
+    """Bumps the session's updated_at to now, which also proves the session exists, and returns that time. It is
+    read under the write lock, so writes' times follow the order they land in: the session's updated_at is always
+    its latest write's, however threads interleave."""
+    now = utc_now()
     # Run on the connection rather than through the ORM: it reports the rowcount and loads nothing.
     stmt = update(SessionRow).where(SessionRow.id == session_id).values(updated_at=now)
     if s.connection().execute(stmt).rowcount == 0:
         raise SessionNotFound(session_id)
+    return now
 
 
 def _session_info(row: SessionRow) -> SessionInfo:
