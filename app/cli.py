@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
@@ -18,6 +19,7 @@ from app.evaluation import evaluate
 from app.render import evidence_block, layout, markdown
 from app.settings import Settings
 from documents import DocumentError, assemble, load, with_tokens
+from documents.lexicons import load_dictionaries
 from engine import EngineError, connect_engine, load_engine
 from engine.checkpoint import Checkpoint, default_model_path
 from storage import open_database
@@ -101,6 +103,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["GRADIO_TEMP_DIR"] = str(settings.uploads_dir)
     from app.ui import serve
 
+    # The drug and disease dictionaries take seconds to load: while the model loads, not on the first upload.
+    threading.Thread(target=load_dictionaries, name="dictionaries", daemon=True).start()
     serve(_assistant(settings), settings)
     return 0
 

@@ -319,7 +319,7 @@ class _Candidate:
     is_row: bool
     context: int  # the keys of its section's title and its table's column names, as an index in EvidenceIndex.contexts
     section: SectionKind | None
-    fact_line: int  # the line of coded facts it lies in, as an index in EvidenceIndex.fact_lines; -1 if none
+    fact_line: int  # the coded facts' line it lies in, or the text facts in it, as an index in fact_lines; -1 if none
 
 
 @dataclass(frozen=True)
@@ -477,8 +477,15 @@ class _PageReader:
         self.contexts: dict[tuple[str, tuple[int, int] | None], int] = {}
         # The lines that coded facts were written into, by where they start: (end, index in record.fact_lines).
         facts: dict[tuple[int, int], list[tuple[FactCategory, str]]] = {}
+        # The words that facts of free text were read from (documents.text_facts), by where they start: a
+        # candidate holding them holds the fact. Only facts of the patient's lists: a denial is no medication.
+        self.text_facts: list[tuple[int, int, FactCategory, str]] = sorted(
+            (fact.span.start, fact.span.end, fact.category, _fold(fact.name)) for fact in document.facts
+            if fact.span.page == page.number and fact.origin == "text" and fact.listable
+        )
+        self.text_fact_starts = [start for start, _, _, _ in self.text_facts]
         for fact in document.facts:
-            if fact.span.page == page.number:
+            if fact.span.page == page.number and fact.origin == "entry":
                 facts.setdefault((fact.span.start, fact.span.end), []).append((fact.category, _fold(fact.name)))
         self.fact_lines: dict[int, tuple[int, int]] = {}
         for (start, end), found in sorted(facts.items()):
@@ -610,12 +617,23 @@ class _PageReader:
         return kind, title
 
     def _fact_line(self, start: int, end: int) -> int:
-        """The line of coded facts that the span lies in, as an index in the record's; -1 if none."""
+        """The line of coded facts that the span lies in, or the facts of free text that lie in the span, as an
+        index in the record's fact lines; -1 if none."""
         index = bisect_right(self.fact_starts, start) - 1
-        if index < 0:
+        if index >= 0:
+            line_end, line = self.fact_lines[self.fact_starts[index]]
+            if end <= line_end:
+                return line
+        first = bisect_left(self.text_fact_starts, start)
+        inside = [(category, name) for fact_start, fact_end, category, name in self.text_facts[first:]
+                  if fact_start < end and fact_end <= end]
+        if not inside:
             return -1
-        line_end, line = self.fact_lines[self.fact_starts[index]]
-        return line if end <= line_end else -1
+        self.record.fact_lines.append(_FactLine(
+            categories=frozenset(category for category, _ in inside),
+            names=tuple(name for _, name in inside if len(name) >= 4),
+        ))
+        return len(self.record.fact_lines) - 1
 
 
 @lru_cache(maxsize=1 << 16)

@@ -27,9 +27,12 @@ from typing import Any
 
 from tests.test_documents_bad_input import BAD_INPUTS, SLOW_INPUTS, lines_pdf, outcome, upload
 from bench import markdown
+from documents import lexicons, load
+from documents.text_facts import read_facts, read_narrative_facts
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 LINES_PER_PAGE = 45
+FACT_PAGES = 100  # the record the facts' speed target is set on
 WARM_UP = {".pdf": "mtsamples_tka_discharge_summary.pdf", ".docx": "mtsamples_gastric_bypass_consult.docx"}
 
 
@@ -38,9 +41,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed loads of each text file (the median is shown)")
     parser.add_argument("--ocr-pages", type=int, default=20, help="pages of the generated scanned PDF to OCR")
     parser.add_argument("--pages", type=int, default=500, help="pages of the generated PDF and DOCX")
+    parser.add_argument("--facts-only", action="store_true", help="only the time to read facts from free text")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
+        _print_facts_timing(folder, args.runs)
+        if args.facts_only:
+            return
         print(f"## Reading speed (median of {args.runs} loads)\n")
         print("A .docx reads as one page; the generated one has a page break every 45 lines, as its PDF twin has.\n")
         print(markdown.table(["file", "pages", "characters", "seconds", "pages/s", "characters/s", "peak RSS MiB",
@@ -80,6 +87,58 @@ def main() -> None:
                 break
             ranking, found, asked, seconds = result
             print(markdown.row([ranking, f"{budget:,}", f"{found} of {asked} ({found / asked:.0%})", f"{seconds:.3f}"]))
+
+
+def _print_facts_timing(folder: Path, runs: int) -> None:
+    """The time reading facts adds to loading each corpus document and a generated 100-page text record: the
+    extractor alone (documents.text_facts), on the document as loaded, median of `runs`, dictionaries loaded."""
+    generated = folder / f"generated_{FACT_PAGES}_pages.pdf"
+    generated.write_bytes(lines_pdf(_generated_pages(FACT_PAGES)))
+    hard = [generated] + [_written(folder, name, text) for name, text in hard_texts().items()]
+    paths = sorted(path for path in CORPUS.iterdir() if path.suffix in (".txt", ".pdf", ".docx", ".xml", ".json"))
+    started = time.perf_counter()
+    lexicons.load_dictionaries()
+    print(f"## Facts from free text (median of {runs}; the dictionaries loaded once, in "
+          f"{time.perf_counter() - started:.1f} s)\n")
+    print(markdown.table(["file", "pages", "characters", "facts read from text", "seconds added to the load"]))
+    for path in paths + hard:
+        document = load(path)
+        # A structured file's coded facts alone, as its reader gives them before its narrative is read.
+        document = document.model_copy(update={"facts": [fact for fact in document.facts if fact.origin == "entry"]})
+        read = read_facts if document.kind in ("txt", "md", "pdf", "docx") else read_narrative_facts
+        seconds = statistics.median(_timed(lambda: read(document)) for _ in range(runs))
+        found = read(document)
+        count = len(found[0] if isinstance(found, tuple) else found)
+        print(markdown.row([path.name, len(document.pages), f"{document.char_count:,}", count, f"{seconds:.3f}"]))
+    print()
+
+
+def hard_texts() -> dict[str, str]:
+    """Free text that is hard to read for facts: long, repetitive, noisy or in another language."""
+    lines = _clinical_lines()
+    noise = "".join(chr(33 + (i * 7919) % 94) + (" " if i % 7 == 0 else "") for i in range(200_000))
+    return {
+        "note_of_5000_lines.txt": "\n".join(lines[i % len(lines)] for i in range(5_000)),
+        "medication_list_of_5000_items.txt": "MEDICATIONS:\n" + "\n".join(
+            f"{name} {5 * (i % 20 + 1)} mg daily" for i, name in zip(range(5_000), ["Lisinopril", "Metformin",
+                                                                                   "Atorvastatin", "Niacin"] * 1_250)),
+        "ocr_noise.txt": noise,
+        "repeated_headers.txt": "\n".join(f"PAST MEDICAL HISTORY:\nHypertension.\nPage {i} of 2000" for i in range(2_000)),
+        "german_note.txt": ("ANAMNESE: Patientin mit Bluthochdruck und Diabetes mellitus Typ 2. Keine Allergien bekannt.\n"
+                            "MEDIKAMENTE: Metformin 500 mg zweimal täglich, Ramipril 5 mg täglich.\n") * 200,
+    }
+
+
+def _written(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _timed(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 # --- Inputs ---------------------------------------------------------------------

@@ -151,3 +151,9 @@ def diseases() -> Lexicon:
         lambda entry: any(tree.startswith(("C", "F03")) for tree in entry.get("mesh_tree", [])),
         everyday_words=True,
     )
+
+
+def load_dictionaries() -> None:
+    """Loads both dictionaries now, so that the first document read does not wait for them."""
+    drugs()
+    diseases()

@@ -12,7 +12,7 @@ import pytest
 
 from app.evidence import find_evidence
 from bench.evidence import corpus_documents, evaluate, recall
-from documents import Document
+from documents import Document, load
 from documents.dates import find_dates
 
 TKA = "mtsamples_tka_discharge_summary.pdf"
@@ -128,3 +128,15 @@ def test_recall_at_3_on_the_dev_corpus(documents: dict[str, Document], corpus: P
     outcomes = evaluate(documents, corpus)
     misses = [outcome.question for outcome in outcomes if not outcome.yes_no and (outcome.rank or 4) > 3]
     assert recall(outcomes, 3) >= 0.9, misses
+
+
+def test_a_medication_read_from_prose_ranks_its_sentence_for_a_medication_question(tmp_path: Path) -> None:
+    # No Medications heading and no word "medication": only the fact read from the text says the line holds one.
+    note = tmp_path / "note.txt"
+    note.write_text(
+        "HISTORY: She takes long walks every day and feels well.\n"
+        "She takes Zestril 10 mg every day for her blood pressure.\n",
+        encoding="utf-8",
+    )
+    found = find_evidence("What medications does she take every day?", [load(note)])
+    assert "Zestril" in found.evidence[0].quote

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.documents import hard_texts
 from documents import Fact, load
 from documents.assertion import context
 from documents.measurements import labs, vitals
@@ -151,3 +152,15 @@ def test_a_ccda_assessment_written_as_free_text_gives_its_problems_beside_the_co
     assert {fact.section for fact in read} == {"ASSESSMENT"}
     coded = {fact.name.casefold() for fact in document.facts if fact.origin == "entry"}
     assert not coded & {fact.name.casefold() for fact in read}
+
+
+@pytest.mark.parametrize("name", sorted(hard_texts()))
+def test_hard_free_text_is_read_without_failing(tmp_path, name):
+    # Long, repetitive, noisy or foreign text: read whole, with facts only where the words make them.
+    text = hard_texts()[name]
+    facts = _note(tmp_path, text, name)
+    assert len(facts) <= text.count("\n") + 1
+    if name.startswith("medication_list"):
+        assert _names(facts, "medication") == {"lisinopril", "metformin", "atorvastatin", "niacin"}
+    if name.startswith("ocr_noise"):
+        assert facts == []
