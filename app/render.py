@@ -225,13 +225,28 @@ def _sentence_markdown(sentence: CheckedSentence) -> str:
     return f"{sentence.text} ⟨{LABEL_WORDS['not_found']}⟩"
 
 
+# How an item came to be listed, said beside it when not read from a structured entry: a clinician weighs a fact a
+# rule read from prose, or one the model suggested and the record bore out, differently from a coded entry.
+ORIGIN_WORDS = {"text": "read from text", "model": "suggested by the model, quote verified"}
+
+
+def _origin(item: SummaryItem) -> str | None:
+    return ORIGIN_WORDS.get(item.origin)
+
+
 def _item_markdown(item: SummaryItem) -> str:
-    return item.text + "".join(f" [{number}]" for number in item.citations)
+    origin = f" _({_origin(item)})_" if _origin(item) else ""
+    return item.text + origin + "".join(f" [{number}]" for number in item.citations)
 
 
 
 
 # --- HTML ------------------------------------------------------------------------------------------------------
+
+
+def _origin_html(item: SummaryItem) -> str:
+    return f' <span class="origin">{escape(origin)}</span>' if (origin := _origin(item)) else ""
+
 
 
 def html(blocks: Sequence[Block], pages: Pages) -> str:
@@ -246,7 +261,8 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
             case Items(title, items, more):
                 extra = f'<li class="more">… and {more:,} earlier, in the record</li>' if more else ""
-                lines = "".join(f"<li>{escape(item.text)}{_references(item.citations)}</li>" for item in items)
+                lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{_references(item.citations)}</li>"
+                                for item in items)
                 parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
             case Note(text, tone):
                 parts.append(f'<p class="{tone} app-note"><span class="app-name">Clinidoc:</span> {escape(text)}</p>')

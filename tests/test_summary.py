@@ -257,3 +257,17 @@ def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_
     assert any(note.startswith("The model drafted from part of the record") for note in summary.turn.summary.notes)
     counts = compare_facts(summary.turn.summary, truth(corpus, name)["facts"])
     assert all(c.found == c.truth for c in counts.values())
+
+
+def test_a_free_text_summary_lists_facts_read_from_its_text_and_says_so(corpus: Path) -> None:
+    # No model at all: the TKA discharge note's lists come from its words, each item cited and marked as read.
+    document = load(corpus / "mtsamples_tka_discharge_summary.pdf")
+    summary = build_summary([document], SummaryDraft())
+    medications = sections(summary)["medications"].items
+    coumadin = next(item for item in medications if item.text.startswith("Coumadin"))
+    assert coumadin.origin == "text" and "7 mg" in coumadin.text
+    assert all(verify(summary.citations[n - 1], [document]) for n in coumadin.citations)
+    allergies = [item.text for item in sections(summary)["allergies"].items]
+    assert allergies == ["No known drug allergies; none known"]
+    written = summary_markdown(summary)
+    assert f"{coumadin.text} _(read from text)_ [{coumadin.citations[0]}]" in written

@@ -58,6 +58,7 @@ CSS = """
 :is(#chat, #check-result) .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
 :is(#chat, #check-result) .unverified summary { cursor: pointer; font-size: 0.85rem; color: #334155; }
 :is(#chat, #check-result) .unverified .quote { display: block; font-size: 0.8rem; color: #334155; }
+:is(#chat, #check-result) .origin { font-size: 0.75rem; font-style: italic; color: #475569; }
 :is(#chat, #check-result) .visually-hidden {
   position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
 }
