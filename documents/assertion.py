@@ -30,7 +30,7 @@ REACH = 20
 
 _HISTORICAL = [
     "history of", "h/o", "hx of", "previous", "previously", "prior", "past", "distant history", "remote history",
-    "in the past", "formerly", "used to", "had been",
+    "in the past", "formerly", "used to", "had been", "status post", "s/p",
 ]
 _HISTORICAL_AFTER = ["years ago", "in the past", "as a child", "previously", "resolved"]
 _HYPOTHETICAL = [

@@ -125,6 +125,13 @@ _PROCEDURE_HEAD = re.compile(
     r"doppler(?:\s+study)?|ultrasound|x-ray|echocardiogram|colonoscopy|endoscopy)\b)",
     re.IGNORECASE,
 )
+# Procedures that a head word alone does not name, but the words it was done to: "repair of a pelvic fracture".
+_NAMED_BY_OBJECT = frozenset({"repair", "replacement", "reduction", "fixation", "excision", "resection", "biopsy"})
+_OBJECT = re.compile(
+    r"\s+(?:of\s+)?(?:(?:a|an|the|his|her|their)\s+)?(?P<object>(?:(?!(?:and|or|with|on|in|at|for|to)\b)[A-Za-z-]+\s+)"
+    r"{0,2}(?!(?:and|or|with|on|in|at|for|to)\b)[A-Za-z-]+)",
+    re.IGNORECASE,
+)
 # Words a procedure's name does not run back past: "a venous Doppler study", "his previous L1-L2 fusion".
 _NOT_IN_PROCEDURE_NAME = frozenset(
     "a an the his her their previous prior recent underwent undergo had has have status post s/p with from of for "
@@ -518,13 +525,21 @@ def _procedures(region: _Region, offset: int, sentence: str) -> list[Fact]:
             start, end = trim(sentence, start, end)
             if end - start < 3 or not _PROCEDURE_HEAD.fullmatch(sentence, start, end):
                 continue
+            name = sentence[start:end]
+            if name.casefold() in _NAMED_BY_OBJECT:
+                # "surgery to repair a pelvic fracture": the operation is named by what it was done to.
+                target = _OBJECT.match(sentence, end)
+                if target is None:
+                    continue
+                name = f"{target.group('object')} {name}"
+                end = target.end()
             found_context = context(sentence, start, end)
             if region.kind == "physical_exam" and found_context != "historical":
                 continue  # an exam finds scars of past operations, and "dentition in good repair"
             if region.kind in ("plan", "discharge_instructions") and found_context is None:
                 found_context = "hypothetical"  # a plan's procedure is one to come
             date = _first_date(sentence[item_start:item_end] if region.kind in _PROCEDURE_LISTS else sentence[end:])
-            facts.append(_fact(region, "procedure", sentence[start:end], offset + start, offset + end, date=date,
+            facts.append(_fact(region, "procedure", name, offset + start, offset + end, date=date,
                                context=found_context))
     return facts
 

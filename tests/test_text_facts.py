@@ -164,3 +164,12 @@ def test_hard_free_text_is_read_without_failing(tmp_path, name):
         assert _names(facts, "medication") == {"lisinopril", "metformin", "atorvastatin", "niacin"}
     if name.startswith("ocr_noise"):
         assert facts == []
+
+
+def test_a_procedure_named_by_what_it_was_done_to(tmp_path):
+    facts = _note(tmp_path, (
+        "HISTORY OF PRESENT ILLNESS: He has a screw in his right hip from a previous surgery to repair a pelvic "
+        "fracture.\nPHYSICAL EXAMINATION: HEENT: Dentition in good repair.\n"
+    ))
+    procedures = {fact.name: fact.context for fact in facts if fact.category == "procedure"}
+    assert procedures == {"pelvic fracture repair": "historical"}
