@@ -93,10 +93,15 @@ _FREQUENCY = re.compile(
     re.IGNORECASE,
 )
 _STOPPED = re.compile(
-    r"\b(?:discontinued|stopped|stop|held|hold|switched\s+from|off|not\s+(?:to\s+)?restart|instead\s+of|no\s+longer|"
+    r"\b(?:discontinued|stopped|stop|switched\s+from|off|not\s+(?:to\s+)?restart|instead\s+of|no\s+longer|"
     r"replaced)\b",
     re.IGNORECASE,
 )
+_HELD = re.compile(r"\b(?:held|hold|holding|on\s+hold)\b", re.IGNORECASE)
+# What a medication list's heading says of its drugs: "Discharge medications", "Medications on admission".
+_LIST_STATUS = [(re.compile(r"discharge", re.IGNORECASE), "discharge"),
+                (re.compile(r"admission|on\s+transfer|prior\s+to", re.IGNORECASE), "on admission"),
+                (re.compile(r"current|home|outpatient|active", re.IGNORECASE), "current")]
 _STARTED = re.compile(r"\b(?:started|start|initiated|begun|began|rx\s+for|prescription\s+for|prescribed|switched\s+to)\b",
                       re.IGNORECASE)
 # A name and a strength make a medication even when no dictionary knows the name: "Percocet 5/325 mg".
@@ -141,6 +146,14 @@ _NOT_IN_PROCEDURE_NAME = frozenset(
 _FOLLOW_UP = re.compile(
     r"\b(?:follow[- ]?up|followup|return\s+(?:to|in)\s+(?:clinic|the\s+clinic|\d+|one|two|three|four|six)|"
     r"appointment|recheck|to\s+be\s+obtained|pending|will\s+need|should\s+follow)\b",
+    re.IGNORECASE,
+)
+# Vaccines as notes name them: a disease's name before "vaccine", "shot" or "booster", or a vaccine's own name.
+# Written here: the drug dictionary knows few vaccines by the names clinicians write.
+_VACCINE = re.compile(
+    r"\b(?:(?:influenza|flu|tetanus|td|tdap|dtap|pneumococcal|hepatitis\s+[ab]|hep\s+[ab]|hpv|zoster|shingles|"
+    r"covid(?:-19)?|mmr|varicella|meningococcal|rsv|polio|rabies|typhoid|yellow\s+fever)\s+"
+    r"(?:vaccine|vaccination|shot|booster|immunization)s?|tdap|pneumovax|prevnar|shingrix|gardasil|zostavax)\b",
     re.IGNORECASE,
 )
 _ACTION_SECTIONS: frozenset[SectionKind | None] = frozenset(
@@ -270,6 +283,10 @@ def _sentence_facts(region: _Region, start: int, end: int) -> list[Fact]:
     facts += _problems(region, start, sentence)
     facts += _procedures(region, start, sentence)
     date = _first_date(sentence)
+    if region.kind != "family_history":
+        for found in _VACCINE.finditer(sentence):
+            facts.append(_fact(region, "immunization", found.group(), start + found.start(), start + found.end(),
+                               date=date, context=context(sentence, found.start(), found.end())))
     if region.kind not in ("family_history", "review_of_systems"):
         for category, read in (("vital", measurements.vitals), ("lab", measurements.labs)):
             for found in read(sentence):
@@ -314,9 +331,8 @@ def _medications(region: _Region, offset: int, sentence: str) -> list[Fact]:
         route = _ROUTE.search(detail)
         frequency = _FREQUENCY.search(detail)
         before = sentence[max(0, start - 60) : start]
-        status = "stopped" if _STOPPED.search(before) else "started" if _STARTED.search(before) else None
-        if region.kind in ("discharge_instructions",) and status is None:
-            status = "discharge"
+        status = ("held" if _HELD.search(before) else "stopped" if _STOPPED.search(before)
+                  else "started" if _STARTED.search(before) else _list_status(region))
         details = [m for m in (strength, route, frequency) if m is not None]
         span_end = end + max((m.end() for m in details), default=0)
         facts.append(_fact(
@@ -327,6 +343,15 @@ def _medications(region: _Region, offset: int, sentence: str) -> list[Fact]:
             status=status, code=code, context=context(sentence, start, end),
         ))
     return facts
+
+
+def _list_status(region: _Region) -> str | None:
+    """The status a section gives the drugs it lists: its heading's word, or "discharge" for discharge instructions."""
+    if region.kind == "discharge_instructions":
+        return "discharge"
+    if region.kind != "medications" or not region.title:
+        return None
+    return next((status for pattern, status in _LIST_STATUS if pattern.search(region.title)), None)
 
 
 def _detail_end(sentence: str, end: int, found: list[tuple[int, int, str, str | None]]) -> int:

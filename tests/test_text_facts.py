@@ -173,3 +173,16 @@ def test_a_procedure_named_by_what_it_was_done_to(tmp_path):
     ))
     procedures = {fact.name: fact.context for fact in facts if fact.category == "procedure"}
     assert procedures == {"pelvic fracture repair": "historical"}
+
+
+def test_immunizations_and_follow_ups_in_prose_carry_their_dates(tmp_path):
+    facts = _note(tmp_path, (
+        "HISTORY: She received a flu shot on 10/01/2020. She declined the pneumococcal vaccine.\n"
+        "PLAN: Follow-up appointment with Dr. A on 09/21/2007. Hold Coumadin until the INR is below 3.\n"
+    ))
+    immunizations = {(fact.name, fact.date, fact.listable) for fact in facts if fact.category == "immunization"}
+    assert immunizations == {("flu shot", "2020-10-01", True), ("pneumococcal vaccine", None, False)}
+    [follow_up] = [fact for fact in facts if fact.category == "follow_up"]
+    assert follow_up.date == "2007-09-21" and "Dr. A" in follow_up.name
+    coumadin = next(fact for fact in facts if fact.name == "Coumadin")
+    assert coumadin.status == "held"
