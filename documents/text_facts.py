@@ -174,19 +174,12 @@ class _Region:
 
 def read_facts(document: Document) -> tuple[list[Fact], list[Skipped]]:
     """The facts of a free-text document, and what was not read for them."""
-    facts: list[Fact] = []
-    skipped: list[Skipped] = []
-    cut = 0
-    for region in _regions(document):
-        region_facts, region_cut = _region_facts(region)
-        facts += region_facts
-        cut += region_cut
-    if cut:
-        skipped.append(Skipped(
-            what="characters of over-long sentences", count=cut,
-            reason=f"a sentence is read for facts only up to its first {MAX_SENTENCE:,} characters",
-        ))
-    return _one_per_thing(facts), skipped
+    facts, cut = _read(_regions(document), wrapped=True)
+    skipped = [] if not cut else [Skipped(
+        what="characters of over-long sentences", count=cut,
+        reason=f"a sentence is read for facts only up to its first {MAX_SENTENCE:,} characters",
+    )]
+    return facts, skipped
 
 
 def read_narrative_facts(document: Document) -> list[Fact]:
@@ -195,12 +188,31 @@ def read_narrative_facts(document: Document) -> list[Fact]:
     them, and a fact that a coded fact already names is not read twice."""
     by_entry = [source for page in document.pages for source in page.sources
                 if isinstance(source.source, FhirSource) or source.source.entry is not None]
-    facts: list[Fact] = []
-    for region in _regions(document):
-        if any(s.page == region.page.number and s.start < region.end and region.start < s.end for s in by_entry):
+    narrative = [
+        region for region in _regions(document)
+        if not any(s.page == region.page.number and s.start < region.end and region.start < s.end for s in by_entry)
+    ]
+    # A structured file's reader writes each element on a line of its own: no sentence wraps to the next line.
+    facts, _ = _read(narrative, wrapped=False)
+    return [fact for fact in facts if not any(_same_thing(fact, coded) for coded in document.facts)]
+
+
+def _read(regions: Iterable[_Region], wrapped: bool) -> tuple[list[Fact], int]:
+    """The facts of the regions, and how many characters of over-long sentences were not read. A table's rows are
+    entries, each a fact of its own; the mentions of one thing in prose are one fact (see `_one_per_thing`)."""
+    rows: list[Fact] = []
+    mentions: list[Fact] = []
+    cut = 0
+    for region in regions:
+        table = tables.read_table(region.page.text, region.start, region.end)
+        if table is not None:
+            rows += _table_facts(region, table)
             continue
-        facts += _region_facts(region, wrapped=False)[0]
-    return [fact for fact in _one_per_thing(facts) if not any(_same_thing(fact, coded) for coded in document.facts)]
+        for block_start, block_end in _blocks(region.page.text, _after_title(region), region.end, wrapped):
+            for start, end in sentence_spans(region.page.text, block_start, block_end):
+                cut += max(0, end - start - MAX_SENTENCE)
+                mentions += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
+    return rows + _one_per_thing(mentions), cut
 
 
 def _same_thing(fact: Fact, other: Fact) -> bool:
@@ -221,26 +233,10 @@ def _regions(document: Document) -> Iterable[_Region]:
             yield _Region(pages[span.page], span.start, span.end, section.kind, section.title)
 
 
-def _region_facts(region: _Region, wrapped: bool = True) -> tuple[list[Fact], int]:
-    """The facts of a region, and how many characters of over-long sentences were not read. In `wrapped` text (a
-    PDF, a note) a sentence may run on to the next line; a structured file's reader writes each element on a line
-    of its own."""
-    table = tables.read_table(region.page.text, region.start, region.end)
-    if table is not None:
-        return _table_facts(region, table), 0
-    facts: list[Fact] = []
-    cut = 0
-    for block_start, block_end in _blocks(region.page.text, _after_title(region), region.end, wrapped):
-        for start, end in sentence_spans(region.page.text, block_start, block_end):
-            cut += max(0, end - start - MAX_SENTENCE)
-            facts += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
-    return facts, cut
-
-
 def _blocks(text: str, start: int, end: int, wrapped: bool) -> list[tuple[int, int]]:
-    """Runs of prose lines, whose sentences may wrap from line to line, and each table row ("Abdominal CT | Clear
-    evidence of appendicitis") alone, since no sentence runs from one row into the next; every line alone when the
-    text is not `wrapped`."""
+    """Runs of prose lines, whose sentences may wrap from line to line (a PDF, a note), and each table row ("Abdominal
+    CT | Clear evidence of appendicitis") alone, since no sentence runs from one row into the next; every line alone
+    when the text is not `wrapped`."""
     blocks: list[tuple[int, int]] = []
     position = start
     prose_start = start
