@@ -22,6 +22,7 @@ from rapidfuzz import fuzz
 from app.assistant import Answer, Assistant, Notice, Summary, read_upload
 from app.citations import Citation, verify
 from app.summary import ChartSummary, SectionKey
+from documents import lexicons
 
 Format = Literal["fhir", "ccda", "pdf", "docx", "txt"]
 
@@ -243,8 +244,8 @@ def compare_facts(summary: ChartSummary, truth: dict[str, Any]) -> dict[str, Cou
         items = shown[key]
         if category == "allergies" and _denies_allergies(truth):
             expected.append(NO_KNOWN_ALLERGIES)
-        matches = [[_matches(fact, item) for item in items] for fact in expected]
-        true_items = [any(row[i] for row in matches) or any(_matches(fact, items[i]) for fact in also_true)
+        matches = [[fact_matches(fact, item) for item in items] for fact in expected]
+        true_items = [any(row[i] for row in matches) or any(fact_matches(fact, items[i]) for fact in also_true)
                       for i in range(len(items))]
         results[category] = Counts(
             truth=len(expected),
@@ -270,9 +271,11 @@ def _same_kind(name: str, category: str) -> bool:
     return stem in name and not name.endswith(("_status", "_reactions"))
 
 
-def _matches(fact: str | dict[str, Any], item: str) -> bool:
+def fact_matches(fact: str | dict[str, Any], item: str) -> bool:
+    """Whether a summary item shows a truth fact: the same name, or the same concept, and for a measurement the same value."""
     if isinstance(fact, str):
-        return same_name(fact, item.split(";")[0])
+        name = item.split(";")[0]
+        return same_name(fact, name) or _same_disease(fact, name) or _same_drug(fact, name)
     name_part = item.split(";")[0].split(":")[0]
     if not same_name(fact["name"], name_part):
         return False
@@ -287,6 +290,20 @@ def same_name(truth: str, shown: str) -> bool:
     if set(truth_words) <= set(shown_words) or set(shown_words) <= set(truth_words):
         return True
     return fuzz.token_set_ratio(" ".join(truth_words), " ".join(shown_words)) >= SAME_NAME
+
+
+def _same_disease(truth: str, shown: str) -> bool:
+    """Whether two names name the same diseases by the disease dictionary's concepts: "Diabetes" and "diabetic",
+    "High cholesterol" and "hypercholesterolemia". Concept matching, as clinical NLP evaluations normalise names."""
+    concepts = [{mention.term.code for mention in lexicons.diseases().find(name)} for name in (truth, shown)]
+    return bool(concepts[0]) and concepts[0] == concepts[1]
+
+
+def _same_drug(truth: str, shown: str) -> bool:
+    """Whether two names name one drug by the drug dictionary: a brand and its generic ("Diprosone", "betamethasone"),
+    a salt and its base counted as one drug."""
+    names = [[mention.term.name for mention in lexicons.drugs().find(name)] for name in (truth, shown)]
+    return len(names[0]) == len(names[1]) == 1 and same_name(names[0][0], names[1][0])
 
 
 def _value_in(value: object, text: str) -> bool:

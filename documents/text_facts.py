@@ -51,11 +51,17 @@ _GENERIC = re.compile(r"allerg(?:y|ies|ic)|infections?|disease|disorders?|sympto
 MAX_PROBLEM_WORDS = 8
 _PROCEDURE_LISTS: frozenset[SectionKind | None] = frozenset({"past_surgical_history", "procedures"})
 
+# A sentence that makes the diagnosis the sentence before suspected.
+_CONFIRMED = re.compile(
+    r"\b(?:given|made|confirmed|established|received)\s+(?:this|that|the)\s+diagnosis\b|"
+    r"\b(?:this|that|the)\s+diagnosis\s+(?:was|is|has\s+been)\s+(?:confirmed|made|established)\b",
+    re.IGNORECASE,
+)
 # Words that, before a disease in prose, say the patient has or had it.
 _DIAGNOSTIC_CUE = re.compile(
     r"\b(?:history\s+of|h/o|diagnosed\s+(?:with|as)|diagnosis\s+of|known|found\s+to\s+have|revealed|showed|shows|"
     r"demonstrated|consistent\s+with|admitted\s+(?:for|with)|died\s+(?:of|from)|suffers?\s+from|suffering\s+from|"
-    r"treated\s+for|presents?\s+with|significant\s+for|positive\s+for|secondary\s+to|status\s+post|s/p|"
+    r"treated\s+for|presents?\s+with|developed|significant\s+for|positive\s+for|secondary\s+to|status\s+post|s/p|"
     r"(?:he|she|patient|they)\s+(?:also\s+)?(?:has|have|does\s+have))\b"
     r"(?P<gap>[^.;:]{0,60})$",
     re.IGNORECASE,
@@ -130,6 +136,8 @@ _PROCEDURE_HEAD = re.compile(
     r"doppler(?:\s+study)?|ultrasound|x-ray|echocardiogram|colonoscopy|endoscopy)\b)",
     re.IGNORECASE,
 )
+# In a list of past operations, "knee surgery" names one; in prose "surgery" names none ("bariatric surgery service").
+_SURGERY = re.compile(r"(?:\b[A-Za-z][\w/-]*\s+){1,3}?(?:surger(?:y|ies)|operations?)\b", re.IGNORECASE)
 # Procedures that a head word alone does not name, but the words it was done to: "repair of a pelvic fracture".
 _NAMED_BY_OBJECT = frozenset({"repair", "replacement", "reduction", "fixation", "excision", "resection", "biopsy"})
 _OBJECT = re.compile(
@@ -209,10 +217,26 @@ def _read(regions: Iterable[_Region], wrapped: bool) -> tuple[list[Fact], int]:
             rows += _table_facts(region, table)
             continue
         for block_start, block_end in _blocks(region.page.text, _after_title(region), region.end, wrapped):
+            previous: tuple[int, int] | None = None
             for start, end in sentence_spans(region.page.text, block_start, block_end):
                 cut += max(0, end - start - MAX_SENTENCE)
                 mentions += _sentence_facts(region, start, min(end, start + MAX_SENTENCE))
+                if previous and _CONFIRMED.search(region.page.text, start, end):
+                    mentions += _confirmed(region, *previous)
+                previous = (start, min(end, start + MAX_SENTENCE))
     return rows + _one_per_thing(mentions), cut
+
+
+def _confirmed(region: _Region, start: int, end: int) -> list[Fact]:
+    """The diagnosis that a sentence such as "She was given this diagnosis" confirms: the last disease the sentence
+    before it only suspected ("suspicious of a vasculitis such as Moya Moya disease")."""
+    sentence = region.page.text[start:end]
+    suspected = [m for m in _diseases(sentence, 0, len(sentence)) if context(sentence, m.start, m.end) == "hypothetical"]
+    if not suspected:
+        return []
+    last = suspected[-1]
+    return [_fact(region, "condition", sentence[last.start : last.end], start + last.start, start + last.end,
+                  code=last.term.code)]
 
 
 def _same_thing(fact: Fact, other: Fact) -> bool:
@@ -316,7 +340,7 @@ def _medications(region: _Region, offset: int, sentence: str) -> list[Fact]:
         if name.split()[0].casefold() in _NOT_DRUG_WORDS or any(s < match.end("name") and match.start() < e for s, e, _, _ in found):
             continue
         found.append((match.start("name"), match.end("name"), name, None))
-    if region.kind == "medications":
+    if region.kind == "medications" or _drug_list(sentence, found):
         found += _unlisted_items(sentence, found)
     facts = []
     for start, end, name, code in sorted(found):
@@ -360,9 +384,17 @@ def _detail_end(sentence: str, end: int, found: list[tuple[int, int, str, str | 
     return comma if comma >= 0 else limit
 
 
+def _drug_list(sentence: str, found: list[tuple[int, int, str, str | None]]) -> bool:
+    """Whether the sentence holds a list most of whose items, and at least two, are drugs the dictionaries know:
+    "five medications for his back (Celebrex, tramadol, gabapentin, and the Vicodin ...)"."""
+    items = _items(sentence, 0, len(sentence))
+    drugs = sum(1 for start, end in items if any(start <= s and e <= end for s, e, _, _ in found))
+    return drugs >= 2 and 2 * drugs > len(items)
+
+
 def _unlisted_items(sentence: str, found: list[tuple[int, int, str, str | None]]) -> list[tuple[int, int, str, None]]:
     """Items of a medication list that no dictionary knows ("niacin", "Ortho Tri-Cyclen"): a short item whose first
-    word is a name, read only under a Medications heading."""
+    word is a name, read only under a Medications heading or in a list of drugs."""
     items = []
     for start, end in _items(sentence, 0, len(sentence)):
         start, end = _item_name(sentence, start, end)
@@ -536,15 +568,20 @@ def _procedures(region: _Region, offset: int, sentence: str) -> list[Fact]:
                        "vital_signs"):
         return []
     facts = []
-    items = _items(sentence, 0, len(sentence)) if region.kind in _PROCEDURE_LISTS else [(0, len(sentence))]
+    listed = region.kind in _PROCEDURE_LISTS
+    items = _items(sentence, 0, len(sentence)) if listed else [(0, len(sentence))]
     for item_start, item_end in items:
-        for match in _PROCEDURE_HEAD.finditer(sentence, item_start, item_end):
+        heads = list(_PROCEDURE_HEAD.finditer(sentence, item_start, item_end))
+        if listed and not heads:
+            heads = list(_SURGERY.finditer(sentence, item_start, item_end))
+        for match in heads:
             start, end = match.start(), match.end()
             for word in re.finditer(r"\S+", sentence[start:end]):
                 if word.group().casefold().strip(",.;:") in _NOT_IN_PROCEDURE_NAME:
                     start = match.start() + word.end()
             start, end = trim(sentence, start, end)
-            if end - start < 3 or not _PROCEDURE_HEAD.fullmatch(sentence, start, end):
+            if end - start < 3 or not (_PROCEDURE_HEAD.fullmatch(sentence, start, end)
+                                       or listed and _SURGERY.fullmatch(sentence, start, end)):
                 continue
             name = sentence[start:end]
             if name.casefold() in _NAMED_BY_OBJECT:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.evaluation import answer_is_correct, compare_facts, same_name
+from app.evaluation import answer_is_correct, compare_facts, fact_matches, same_name
 from app.summary import ChartSummary, PatientSummary, SummaryItem, SummarySection
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
@@ -115,3 +115,17 @@ def test_the_eval_command_refuses_a_folder_without_truth(tmp_path: Path) -> None
 
     assert done.returncode == 2
     assert "has no truth/ folder" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("truth", "shown", "same"),
+    [
+        ("Diabetes", "diabetic", True),
+        ("High cholesterol", "hypercholesterolemia", True),
+        ("Diprosone cream 0.05% b.i.d.", "betamethasone; cream; b.i.d.", True),
+        ("Morbid obesity (BMI 51)", "overweight", False),
+        ("Celebrex", "Colace", False),
+    ],
+)
+def test_items_match_a_truth_fact_naming_the_same_concept(truth: str, shown: str, same: bool) -> None:
+    assert fact_matches(truth, shown) is same

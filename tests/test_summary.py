@@ -40,12 +40,12 @@ def summary_markdown(summary: ChartSummary) -> str:
 
 
 # Truth facts that neither a coded entry of their C-CDA document nor the reading of its free-text sections gives:
-# "Hypertension", which the entries code as "Hypertensive disorder, systemic arterial"; "Recurrent GI bleed" and
-# "Pressure ulcer of left knee", names the disease dictionary lacks. Only the model's draft can list them.
+# "Hypertension", which the entries code as "Hypertensive disorder, systemic arterial" and the narrative names
+# only as a medication's indication. Only the model's draft can list it.
 NARRATIVE_ONLY = {
     "ccda_ccd_eve_betterhalf.xml": {"conditions": 1},
-    "ccda_progress_note_adam_everyman.xml": {"conditions": 2},
-    "ccda_referral_note_eve_betterhalf.xml": {"conditions": 2},
+    "ccda_progress_note_adam_everyman.xml": {"conditions": 1},
+    "ccda_referral_note_eve_betterhalf.xml": {"conditions": 1},
 }
 
 

@@ -186,3 +186,40 @@ def test_immunizations_and_follow_ups_in_prose_carry_their_dates(tmp_path):
     assert follow_up.date == "2007-09-21" and "Dr. A" in follow_up.name
     coumadin = next(fact for fact in facts if fact.name == "Coumadin")
     assert coumadin.status == "held"
+
+
+def test_everyday_names_and_names_split_in_two_words_are_diseases(tmp_path):
+    facts = _note(tmp_path, (
+        "PAST MEDICAL HISTORY: She suffers from high cholesterol. He is a diabetic, on medication.\n"
+        "HOSPITAL COURSE: The angiogram was suspicious of a large caliber vasculitis such as Moya Moya disease. "
+        "She was subsequently given this diagnosis. She developed a pressure ulcer on her left knee.\n"
+    ))
+    problems = {fact.name.casefold(): fact for fact in facts if fact.category == "condition" and fact.listable}
+    assert {"high cholesterol", "diabetic", "moya moya disease"} <= set(problems)
+    codes = {problems[name].code for name in ("high cholesterol", "diabetic", "moya moya disease")}
+    assert len(codes) == 3 and None not in codes
+    assert any("pressure ulcer" in name for name in problems)
+
+
+def test_this_diagnosis_confirms_only_a_suspected_one(tmp_path):
+    facts = _note(tmp_path, "COURSE: An MRI was unremarkable. She was given this diagnosis.\n")
+    assert _names(facts, "condition") == set()
+
+
+def test_an_unknown_name_in_a_list_of_drugs_is_a_drug_and_a_list_of_other_things_is_not(tmp_path):
+    facts = _note(tmp_path, (
+        "PLAN: He is already on five medications for his back (Celebrex, tramadol, amitriptyline, gabapentin, and "
+        "the Vicodin that he was given last night). DVT prophylaxis with Coumadin, Lovenox, SCD boots, and TED "
+        "stockings.\n"
+    ))
+    medications = _names(facts, "medication")
+    assert "vicodin" in medications
+    assert not any("scd" in name or "ted" in name for name in medications)
+
+
+def test_a_past_surgical_history_names_surgeries_that_prose_does_not(tmp_path):
+    facts = _note(tmp_path, (
+        "PAST SURGICAL HISTORY: Includes orthopedic or knee surgery.\n"
+        "ASSESSMENT: He presents to the bariatric surgery service.\n"
+    ))
+    assert _names(facts, "procedure") == {"knee surgery"}
