@@ -36,7 +36,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+# The first run asks, in the terminal, for an administrator and a clinician account; later runs go straight on.
 run: install
+	$(BIN)/clinidoc setup
 	$(BIN)/clinidoc serve
 
 test: install-dev

@@ -9,15 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from app.accounts import User
 from app.citations import CitationNumbers, Located
 from app.claims import CheckedText, Record, check_text
 from app.evidence import Evidence, EvidenceIndex, EvidenceSearch, QuestionType, find_evidence
+from app.export import session_markdown
 from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
@@ -47,6 +50,7 @@ from storage import (
     add_document,
     create_session,
     delete_session,
+    delete_sessions_before,
     get_session,
     list_documents,
     list_sessions,
@@ -219,12 +223,12 @@ def _file_progress(progress: UploadProgress, name: str, position: int, files: in
 
 
 class Assistant:
-    """One engine, one database, one user: everything the UI and the CLI ask of Clinidoc."""
+    """One engine and one database: everything the UI and the CLI ask of Clinidoc, each call on behalf of a signed-in
+    user, who reaches only their own sessions (storage enforces it) and whose every access is audited."""
 
     def __init__(self, engine: Engine, db: Database, settings: Settings) -> None:
         self.engine = engine
         self.db = db
-        self.user = settings.user
         self.max_new_tokens = settings.max_new_tokens
         bare = render(ANSWER_TEMPLATE, record="", evidence="", question="")
         self.record_budget = (
@@ -236,64 +240,83 @@ class Assistant:
         self._records: OrderedDict[tuple[int, tuple[int, ...]], _SessionRecord] = OrderedDict()
         self._records_lock = threading.Lock()
 
-    def sessions(self) -> list[SessionInfo]:
-        return list_sessions(self.db, user=self.user)
+    def sessions(self, user: User) -> list[SessionInfo]:
+        return list_sessions(self.db, user.name)
 
-    def start_session(self, upload: Upload) -> SessionView | None:
+    def start_session(self, user: User, upload: Upload) -> SessionView | None:
         """Store the readable documents of `upload` as a new session; None when no file was readable."""
         for failure in upload.failures:
             # Audit events outlive a deleted session, so they carry no file names or text:
             # a file name often names the patient.
-            record_event(self.db, self.user, "upload_rejected", detail=failure.reason)
+            self._audit(user, "upload_rejected", detail=failure.reason)
         if not upload.documents:
             return None
-        session = create_session(self.db, _title(upload.documents), user=self.user)
-        return self.add_documents(session.id, upload.documents)
+        session = create_session(self.db, user.name, _title(upload.documents))
+        return self.add_documents(user, session.id, upload.documents)
 
-    def add_documents(self, session_id: int, documents: Sequence[Document]) -> SessionView:
+    def add_documents(self, user: User, session_id: int, documents: Sequence[Document]) -> SessionView:
         """Store `documents` in an open session: a PDF opened with its password after the rest of its upload."""
         for document in documents:
             document = with_tokens(document, self.engine.count_tokens)
             tokens = assemble([document], self.record_budget, self.engine.count_tokens).tokens
             pages = [page.text for page in document.pages]
             add_document(
-                self.db, session_id, document.name, document.sha256, document.kind, pages, tokens,
+                self.db, user.name, session_id, document.name, document.sha256, document.kind, pages, tokens,
                 content=document.model_dump_json(),
             )
-            record_event(
-                self.db, self.user, "upload", session_id, detail=f"{document.kind} sha256:{document.sha256}"
-            )
-        return self.view(session_id)
+            self._audit(user, "upload", session_id, detail=f"{document.kind} sha256:{document.sha256}")
+        return self.view(user, session_id)
 
-    def open_session(self, session_id: int) -> SessionView:
-        view = self.view(session_id)
-        record_event(self.db, self.user, "session_open", session_id)
+    def open_session(self, user: User, session_id: int) -> SessionView:
+        view = self.view(user, session_id)
+        self._audit(user, "session_open", session_id)
         return view
 
-    def record_export(self, session_id: int) -> None:
-        """Note in the audit log that the session left Clinidoc as an export (app/export.py)."""
-        record_event(self.db, self.user, "export", session_id)
+    def export(self, user: User, session_id: int) -> str:
+        """The session as a Markdown document (app/export.py), made when asked and noted in the audit log, since
+        the record then leaves Clinidoc."""
+        text = session_markdown(self.view(user, session_id))
+        self._audit(user, "export", session_id)
+        return text
 
-    def delete_session(self, session_id: int) -> None:
-        delete_session(self.db, session_id)
+    def delete_session(self, user: User, session_id: int) -> None:
+        """Deletes the session's rows (overwritten in the file), its cached record and the model's cached keys and
+        values, which hold its text."""
+        delete_session(self.db, user.name, session_id)
+        self._forget([session_id])
+        self._audit(user, "session_delete", session_id)
+
+    def apply_retention(self, days: int) -> list[int]:
+        """Deletes every session untouched for `days` days, whoever owns it; returns their ids."""
+        deleted = delete_sessions_before(self.db, datetime.now(UTC) - timedelta(days=days))
+        if deleted:
+            self._forget(deleted)
+            for session_id in deleted:
+                record_event(self.db, "clinidoc", "session_delete", session_id, detail=f"retention: {days} days")
+        return deleted
+
+    def _forget(self, session_ids: list[int]) -> None:
         with self._records_lock:
-            for key in [key for key in self._records if key[0] == session_id]:
+            for key in [key for key in self._records if key[0] in session_ids]:
                 del self._records[key]
-        record_event(self.db, self.user, "session_delete", session_id)
+        self.engine.forget()
 
-    def ask(self, session_id: int, question: str) -> Iterator[AskEvent]:
+    def _audit(self, user: User, action: str, session_id: int | None = None, detail: str | None = None) -> None:
+        record_event(self.db, user.name, action, session_id, detail=detail, address=user.address)
+
+    def ask(self, user: User, session_id: int, question: str) -> Iterator[AskEvent]:
         """Find the record's lines for `question`, stream the model's answer, check each of its sentences against
         the record, then store the question and the answer together.
 
         Yields EvidenceFound, AnswerDelta pieces and then one Answer; or a single Notice when the question cannot
         be put to the model. An answer abandoned mid-stream is not stored.
         """
-        record_event(self.db, self.user, "question", session_id)
+        session = self._session_record(user, session_id)  # first: another user's session is refused unaudited as asked
+        self._audit(user, "question", session_id)
         if (boundary := scope_boundary(question)) is not None:
             yield Notice(text=boundary)
-            record_event(self.db, self.user, "question_unanswered", session_id, detail="outside the record's scope")
+            self._audit(user, "question_unanswered", session_id, detail="outside the record's scope")
             return
-        session = self._session_record(session_id)
         # Over the budget, the record is cut to the passages that rank best against the question.
         assembled = self._assemble(session.documents, query=question)
         # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
@@ -302,7 +325,7 @@ class Assistant:
                 text=f"This record has {assembled.record_tokens:,} tokens; the model can read only "
                 f"{assembled.budget:,} at once, too few for even one passage of it."
             )
-            record_event(self.db, self.user, "question_unanswered", session_id, detail="record too long")
+            self._audit(user, "question_unanswered", session_id, detail="record too long")
             return
         search = find_evidence(question, session.evidence)
         numbers = CitationNumbers()
@@ -313,7 +336,7 @@ class Assistant:
             prompt_version="", stats=None,
         )
         yield EvidenceFound(turn=turn)
-        earlier = turns.history(turns.load(self.db, session_id))
+        earlier = turns.history(turns.load(self.db, user.name, session_id))
         prompt, dropped = self._fit_history(assembled.text, evidence_text(search), earlier, question)
         notes = [] if assembled.retrieval is None else [assembled.retrieval.summary()]
         if dropped:
@@ -326,11 +349,11 @@ class Assistant:
             generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
         except PromptTooLong as err:
             yield Notice(text=f"{err} Ask a shorter question, or start a new session.")
-            record_event(self.db, self.user, "question_unanswered", session_id, detail="prompt too long")
+            self._audit(user, "question_unanswered", session_id, detail="prompt too long")
             return
         except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
             yield Notice(text=str(err))
-            record_event(self.db, self.user, "question_unanswered", session_id, detail="engine error")
+            self._audit(user, "question_unanswered", session_id, detail="engine error")
             return
         checked = check_text(generated.text, session.record, numbers)
         notes += _ending_notes(generated.ending, budget)
@@ -342,24 +365,25 @@ class Assistant:
                 "prompt_version": prompt.version, "stats": generated.stats,
             }
         )
-        turn = turns.save(self.db, session_id, turn)
-        record_event(self.db, self.user, "answer", session_id, detail=f"{turn.model} {turn.prompt_version}")
+        turn = turns.save(self.db, user.name, session_id, turn)
+        self._audit(user, "answer", session_id, detail=f"{turn.model} {turn.prompt_version}")
         yield Answer(turn=turn)
 
-    def check(self, session_id: int, text: str) -> CheckedText:
+    def check(self, user: User, session_id: int, text: str) -> CheckedText:
         """Each sentence of a text written elsewhere, checked against the session's record; nothing is stored but
         the fact of the check in the audit log."""
-        record_event(self.db, self.user, "check", session_id)
-        return check_text(text, self._session_record(session_id).record)
+        record = self._session_record(user, session_id).record
+        self._audit(user, "check", session_id)
+        return check_text(text, record)
 
-    def summarize(self, session_id: int) -> Iterator[SummaryEvent]:
+    def summarize(self, user: User, session_id: int) -> Iterator[SummaryEvent]:
         """Draft, check and store the structured summary of the session's record.
 
         Yields SummaryProgress while the model drafts, then one Summary; a Notice when the record cannot be put to
         the model at all.
         """
-        record_event(self.db, self.user, "summary", session_id)
-        session = self._session_record(session_id)
+        session = self._session_record(user, session_id)
+        self._audit(user, "summary", session_id)
         assembled, prompt = self._summary_prompt(session.documents)
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
             yield Notice(text=f"The model can read only {assembled.budget:,} tokens at once, too few for this record.")
@@ -369,7 +393,7 @@ class Assistant:
             generated = yield from self._generate(prompt, params, stream=False)
         except EngineError as err:
             yield Notice(text=str(err))
-            record_event(self.db, self.user, "summary_failed", session_id, detail="engine error")
+            self._audit(user, "summary_failed", session_id, detail="engine error")
             return
         notes = []
         if assembled.retrieval is not None:
@@ -390,8 +414,8 @@ class Assistant:
             summary=chart, disclaimer=disclaimer(), model=self.engine.info.model_name, prompt_version=prompt.version,
             stats=generated.stats,
         )
-        turn = turns.save(self.db, session_id, turn)
-        record_event(self.db, self.user, "summary_done", session_id, detail=f"{turn.model} {prompt.version}")
+        turn = turns.save(self.db, user.name, session_id, turn)
+        self._audit(user, "summary_done", session_id, detail=f"{turn.model} {prompt.version}")
         yield Summary(turn=turn)
 
     def _generate(
@@ -424,41 +448,41 @@ class Assistant:
         ending: Ending = "limit" if stats.finish_reason == "length" else "finished"
         return _Generated(text="".join(pieces).strip(), stats=stats, ending=ending)
 
-    def summary_messages(self, session_id: int) -> list[ChatMessage]:
+    def summary_messages(self, user: User, session_id: int) -> list[ChatMessage]:
         """What a summary of the session puts to the model; the benchmark decodes it with and without the grammar."""
-        return _chat(self._summary_prompt(self._session_record(session_id).documents)[1])
+        return _chat(self._summary_prompt(self._session_record(user, session_id).documents)[1])
 
     def _summary_prompt(self, documents: list[Document]) -> tuple[AssembledRecord, RenderedPrompt]:
         record = assemble(documents, self.summary_budget, self.engine.count_tokens, query=SUMMARY_QUERY)
         return record, render(SUMMARY_TEMPLATE, record=record.text)
 
-    def view(self, session_id: int) -> SessionView:
+    def view(self, user: User, session_id: int) -> SessionView:
         """The session as it is stored now; unlike open_session, not an access to record in the audit log."""
-        session = get_session(self.db, session_id)
+        session = get_session(self.db, user.name, session_id)
         if session is None:
             raise SessionNotFound(session_id)
-        stored = list_documents(self.db, session_id)
-        documents = self._session_record(session_id, stored).documents
+        stored = list_documents(self.db, user.name, session_id)
+        documents = self._session_record(user, session_id, stored).documents
         mismatch = patient_mismatch([(document.name, identify(document)) for document in documents])
         return SessionView(
             session=session,
             documents=stored,
             coverage={info.id: doc.coverage for info, doc in zip(stored, documents) if doc.coverage is not None},
-            turns=turns.load(self.db, session_id),
+            turns=turns.load(self.db, user.name, session_id),
             record=self._status(self._assemble(documents)),
             pages={(document.name, page.number): page.text for document in documents for page in document.pages},
             warnings=[] if mismatch is None else [mismatch],
         )
 
-    def pages(self, session_id: int) -> dict[tuple[str, int], str]:
+    def pages(self, user: User, session_id: int) -> dict[tuple[str, int], str]:
         """Each page's text of the session's documents by (document name, page number), read once per session."""
-        documents = self._session_record(session_id).documents
+        documents = self._session_record(user, session_id).documents
         return {(document.name, page.number): page.text for document in documents for page in document.pages}
 
-    def _session_record(self, session_id: int, stored: list[DocumentInfo] | None = None) -> _SessionRecord:
+    def _session_record(self, user: User, session_id: int, stored: list[DocumentInfo] | None = None) -> _SessionRecord:
         """The session's documents and their index, read from storage once while the session's documents stay the
-        same."""
-        stored = list_documents(self.db, session_id) if stored is None else stored
+        same. Storage's owner check comes first, cached or not."""
+        stored = list_documents(self.db, user.name, session_id) if stored is None else stored
         key = (session_id, tuple(info.id for info in stored))
         with self._records_lock:
             if key in self._records:

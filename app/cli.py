@@ -1,28 +1,35 @@
 """The `clinidoc` command: `serve` the browser UI, `ask` one question about one file in the terminal, `check` a text
-written elsewhere against a record, or `extract` a file to see what the model will read of it."""
+written elsewhere against a record, `extract` a file to see what the model will read of it; and for the people who
+run it, `users` (accounts), `audit` (verify and export the audit log) and `db encrypt`."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
 import sys
 import tempfile
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+from app.accounts import AccountError, Accounts, User
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.claims import ClaimCheck, check_claims
 from app.display import check_lines, model_line, record_line, report_lines, stats_line
 from app.evaluation import evaluate
 from app.render import evidence_block, layout, markdown
-from app.settings import Settings
+from app.audit_log import AuditFilters, audit_csv, read_events
+from app.settings import Settings, SettingsError
+from app.store import open_store
 from documents import DocumentError, assemble, load, with_tokens
 from documents.lexicons import load_dictionaries
 from engine import EngineError, connect_engine, load_engine
 from engine.checkpoint import Checkpoint, default_model_path
-from storage import open_database
+from storage import DatabaseLocked, UserExists, verify_events
+from storage.database import encrypt_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(**overrides)
     try:
         return args.command(args, settings)
-    except EngineError as err:
+    except (EngineError, SettingsError, DatabaseLocked, AccountError, UserExists) as err:
         print(f"clinidoc: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -85,7 +92,54 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     _model_arguments(evaluate)
     evaluate.set_defaults(command=_eval)
+
+    commands.add_parser(
+        "setup", help="create the first administrator and clinician accounts, asking in the terminal"
+    ).set_defaults(command=_setup)
+
+    users = commands.add_parser("users", help="manage the accounts that sign in (administrators)")
+    user_commands = users.add_subparsers(required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="add an account; asks for its password twice")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["clinician", "administrator", "auditor"], default="clinician")
+    add.add_argument("--directory", action="store_true", help="no password here: signs in through the directory (LDAP)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input, for scripts")
+    add.set_defaults(command=_users_add)
+    for action, helptext in (("disable", "stop an account from signing in"), ("enable", "let it sign in again"),
+                             ("unlock", "lift a lock after failed sign-ins")):
+        sub = user_commands.add_parser(action, help=helptext)
+        sub.add_argument("name")
+        sub.set_defaults(command=_users_change, action=action)
+    reset = user_commands.add_parser("reset-password", help="set a new password; asks for it twice")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true")
+    reset.set_defaults(command=_users_reset)
+    user_commands.add_parser("list", help="list the accounts").set_defaults(command=_users_list)
+
+    audit = commands.add_parser("audit", help="verify or export the audit log (auditors)")
+    audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
+    audit_commands.add_parser(
+        "verify", help="check that no audit event was changed or removed"
+    ).set_defaults(command=_audit_verify)
+    export = audit_commands.add_parser("export", help="write the audit log, or part of it, as CSV")
+    export.add_argument("--csv", type=Path, required=True, metavar="FILE", help="where to write; - for standard output")
+    _audit_filters(export)
+    export.set_defaults(command=_audit_export)
+
+    database = commands.add_parser("db", help="the database file")
+    database_commands = database.add_subparsers(required=True, metavar="ACTION")
+    database_commands.add_parser(
+        "encrypt", help="encrypt a plain database with the key set in CLINIDOC_DB_KEY or CLINIDOC_DB_KEY_FILE"
+    ).set_defaults(command=_db_encrypt)
     return parser
+
+
+def _audit_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", help="only this user's events")
+    parser.add_argument("--session", type=int, help="only this session's events")
+    parser.add_argument("--action", help="only events of this kind: signin, upload, question, export, ...")
+    parser.add_argument("--since", help="from this day on (YYYY-MM-DD, UTC)")
+    parser.add_argument("--until", help="up to and including this day (YYYY-MM-DD, UTC)")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,14 +153,58 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    # Gradio fixes its upload folder when it is imported; patient files belong under the data dir.
+    # Gradio fixes some of its folders when it is imported; patient files belong under the data dir.
     os.environ["GRADIO_TEMP_DIR"] = str(settings.uploads_dir)
     from app.ui import serve
+    from app.ui.serve import check_transport
 
+    check_transport(settings)  # before the model loads: a refusal should not take a minute
+    assistant = _assistant(settings)
+    accounts = Accounts(assistant.db, settings)
+    if not accounts.can_sign_in():
+        print("clinidoc: no account can sign in yet. Create one first, for example:\n"
+              "  clinidoc users add ADMIN_NAME --role administrator\n"
+              "  clinidoc users add YOUR_NAME --role clinician\n"
+              "or run `clinidoc setup`, which asks for both.", file=sys.stderr)
+        return 2
     # The drug and disease dictionaries take seconds to load: while the model loads, not on the first upload.
     threading.Thread(target=load_dictionaries, name="dictionaries", daemon=True).start()
-    serve(_assistant(settings), settings)
+    serve(assistant, accounts, settings)
     return 0
+
+
+def _setup(args: argparse.Namespace, settings: Settings) -> int:
+    """The first accounts of a new installation, asked for in the terminal: an administrator, and a clinician to
+    work with. Nothing is asked once an administrator exists."""
+    accounts = Accounts(open_store(settings), settings)
+    if accounts.has_administrator():
+        print("Accounts exist already; manage them with `clinidoc users`.")
+        return 0
+    if not sys.stdin.isatty():
+        print("clinidoc setup asks for passwords in a terminal. In a script, use "
+              "`clinidoc users add NAME --role administrator --password-stdin`.", file=sys.stderr)
+        return 2
+    print("Clinidoc has no accounts yet. First, an administrator (manages accounts, sees no patient records).")
+    _ask_account(accounts, "administrator")
+    print("Next, a clinician account to work with records (leave the name empty to skip).")
+    _ask_account(accounts, "clinician", optional=True)
+    return 0
+
+
+def _ask_account(accounts: Accounts, role: str, optional: bool = False) -> None:
+    while True:
+        name = input(f"{role.capitalize()} user name: ").strip()
+        if not name and optional:
+            return
+        try:
+            first = getpass.getpass("Password (at least 12 characters): ")
+            if getpass.getpass("Again: ") != first:
+                raise AccountError("The two passwords differ.")
+            accounts.add(_operator(), name, role, first)
+            print(f"Added {name} ({role}).")
+            return
+        except (AccountError, UserExists) as error:
+            print(error)
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -119,12 +217,13 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print(upload.failures[0], file=sys.stderr)
         return 2
     assistant = _assistant(settings)
-    view = assistant.start_session(upload)
+    user = User(name=settings.user)  # the command line's user: whoever can run it on this machine
+    view = assistant.start_session(user, upload)
     assert view is not None, "a readable file always starts a session"
     print(record_line(view.record), file=sys.stderr)
     # The model's words stream to a terminal as it writes them; what is printed to keep is the checked answer.
     streaming = sys.stderr.isatty()
-    for event in assistant.ask(view.session.id, args.question):
+    for event in assistant.ask(user, view.session.id, args.question):
         if isinstance(event, EvidenceFound):
             print(markdown([evidence_block(event.turn)]) + "\n", flush=True)
         elif isinstance(event, AnswerDelta) and streaming:
@@ -206,6 +305,86 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _operator() -> User:
+    """Who runs an administrative command: the operating system's user, as the audit log records them."""
+    return User(name=f"os:{getpass.getuser()}", role="administrator")
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise AccountError("The two passwords differ.")
+    return first
+
+
+def _users_add(args: argparse.Namespace, settings: Settings) -> int:
+    accounts = Accounts(open_store(settings), settings)
+    account = accounts.add(_operator(), args.name, args.role, None if args.directory else _new_password(args))
+    print(f"Added {account.name} ({account.role}{', directory sign-in' if args.directory else ''}).")
+    return 0
+
+
+def _users_change(args: argparse.Namespace, settings: Settings) -> int:
+    accounts = Accounts(open_store(settings), settings)
+    if args.action == "unlock":
+        accounts.unlock(_operator(), args.name)
+    else:
+        accounts.set_disabled(_operator(), args.name, disabled=args.action == "disable")
+    print(f"{args.name}: {args.action}d." if args.action != "unlock" else f"{args.name}: unlocked.")
+    return 0
+
+
+def _users_reset(args: argparse.Namespace, settings: Settings) -> int:
+    Accounts(open_store(settings), settings).reset_password(_operator(), args.name, _new_password(args))
+    print(f"{args.name}: password changed.")
+    return 0
+
+
+def _users_list(args: argparse.Namespace, settings: Settings) -> int:
+    for account in Accounts(open_store(settings), settings).accounts():
+        state = "disabled" if account.disabled else "locked" if account.locked_until and account.locked_until > datetime.now(UTC) else "active"
+        print(f"{account.name}\t{account.role}\t{account.source}\t{state}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    check = verify_events(open_store(settings))
+    if check.ok:
+        print(f"The audit log is whole: {check.rows:,} events, none changed or removed.")
+        return 0
+    print(f"The audit log was tampered with: {check.problem}.", file=sys.stderr)
+    return 1
+
+
+def _audit_export(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        filters = AuditFilters.parse(user=args.user, session=args.session, action=args.action, since=args.since,
+                                     until=args.until)
+    except ValueError as err:
+        print(f"clinidoc: {err}", file=sys.stderr)
+        return 2
+    # Whoever can read the key and the database on this machine reads the log; the reading is audited as theirs.
+    auditor = _operator().model_copy(update={"role": "auditor"})
+    text = audit_csv(read_events(open_store(settings), auditor, filters, export=True))
+    if str(args.csv) == "-":
+        sys.stdout.write(text)
+    else:
+        args.csv.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _db_encrypt(args: argparse.Namespace, settings: Settings) -> int:
+    key = settings.database_key()
+    if key is None:
+        print("clinidoc: set CLINIDOC_DB_KEY or CLINIDOC_DB_KEY_FILE to the key to encrypt with.", file=sys.stderr)
+        return 2
+    encrypt_file(settings.db_path, key)
+    print(f"{settings.db_path} is encrypted; keep the key safe: without it the database cannot be opened.")
+    return 0
+
+
 def _assistant(settings: Settings) -> Assistant:
     if settings.backend == "remote":
         if not settings.remote_url:
@@ -228,4 +407,4 @@ def _assistant(settings: Settings) -> Assistant:
             kv_cache=settings.kv_cache,
         )
     print(model_line(engine.info), file=sys.stderr)
-    return Assistant(engine, open_database(settings.db_path), settings)
+    return Assistant(engine, open_store(settings), settings)

@@ -19,10 +19,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from rapidfuzz import fuzz
 
+from app.accounts import User
 from app.assistant import Answer, Assistant, Notice, Summary, read_upload
 from app.citations import Citation, verify
 from app.summary import ChartSummary, SectionKey
 from documents import lexicons
+
+# The evaluation's sessions go to a scratch database of their own, under this user.
+EVALUATOR = User(name="eval")
 
 Format = Literal["fhir", "ccda", "pdf", "docx", "txt"]
 
@@ -157,13 +161,13 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
     read_s = time.perf_counter() - started
     if upload.failures or not upload.documents:
         return _failed(path, str(upload.failures[0]) if upload.failures else "nothing was read", read_s)
-    view = assistant.start_session(upload)
+    view = assistant.start_session(EVALUATOR, upload)
     assert view is not None, "a readable file always starts a session"
     documents = upload.documents
     problems: list[str] = []
 
     started = time.perf_counter()
-    summary = _last(assistant.summarize(view.session.id))
+    summary = _last(assistant.summarize(EVALUATOR, view.session.id))
     summary_s = time.perf_counter() - started
     citations: list[Citation] = []
     facts: dict[str, Counts] = {}
@@ -176,7 +180,7 @@ def _evaluate_document(assistant: Assistant, path: Path, truth: dict[str, Any], 
     questions = []
     for qa in truth.get("qa", []):
         started = time.perf_counter()
-        answer = _last(assistant.ask(view.session.id, qa["q"]))
+        answer = _last(assistant.ask(EVALUATOR, view.session.id, qa["q"]))
         text = answer.turn.text if isinstance(answer, Answer) else answer.text if isinstance(answer, Notice) else ""
         if isinstance(answer, Answer):
             citations += answer.turn.checked.citations

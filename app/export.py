@@ -5,11 +5,14 @@ with."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from app.assistant import SessionView
 from app.render import layout, markdown
 from app.turns import SUMMARY_REQUEST, Turn
 from prompts import disclaimer
+
+if TYPE_CHECKING:  # the assistant makes exports, so it imports this module
+    from app.assistant import SessionView
 
 
 def session_markdown(view: SessionView, now: datetime | None = None) -> str:

@@ -1,5 +1,7 @@
 """Where Clinidoc keeps its data and how it serves, read from CLINIDOC_* environment variables."""
 
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +54,29 @@ class Settings(BaseSettings):
     # draft's item limits in most records, and a draft cut short keeps every item it finished.
     summary_tokens: int = Field(1024, ge=1)
     max_upload_mb: int = Field(50, ge=1)
+    # The largest record a session takes, counted before it is stored: a record far past any context window is
+    # answered only through retrieval, and holding it costs memory on every follow-up.
+    max_record_tokens: int = Field(1_000_000, ge=1)
+    # The command line's user: sessions `clinidoc ask` stores belong to this account, which has no password.
     user: str = "local"
+
+    # --- Security --------------------------------------------------------------------------------------------
+    # With a key the database is SQLCipher-encrypted. The key comes from the environment or, better, from a file
+    # that only the service's user can read.
+    db_key: SecretStr | None = None
+    db_key_file: Path | None = None
+    idle_logoff_minutes: float = Field(15, gt=0)  # a signed-in browser left idle this long is signed out
+    signin_attempts: int = Field(5, ge=1)  # failed sign-ins in a row that lock an account ...
+    lockout_minutes: float = Field(15, gt=0)  # ... for this long
+    # Directory sign-in: the server (ldap://host:389 or ldaps://host:636) and the DN a user binds as.
+    ldap_url: str | None = None
+    ldap_user_dn: str = "uid={name},ou=people,dc=example,dc=org"
+    ldap_start_tls: bool = False
+    # Serving beyond this machine needs TLS: a certificate and its key, or the word that a TLS proxy is in front.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    behind_tls_proxy: bool = False
+    retention_days: int | None = Field(None, ge=1)  # sessions untouched this long are deleted, at start and daily
 
     @property
     def uploads_dir(self) -> Path:
@@ -62,3 +86,41 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    def database_key(self) -> str | None:
+        """The database key, from CLINIDOC_DB_KEY or from a key file that no other user can read."""
+        if self.db_key is not None:
+            return self.db_key.get_secret_value()
+        if self.db_key_file is None:
+            return None
+        _check_private(self.db_key_file)
+        key = self.db_key_file.read_text(encoding="utf-8").strip()
+        if not key:
+            raise SettingsError(f"{self.db_key_file} is empty; it should hold the database key.")
+        return key
+
+    def audit_key(self) -> bytes:
+        """The secret that seals the audit log, in a file beside the database that only this user reads; made on
+        first use."""
+        path = self.data_dir / "audit.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_hex(32))
+        _check_private(path)
+        return bytes.fromhex(path.read_text().strip())
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used as it is, with what to do."""
+
+
+def _check_private(path: Path) -> None:
+    try:
+        status = path.stat()
+    except OSError as error:
+        raise SettingsError(f"{path} cannot be read: {error.strerror}.") from None
+    if status.st_mode & 0o077 or status.st_uid != os.getuid():
+        raise SettingsError(f"{path} must belong to this service's user and be readable by no one else: "
+                            f"chmod 600 {path}")

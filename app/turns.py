@@ -59,7 +59,7 @@ class SummaryTurn(BaseModel):
 Turn = AnswerTurn | SummaryTurn
 
 
-def save(db: Database, session_id: int, turn: Turn) -> Turn:
+def save(db: Database, user: str, session_id: int, turn: Turn) -> Turn:
     """Stores the turn's question and answer together; returns the turn with its time."""
     common = {
         "disclaimer": turn.disclaimer, "model": turn.model, "prompt_version": turn.prompt_version,
@@ -79,15 +79,15 @@ def save(db: Database, session_id: int, turn: Turn) -> Turn:
             role="assistant", text="", kind="summary", citations=[c.model_dump() for c in turn.summary.citations],
             grounding=turn.summary.model_dump(exclude={"citations"}), **common,
         )
-    stored = add_messages(db, session_id, [question, answer])
+    stored = add_messages(db, user, session_id, [question, answer])
     return turn.model_copy(update={"created_at": stored[-1].created_at})
 
 
-def load(db: Database, session_id: int) -> list[Turn]:
+def load(db: Database, user: str, session_id: int) -> list[Turn]:
     """The session's turns in conversation order."""
     turns = []
     question: MessageInfo | None = None
-    for message in list_messages(db, session_id):
+    for message in list_messages(db, user, session_id):
         if message.role == "user":
             question = message
         elif question is not None:

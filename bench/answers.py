@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.accounts import User
 from app.assistant import Answer, Assistant, Summary, read_upload
 from app.settings import Settings
 from bench import markdown
@@ -26,6 +27,8 @@ from engine import load_engine
 from storage import open_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# The benchmark's sessions go to a scratch database, under this user.
+BENCH_USER = User(name="bench")
 FREE_TEXT = (".txt", ".pdf", ".docx")
 
 
@@ -68,14 +71,14 @@ def _run(quantize: str, follow_ups: int, summary_document: str) -> dict:
                 continue
             session = _session(assistant, truth["doc"])
             questions = [qa["q"] for qa in truth["qa"]]
-            _last(assistant.ask(session, questions[0]))  # reads the record into the prefix cache
+            _last(assistant.ask(BENCH_USER, session, questions[0]))  # reads the record into the prefix cache
             for question in questions[1 : 1 + follow_ups]:
                 started = time.perf_counter()
-                answer = _last(assistant.ask(session, question))
+                answer = _last(assistant.ask(BENCH_USER, session, question))
                 if isinstance(answer, Answer):
                     times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        summary = _last(assistant.summarize(_session(assistant, summary_document)))
+        summary = _last(assistant.summarize(BENCH_USER, _session(assistant, summary_document)))
         summary_s = time.perf_counter() - started
         assert isinstance(summary, Summary), summary
         stats = summary.turn.stats
@@ -86,7 +89,7 @@ def _run(quantize: str, follow_ups: int, summary_document: str) -> dict:
 
 
 def _session(assistant: Assistant, name: str) -> int:
-    view = assistant.start_session(read_upload([(CORPUS / name, name)], 1 << 28))
+    view = assistant.start_session(BENCH_USER, read_upload([(CORPUS / name, name)], 1 << 28))
     assert view is not None, f"{name} did not load"
     return view.session.id
 

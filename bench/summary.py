@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.accounts import User
 from app.assistant import Assistant, Summary, read_upload
 from app.settings import Settings
 from documents import load
@@ -24,6 +25,8 @@ from engine import GenerationParams, LocalEngine, Stats, load_engine
 from storage import open_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# The benchmark's sessions go to a scratch database, under this user.
+BENCH_USER = User(name="bench")
 
 
 def main() -> None:
@@ -57,12 +60,12 @@ def _largest(engine: LocalEngine) -> list[str]:
 def _row(assistant: Assistant, engine: LocalEngine, name: str) -> str:
     started = time.perf_counter()
     upload = read_upload([(CORPUS / name, name)], 1 << 28)
-    view = assistant.start_session(upload)
+    view = assistant.start_session(BENCH_USER, upload)
     assert view is not None, f"{name} did not load"
     read_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    *_, summary = assistant.summarize(view.session.id)
+    *_, summary = assistant.summarize(BENCH_USER, view.session.id)
     total_s = read_s + time.perf_counter() - started
     assert isinstance(summary, Summary), summary
     stats = summary.turn.stats
@@ -86,7 +89,7 @@ def _row(assistant: Assistant, engine: LocalEngine, name: str) -> str:
 def _plain_decode(engine: LocalEngine, assistant: Assistant, session_id: int, tokens: int) -> Stats:
     """The same prompt, decoding as many tokens with no grammar: the draft's speed without the token masks."""
     params = GenerationParams(max_new_tokens=max(tokens, 1), ignore_eos=True)
-    *_, stats = engine.generate(assistant.summary_messages(session_id), params)
+    *_, stats = engine.generate(assistant.summary_messages(BENCH_USER, session_id), params)
     assert isinstance(stats, Stats)
     return stats
 

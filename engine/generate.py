@@ -106,6 +106,9 @@ class LocalEngine:
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.tokenizer.encode_chat(messages))
 
+    def forget(self) -> None:
+        self.prefix_cache.clear()
+
     def generate(self, prompt: Prompt, params: GenerationParams) -> Iterator[Event]:
         ids = list(prompt) if prompt and isinstance(prompt[0], int) else self.tokenizer.encode_chat(prompt)
         if len(ids) + params.max_new_tokens > self.context_window:

@@ -8,6 +8,7 @@ prefills only the rest.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class PrefixCache:
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._next_id = 0
+        # The scheduler's thread restores and stores; `clear` comes from the app's threads (a deleted session).
+        self._lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
@@ -40,13 +43,18 @@ class PrefixCache:
         return len(self._entries)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def restore(self, tokens: list[int], cache: KVCache) -> int:
         """Copy the KV of the longest cached prefix of `tokens` into `cache` and return its length.
 
         At most len(tokens) - 1: the last prompt token is always run, since its logits pick the first new token.
         """
+        with self._lock:
+            return self._restore(tokens, cache)
+
+    def _restore(self, tokens: list[int], cache: KVCache) -> int:
         if not self._entries or len(tokens) < 2:
             return 0
         query = torch.tensor(tokens[:-1])
@@ -71,6 +79,10 @@ class PrefixCache:
         entry = _Entry(tokens=torch.tensor(tokens), stored=[t[:, :, :, :n].clone() for t in cache.stored])
         if entry.nbytes > self.budget_bytes:
             return
+        with self._lock:
+            self._add(entry)
+
+    def _add(self, entry: _Entry) -> None:
         # An entry that is a prefix of the new one can never be the better match again.
         for entry_id in [i for i, e in self._entries.items() if _shared_prefix(e.tokens, entry.tokens) == len(e.tokens)]:
             del self._entries[entry_id]

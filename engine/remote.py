@@ -118,6 +118,9 @@ class RemoteEngine:
             return len(self._tokenizer.encode_chat(messages))
         return self._tokenize({"messages": [m.model_dump() for m in messages], "add_generation_prompt": True})
 
+    def forget(self) -> None:
+        """Nothing of a request stays here; the server's own prefix cache is its operator's to bound."""
+
     def generate(self, prompt: Prompt, params: GenerationParams) -> Iterator[Event]:
         if prompt and isinstance(prompt[0], int):
             raise self._error("takes chat messages, not token ids: token-id prompts need the embedded engine.")

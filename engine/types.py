@@ -88,3 +88,7 @@ class Engine(Protocol):
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
 
     def generate(self, prompt: Prompt, params: GenerationParams) -> Iterator[Event]: ...
+
+    def forget(self) -> None:
+        """Drops what earlier requests left in memory (their prefix cache), so that a deleted record's keys and
+        values are not kept."""

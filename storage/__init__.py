@@ -1,42 +1,64 @@
-"""Clinidoc's SQLite store: sessions, their documents and messages, and the audit log."""
+"""Clinidoc's SQLite store: accounts, sessions, their documents and messages, and the audit log."""
 
-from storage.database import Database, open_database
-from storage.models import AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo
+from storage.database import Database, DatabaseLocked, open_database
+from storage.models import AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo, UserInfo, UserRole
 from storage.queries import (
     SessionNotFound,
+    UserExists,
+    UserNotFound,
     add_document,
     add_message,
     add_messages,
+    add_user,
     create_session,
     delete_session,
+    delete_sessions_before,
     get_session,
+    get_user,
     list_documents,
     list_events,
     list_messages,
     list_sessions,
+    list_users,
+    password_hash,
     record_event,
     rename_session,
+    update_user,
+    verify_events,
 )
 
 __all__ = [
+    "AuditCheck",
     "AuditEvent",
     "Database",
+    "DatabaseLocked",
     "DocumentInfo",
     "MessageInfo",
     "NewMessage",
     "SessionInfo",
     "SessionNotFound",
+    "UserExists",
+    "UserInfo",
+    "UserNotFound",
+    "UserRole",
     "add_document",
     "add_message",
     "add_messages",
+    "add_user",
     "create_session",
     "delete_session",
+    "delete_sessions_before",
     "get_session",
+    "get_user",
     "list_documents",
     "list_events",
     "list_messages",
     "list_sessions",
+    "list_users",
     "open_database",
+    "password_hash",
     "record_event",
     "rename_session",
+    "update_user",
+    "verify_events",
 ]

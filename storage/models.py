@@ -73,3 +73,26 @@ class AuditEvent(_Record):
     session_id: int | None
     detail: str | None
     created_at: datetime
+    address: str | None
+
+
+class AuditCheck(BaseModel):
+    """What `clinidoc audit verify` reports: whether the chain is whole, and where it breaks."""
+
+    ok: bool
+    rows: int  # rows walked, up to and including the first that fails
+    problem: str | None
+
+
+UserRole = Literal["clinician", "administrator", "auditor"]
+
+
+class UserInfo(_Record):
+    name: str
+    role: UserRole
+    source: Literal["local", "directory"]
+    disabled: bool
+    failed_signins: int
+    locked_until: datetime | None
+    created_at: datetime
+    has_password: bool

@@ -1,17 +1,22 @@
 """The storage operations the app calls. Each runs in its own short-lived session and returns
-pydantic snapshots, so no ORM object or open transaction leaks into a Gradio handler."""
+pydantic snapshots, so no ORM object or open transaction leaks into a Gradio handler.
+
+Every operation on a session takes the user who asks, and finds only that user's sessions: another user's
+session is "not found", the same answer as a session that never existed, so ids reveal nothing. The UI is an
+untrusted client (Gradio exposes every event as an API), so this is where isolation is enforced."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from storage import audit
 from storage.database import Database
-from storage.models import AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo
+from storage.models import AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo, UserInfo, UserRole
 from storage.schema import AuditEventRow, DocumentRow, MessageRow, SessionRow, UserRow, utc_now
 
 
@@ -25,12 +30,25 @@ class SessionNotFound(KeyError):
         return f"No session with id {self.session_id}"
 
 
-def create_session(db: Database, title: str, user: str = "local") -> SessionInfo:
+class UserExists(ValueError):
+    pass
+
+
+class UserNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"No user named {self.args[0]!r}"
+
+
+def create_session(db: Database, user: str, title: str) -> SessionInfo:
+    """A new session owned by `user`. A user the database does not know yet (the command line's own) becomes a
+    clinician account without a password, which cannot sign in through the browser."""
     now = utc_now()
     with db.writing() as s:
         owner = s.scalar(select(UserRow).where(UserRow.name == user))
         if owner is None:
-            owner = UserRow(name=user, created_at=now)
+            owner = UserRow(name=user, role="clinician", source="local", created_at=now)
+        if owner.role != "clinician" or owner.disabled:
+            raise PermissionError(f"{user} is not an active clinician and cannot hold patients' records.")
         row = SessionRow(owner=owner, title=title, created_at=now, updated_at=now)
         s.add(row)
         s.flush()
@@ -39,6 +57,7 @@ def create_session(db: Database, title: str, user: str = "local") -> SessionInfo
 
 def add_document(
     db: Database,
+    user: str,
     session_id: int,
     name: str,
     sha256: str,
@@ -49,7 +68,7 @@ def add_document(
 ) -> DocumentInfo:
     """`content`: the whole document serialised by the caller, kept as the string it is."""
     with db.writing() as s:
-        now = _touch(s, session_id)
+        now = _touch(s, user, session_id)
         row = DocumentRow(
             session_id=session_id,
             name=name,
@@ -67,97 +86,194 @@ def add_document(
         return DocumentInfo.model_validate(row)
 
 
-def add_message(db: Database, session_id: int, role: str, text: str, **fields: Any) -> MessageInfo:
+def add_message(db: Database, user: str, session_id: int, role: str, text: str, **fields: Any) -> MessageInfo:
     """One message on its own; `fields` as `NewMessage` has them."""
-    return add_messages(db, session_id, [NewMessage(role=role, text=text, **fields)])[0]
+    return add_messages(db, user, session_id, [NewMessage(role=role, text=text, **fields)])[0]
 
 
-def add_messages(db: Database, session_id: int, messages: Sequence[NewMessage]) -> list[MessageInfo]:
+def add_messages(db: Database, user: str, session_id: int, messages: Sequence[NewMessage]) -> list[MessageInfo]:
     """Stores `messages` together, in one transaction: a question is never kept without its answer."""
     for message in messages:
         if message.role == "assistant" and not (message.disclaimer and message.disclaimer.strip()):
             raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
     with db.writing() as s:
-        now = _touch(s, session_id)
+        now = _touch(s, user, session_id)
         rows = [MessageRow(session_id=session_id, created_at=now, **message.model_dump()) for message in messages]
         s.add_all(rows)
         s.flush()
         return [MessageInfo.model_validate(row) for row in rows]
 
 
-def get_session(db: Database, session_id: int) -> SessionInfo | None:
+def get_session(db: Database, user: str, session_id: int) -> SessionInfo | None:
+    """The session, when `user` owns it."""
     with db.reading() as s:
-        row = s.get(SessionRow, session_id)
+        row = s.scalar(_owned(user, session_id))
         return None if row is None else _session_info(row)
 
 
-def list_sessions(db: Database, user: str | None = None) -> list[SessionInfo]:
-    """Most recently updated first."""
-    stmt = select(SessionRow).order_by(SessionRow.updated_at.desc(), SessionRow.id.desc())
-    if user is not None:
-        stmt = stmt.where(SessionRow.owner.has(UserRow.name == user))
+def list_sessions(db: Database, user: str) -> list[SessionInfo]:
+    """The user's own sessions, most recently updated first."""
+    stmt = (select(SessionRow).where(SessionRow.owner.has(UserRow.name == user))
+            .order_by(SessionRow.updated_at.desc(), SessionRow.id.desc()))
     with db.reading() as s:
         return [_session_info(row) for row in s.scalars(stmt)]
 
 
-def list_documents(db: Database, session_id: int) -> list[DocumentInfo]:
-    """In upload order; empty for an unknown session."""
+def list_documents(db: Database, user: str, session_id: int) -> list[DocumentInfo]:
+    """In upload order. Raises SessionNotFound unless `user` owns the session."""
     stmt = select(DocumentRow).where(DocumentRow.session_id == session_id).order_by(DocumentRow.id)
     with db.reading() as s:
+        _check_owner(s, user, session_id)
         return [DocumentInfo.model_validate(row) for row in s.scalars(stmt)]
 
 
-def list_messages(db: Database, session_id: int) -> list[MessageInfo]:
-    """In conversation order; empty for an unknown session."""
+def list_messages(db: Database, user: str, session_id: int) -> list[MessageInfo]:
+    """In conversation order. Raises SessionNotFound unless `user` owns the session."""
     stmt = select(MessageRow).where(MessageRow.session_id == session_id).order_by(MessageRow.id)
     with db.reading() as s:
+        _check_owner(s, user, session_id)
         return [MessageInfo.model_validate(row) for row in s.scalars(stmt)]
 
 
-def rename_session(db: Database, session_id: int, title: str) -> SessionInfo:
+def rename_session(db: Database, user: str, session_id: int, title: str) -> SessionInfo:
     """Leaves updated_at alone, so renaming does not move a session up the list."""
     with db.writing() as s:
-        row = s.get(SessionRow, session_id)
-        if row is None:
-            raise SessionNotFound(session_id)
+        row = _check_owner(s, user, session_id)
         row.title = title
         s.flush()
         return _session_info(row)
 
 
-def delete_session(db: Database, session_id: int) -> None:
-    """Deletes the session with its documents and messages; its audit events stay."""
+def delete_session(db: Database, user: str, session_id: int) -> None:
+    """Deletes the session with its documents and messages, overwriting their bytes in the file; its audit events
+    stay."""
     with db.writing() as s:
-        if s.connection().execute(delete(SessionRow).where(SessionRow.id == session_id)).rowcount == 0:
-            raise SessionNotFound(session_id)
+        _check_owner(s, user, session_id)
+        s.connection().execute(delete(SessionRow).where(SessionRow.id == session_id))
+    db.checkpoint()
+
+
+def delete_sessions_before(db: Database, cutoff: datetime) -> list[int]:
+    """Retention: deletes every session last updated before `cutoff`, whoever owns it, and returns their ids."""
+    with db.writing() as s:
+        ids = list(s.scalars(select(SessionRow.id).where(SessionRow.updated_at < cutoff)))
+        if ids:
+            s.connection().execute(delete(SessionRow).where(SessionRow.id.in_(ids)))
+    if ids:
+        db.checkpoint()
+    return ids
 
 
 def record_event(
-    db: Database, user: str, action: str, session_id: int | None = None, detail: str | None = None
+    db: Database, user: str, action: str, session_id: int | None = None, detail: str | None = None,
+    address: str | None = None,
 ) -> None:
+    """Appends a sealed row to the audit log (storage/audit.py)."""
     with db.writing() as s:
-        s.add(AuditEventRow(user=user, action=action, session_id=session_id, detail=detail, created_at=utc_now()))
+        audit.append(s, db.audit_key, user, action, session_id, detail, address, utc_now())
 
 
-def list_events(db: Database, session_id: int | None = None) -> list[AuditEvent]:
-    """Oldest first; all events, or those of one session (deleted or not)."""
+def list_events(
+    db: Database, session_id: int | None = None, user: str | None = None, action: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
+) -> list[AuditEvent]:
+    """Oldest first; every event, or those matching the filters given (a deleted session's events too). Who may
+    read the log is the app's decision: storage serves the auditor's role."""
     stmt = select(AuditEventRow).order_by(AuditEventRow.id)
-    if session_id is not None:
-        stmt = stmt.where(AuditEventRow.session_id == session_id)
+    for column, value in ((AuditEventRow.session_id, session_id), (AuditEventRow.user, user),
+                          (AuditEventRow.action, action)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(AuditEventRow.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEventRow.created_at < until)
     with db.reading() as s:
         return [AuditEvent.model_validate(row) for row in s.scalars(stmt)]
 
 
-def _touch(s: Session, session_id: int) -> datetime:
+def verify_events(db: Database) -> AuditCheck:
+    """Whether the audit log is as it was written: no row changed, removed or inserted."""
+    with db.reading() as s:
+        return audit.verify(s, db.audit_key)
+
+
+# --- Accounts ---------------------------------------------------------------------------------------------------
+
+
+def add_user(
+    db: Database, name: str, role: UserRole, password_hash: str | None, source: str = "local"
+) -> UserInfo:
+    with db.writing() as s:
+        if s.scalar(select(UserRow).where(UserRow.name == name)) is not None:
+            raise UserExists(f"A user named {name!r} exists already.")
+        row = UserRow(name=name, role=role, password_hash=password_hash, source=source, created_at=utc_now())
+        s.add(row)
+        s.flush()
+        return _user_info(row)
+
+
+def get_user(db: Database, name: str) -> UserInfo | None:
+    with db.reading() as s:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        return None if row is None else _user_info(row)
+
+
+def password_hash(db: Database, name: str) -> str | None:
+    """The stored hash, for the sign-in check only; UserInfo never carries it."""
+    with db.reading() as s:
+        return s.scalar(select(UserRow.password_hash).where(UserRow.name == name))
+
+
+def list_users(db: Database) -> list[UserInfo]:
+    with db.reading() as s:
+        return [_user_info(row) for row in s.scalars(select(UserRow).order_by(UserRow.name))]
+
+
+def update_user(db: Database, name: str, **changes: Any) -> UserInfo:
+    """Sets the given columns of a user: role, password_hash, disabled, failed_signins, locked_until."""
+    allowed = {"role", "password_hash", "disabled", "failed_signins", "locked_until"}
+    if not changes.keys() <= allowed:
+        raise ValueError(f"Cannot change {sorted(changes.keys() - allowed)} of a user.")
+    with db.writing() as s:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserNotFound(name)
+        for column, value in changes.items():
+            setattr(row, column, value)
+        s.flush()
+        return _user_info(row)
+
+
+def _owned(user: str, session_id: int):
+    return select(SessionRow).where(SessionRow.id == session_id, SessionRow.owner.has(UserRow.name == user))
+
+
+def _check_owner(s: Session, user: str, session_id: int) -> SessionRow:
+    row = s.scalar(_owned(user, session_id))
+    if row is None:
+        raise SessionNotFound(session_id)
+    return row
+
+
+def _touch(s: Session, user: str, session_id: int) -> datetime:
     """Bumps the session's updated_at to now, which also proves the session exists, and returns that time. It is
     read under the write lock, so writes' times follow the order they land in: the session's updated_at is always
     its latest write's, however threads interleave."""
     now = utc_now()
+    owner = select(UserRow.id).where(UserRow.name == user).scalar_subquery()
     # Run on the connection rather than through the ORM: it reports the rowcount and loads nothing.
-    stmt = update(SessionRow).where(SessionRow.id == session_id).values(updated_at=now)
+    stmt = update(SessionRow).where(SessionRow.id == session_id, SessionRow.user_id == owner).values(updated_at=now)
     if s.connection().execute(stmt).rowcount == 0:
         raise SessionNotFound(session_id)
     return now
+
+
+def _user_info(row: UserRow) -> UserInfo:
+    return UserInfo(
+        name=row.name, role=row.role, source=row.source, disabled=row.disabled, failed_signins=row.failed_signins,
+        locked_until=row.locked_until, created_at=row.created_at, has_password=row.password_hash is not None,
+    )
 
 
 def _session_info(row: SessionRow) -> SessionInfo:

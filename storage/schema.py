@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, ForeignKey, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Dialect, ForeignKey, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Raise together with a migration step in storage/database.py whenever a table changes shape.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utc_now() -> datetime:
@@ -35,10 +35,22 @@ class Base(DeclarativeBase):
 
 class UserRow(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('clinician', 'administrator', 'auditor')", name="user_role"),
+        CheckConstraint("source IN ('local', 'directory')", name="user_source"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    role: Mapped[str] = mapped_column(Text, server_default="clinician")
+    # An Argon2 hash; NULL for an account that cannot sign in with a password here (a directory account, or the
+    # command line's own user, whose sign-in is the operating system's).
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text, server_default="local")
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default="0")
+    failed_signins: Mapped[int] = mapped_column(server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SessionRow(Base):
@@ -114,3 +126,18 @@ class AuditEventRow(Base):
     session_id: Mapped[int | None] = mapped_column(index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    address: Mapped[str | None] = mapped_column(Text)  # where the request came from; NULL for the command line
+    # The chain that makes the log append-only (storage/audit.py): each row's seal covers its fields and the
+    # seal of the row before it.
+    previous_seal: Mapped[str | None] = mapped_column(Text)
+    seal: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditHeadRow(Base):
+    """The last seal and the count of rows, so that removing the newest rows breaks the chain too."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rows: Mapped[int]
+    seal: Mapped[str]

@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # After the environment above: transformers reads it when imported.
 import documents  # noqa: E402
+from app.accounts import User  # noqa: E402
 from documents import Document  # noqa: E402
 from engine import ChatMessage, Event, GenerationParams, LocalEngine  # noqa: E402
 
@@ -85,3 +86,10 @@ class RecordingEngine:
     def generate(self, prompt: Sequence[ChatMessage], params: GenerationParams) -> Iterator[Event]:
         self.prompts.append(list(prompt))
         return self._engine.generate(prompt, params)
+
+    def forget(self) -> None:
+        self._engine.forget()
+
+
+# The clinician whose sessions the tests make: the command line's own user.
+CLINICIAN = User(name="local")

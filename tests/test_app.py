@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
+from app.accounts import User
 from app.assistant import (
     Answer,
     AnswerDelta,
@@ -29,7 +30,8 @@ from documents import Document
 from conftest import RecordingEngine
 from engine import LocalEngine
 from prompts import PromptMessage, disclaimer, render
-from storage import add_message, list_messages, open_database
+from storage import SessionNotFound, add_message, list_events, list_messages, open_database
+from conftest import CLINICIAN
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 FHIR = "synthea_fhir_dennis_durgan.json"
@@ -67,10 +69,10 @@ def damaged_pdf(tmp_path: Path) -> Path:
 def test_a_question_streams_an_answer_and_stores_it_with_the_question(
     assistant: Assistant, corpus: Path, local_engine: LocalEngine
 ) -> None:
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None and view.record.fits and view.record.tokens > 0
 
-    evidence, *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
+    evidence, *deltas, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
     # The record's own lines come first, before the model writes.
     assert isinstance(evidence, EvidenceFound)
@@ -78,7 +80,7 @@ def test_a_question_streams_an_answer_and_stores_it_with_the_question(
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
     assert isinstance(answer, Answer) and answer.turn.text
     assert answer.turn.text == "".join(delta.text for delta in deltas).strip()
-    question, stored = list_messages(assistant.db, view.session.id)
+    question, stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)
     assert (question.role, question.text) == ("user", "What medications is she taking?")
     assert (stored.role, stored.text) == ("assistant", answer.turn.text)
     assert stored.disclaimer == disclaimer()
@@ -97,15 +99,15 @@ def test_a_damaged_file_is_reported_and_the_good_files_of_its_upload_kept(
 
     assert [failure.name for failure in upload.failures] == ["scan.pdf"]
     assert str(upload.failures[0]).startswith("scan.pdf: ")
-    view = assistant.start_session(upload)
+    view = assistant.start_session(CLINICIAN, upload)
     assert view is not None
     assert [document.name for document in view.documents] == [RHINITIS]
     assert view.documents[0].pages == 1 and view.documents[0].tokens > 0
 
 
 def test_an_upload_with_no_readable_file_starts_no_session(assistant: Assistant, damaged_pdf: Path) -> None:
-    assert assistant.start_session(read(damaged_pdf)) is None
-    assert assistant.sessions() == []
+    assert assistant.start_session(CLINICIAN, read(damaged_pdf)) is None
+    assert assistant.sessions(CLINICIAN) == []
 
 
 def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_says_so(
@@ -113,10 +115,10 @@ def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_
 ) -> None:
     engine = RecordingEngine(local_engine, context_window=2048)
     assistant = make_assistant(engine, tmp_path)
-    view = assistant.start_session(read(corpus / RHINITIS, corpus / FHIR, corpus / CCDA))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS, corpus / FHIR, corpus / CCDA))
     assert view is not None and not view.record.fits
 
-    *_, answer = assistant.ask(view.session.id, "What medications is she taking for allergic rhinitis?")
+    *_, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking for allergic rhinitis?")
 
     assert isinstance(answer, Answer)
     [note] = [note for note in answer.turn.notes if note.startswith("Only part of the record was used")]
@@ -124,9 +126,9 @@ def test_a_record_too_long_for_the_model_is_answered_from_its_best_passages_and_
     assert engine.count_prompt_tokens(prompt) + 32 <= engine.context_window
     assert "Allegra" in prompt[0].content + prompt[-1].content  # the rhinitis note's medication made the cut
     # The note is kept beside the model's words, not in them: a reopened session still says it.
-    _, stored = list_messages(assistant.db, view.session.id)
+    _, stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)
     assert stored.text == answer.turn.text and note not in stored.text
-    assert assistant.view(view.session.id).turns[-1].notes == answer.turn.notes
+    assert assistant.view(CLINICIAN, view.session.id).turns[-1].notes == answer.turn.notes
 
 
 def test_a_record_too_long_even_for_its_best_passage_is_not_put_to_the_model(
@@ -135,23 +137,23 @@ def test_a_record_too_long_even_for_its_best_passage_is_not_put_to_the_model(
     # A window barely bigger than the answer and the prompt's own words leaves a few tokens: no passage fits.
     engine = RecordingEngine(local_engine, context_window=190)
     assistant = make_assistant(engine, tmp_path)
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None
 
-    [notice] = assistant.ask(view.session.id, "Summarise the record.")
+    [notice] = assistant.ask(CLINICIAN, view.session.id, "Summarise the record.")
 
     assert isinstance(notice, Notice)
     assert engine.prompts == []
-    assert list_messages(assistant.db, view.session.id) == []
+    assert list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
 
 
 def test_structured_files_keep_their_sections_and_coverage_when_the_session_is_reopened(
     engine: RecordingEngine, corpus: Path, tmp_path: Path
 ) -> None:
-    view = make_assistant(engine, tmp_path).start_session(read(corpus / FHIR, corpus / CCDA))
+    view = make_assistant(engine, tmp_path).start_session(CLINICIAN, read(corpus / FHIR, corpus / CCDA))
     assert view is not None
 
-    reopened = make_assistant(engine, tmp_path).open_session(view.session.id)
+    reopened = make_assistant(engine, tmp_path).open_session(CLINICIAN, view.session.id)
 
     fhir, ccda = reopened.documents
     assert (fhir.kind, ccda.kind) == ("fhir", "ccda")
@@ -172,13 +174,13 @@ def test_an_encrypted_pdf_asks_for_its_password_and_joins_its_session_once_opene
     upload = read(locked, corpus / RHINITIS)
     [failure] = upload.failures
     assert failure.needs_password and failure.name == "locked.pdf"
-    view = assistant.start_session(upload)
+    view = assistant.start_session(CLINICIAN, upload)
     assert view is not None
 
     wrong = read_upload([(locked, "locked.pdf")], MAX_BYTES, password="guess")
     assert wrong.failures[0].needs_password and "not correct" in wrong.failures[0].reason
     opened = read_upload([(locked, "locked.pdf")], MAX_BYTES, password="secret")
-    view = assistant.add_documents(view.session.id, opened.documents)
+    view = assistant.add_documents(CLINICIAN, view.session.id, opened.documents)
 
     assert [document.name for document in view.documents] == [RHINITIS, "locked.pdf"]
     assert view.coverage[view.documents[1].id].pages == 2
@@ -205,14 +207,14 @@ def test_reading_reports_each_page_and_a_cancel_drops_the_whole_upload(corpus: P
 def test_a_reopened_session_continues_its_conversation(
     assistant: Assistant, engine: RecordingEngine, corpus: Path, tmp_path: Path
 ) -> None:
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None
-    *_, first = assistant.ask(view.session.id, "What is the assessment?")
+    *_, first = assistant.ask(CLINICIAN, view.session.id, "What is the assessment?")
 
     restarted = make_assistant(engine, tmp_path)  # a new process on the same database file
-    reopened = restarted.open_session(view.session.id)
+    reopened = restarted.open_session(CLINICIAN, view.session.id)
     assert [turn.question for turn in reopened.turns] == ["What is the assessment?"]
-    *_, second = restarted.ask(view.session.id, "And what is the plan?")
+    *_, second = restarted.ask(CLINICIAN, view.session.id, "And what is the plan?")
 
     prompt = engine.prompts[-1]
     assert [message.role for message in prompt] == ["system", "user", "assistant", "user"]
@@ -223,7 +225,7 @@ def test_a_reopened_session_continues_its_conversation(
     # The follow-up reads the record from the engine's prefix cache instead of prefilling it again (the first
     # question's evidence lines, which the history leaves out, are read anew).
     assert second.turn.stats.cached_tokens >= engine.count_prompt_tokens(prompt[:1]) - 2
-    assert len(list_messages(restarted.db, view.session.id)) == 4
+    assert len(list_messages(restarted.db, CLINICIAN.name, view.session.id)) == 4
 
 
 def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_it(
@@ -240,13 +242,13 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
     )
     engine = RecordingEngine(local_engine, context_window=one_exchange + 32 + 10)
     assistant = make_assistant(engine, tmp_path)
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None
     for question, answer in turns:
-        add_message(assistant.db, view.session.id, "user", question)
-        add_message(assistant.db, view.session.id, "assistant", answer, disclaimer=disclaimer())
+        add_message(assistant.db, CLINICIAN.name, view.session.id, "user", question)
+        add_message(assistant.db, CLINICIAN.name, view.session.id, "assistant", answer, disclaimer=disclaimer())
 
-    *_, answer = assistant.ask(view.session.id, "Question 3?")
+    *_, answer = assistant.ask(CLINICIAN, view.session.id, "Question 3?")
 
     prompt = engine.prompts[-1]
     assert [message.content.split(":")[0] for message in prompt[1:3]] == ["Question 2?", "Answer 2"]
@@ -259,48 +261,48 @@ def test_the_oldest_turns_leave_the_prompt_first_when_the_conversation_outgrows_
         "read."
     )
     assert dropped in answer.turn.notes
-    assert dropped in assistant.view(view.session.id).turns[-1].notes
+    assert dropped in assistant.view(CLINICIAN, view.session.id).turns[-1].notes
 
 def test_an_answer_is_checked_sentence_by_sentence_and_stored_with_its_citations(
     assistant: Assistant, corpus: Path
 ) -> None:
     upload = read(corpus / RHINITIS)
-    view = assistant.start_session(upload)
+    view = assistant.start_session(CLINICIAN, upload)
     assert view is not None
 
-    *_, answer = assistant.ask(view.session.id, "What medications has she tried?")
+    *_, answer = assistant.ask(CLINICIAN, view.session.id, "What medications has she tried?")
 
     assert isinstance(answer, Answer)
     checked = answer.turn.checked
     assert checked.sentences, "every answer is split into labelled sentences"
     assert {sentence.label for sentence in checked.sentences} <= {"supported", "contradicted", "not_found"}
     assert all(verify(citation, upload.documents) for citation in checked.citations)
-    stored = list_messages(assistant.db, view.session.id)[-1]
+    stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)[-1]
     assert stored.citations == [citation.model_dump() for citation in checked.citations]
-    assert assistant.view(view.session.id).turns[-1] == answer.turn
+    assert assistant.view(CLINICIAN, view.session.id).turns[-1] == answer.turn
 
 
 def test_a_question_outside_the_record_gets_a_boundary_without_asking_the_model(
     engine: RecordingEngine, assistant: Assistant, corpus: Path
 ) -> None:
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None
 
-    events = list(assistant.ask(view.session.id, "Should I increase her Allegra dose?"))
+    events = list(assistant.ask(CLINICIAN, view.session.id, "Should I increase her Allegra dose?"))
 
     assert events == [Notice(text=DECISION_BOUNDARY)]
-    assert engine.prompts == [] and list_messages(assistant.db, view.session.id) == []
+    assert engine.prompts == [] and list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
 
 
 def test_a_stored_summary_stays_out_of_the_conversation_the_model_reads(
     engine: RecordingEngine, assistant: Assistant, corpus: Path
 ) -> None:
-    view = assistant.start_session(read(corpus / RHINITIS))
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
     assert view is not None
-    add_message(assistant.db, view.session.id, "user", "Summarise this record.", kind="summary")
-    add_message(assistant.db, view.session.id, "assistant", "**Problems** ...", disclaimer=disclaimer(), kind="summary")
+    add_message(assistant.db, CLINICIAN.name, view.session.id, "user", "Summarise this record.", kind="summary")
+    add_message(assistant.db, CLINICIAN.name, view.session.id, "assistant", "**Problems** ...", disclaimer=disclaimer(), kind="summary")
 
-    *_, answer = assistant.ask(view.session.id, "What medications has she tried?")
+    *_, answer = assistant.ask(CLINICIAN, view.session.id, "What medications has she tried?")
 
     assert [message.role for message in engine.prompts[-1]] == ["system", "user"]
 
@@ -308,7 +310,7 @@ def test_a_stored_summary_stays_out_of_the_conversation_the_model_reads(
 def test_documents_about_different_patients_are_flagged_when_the_session_opens(
     assistant: Assistant, corpus: Path
 ) -> None:
-    view = assistant.start_session(read(corpus / "ccda_ccd_eve_betterhalf.xml", corpus / CCDA))
+    view = assistant.start_session(CLINICIAN, read(corpus / "ccda_ccd_eve_betterhalf.xml", corpus / CCDA))
 
     assert view is not None
     [warning] = view.warnings
@@ -333,7 +335,7 @@ def test_three_questions_get_three_answers_and_the_model_reads_only_questions_an
     engine: RecordingEngine, corpus: Path, tmp_path: Path
 ) -> None:
     assistant = make_assistant(engine, tmp_path, max_new_tokens=48)
-    view = assistant.start_session(read(corpus / TKA_PDF))
+    view = assistant.start_session(CLINICIAN, read(corpus / TKA_PDF))
     assert view is not None
     questions = [
         "What medications was the patient discharged on?",
@@ -342,7 +344,7 @@ def test_three_questions_get_three_answers_and_the_model_reads_only_questions_an
     ]
     answers = []
     for question in questions:
-        *_, answer = assistant.ask(view.session.id, question)
+        *_, answer = assistant.ask(CLINICIAN, view.session.id, question)
         assert isinstance(answer, Answer)
         answers.append(answer.turn)
 
@@ -356,3 +358,43 @@ def test_three_questions_get_three_answers_and_the_model_reads_only_questions_an
     ]
     app_words = [UNSUPPORTED_ANSWER, "Each sentence checked", "From the record", "not found in the record"]
     assert not any(words in message.content for message in prompt[1:5] for words in app_words)
+
+
+def test_another_clinician_cannot_list_open_ask_check_summarise_export_or_delete_a_session(
+    assistant: Assistant, corpus: Path
+) -> None:
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
+    other = User(name="dr.other", address="10.1.2.3")
+    assert assistant.sessions(other) == []
+    refused = [
+        lambda: assistant.open_session(other, view.session.id),
+        lambda: assistant.view(other, view.session.id),
+        lambda: assistant.pages(other, view.session.id),
+        lambda: list(assistant.ask(other, view.session.id, "What medications does she take?")),
+        lambda: list(assistant.summarize(other, view.session.id)),
+        lambda: assistant.check(other, view.session.id, "She takes Allegra."),
+        lambda: assistant.export(other, view.session.id),
+        lambda: assistant.delete_session(other, view.session.id),
+    ]
+    for call in refused:
+        with pytest.raises(SessionNotFound):
+            call()
+    # Nothing of the owner's session changed, and nothing was logged as the other user's access to it.
+    assert assistant.view(CLINICIAN, view.session.id).turns == []
+    assert not [event for event in list_events(assistant.db, session_id=view.session.id) if event.user == other.name]
+
+
+def test_retention_deletes_old_sessions_and_forgets_their_cached_record(
+    assistant: Assistant, engine: RecordingEngine, corpus: Path
+) -> None:
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
+    list(assistant.ask(CLINICIAN, view.session.id, "What medications does she take?"))
+    assert len(engine._engine.prefix_cache) > 0
+    assert assistant.apply_retention(days=30) == []
+    with assistant.db.writing() as s:  # as if the session had not been touched for 31 days
+        s.connection().exec_driver_sql("UPDATE sessions SET updated_at = datetime('now', '-31 days')")
+    assert assistant.apply_retention(days=30) == [view.session.id]
+    assert assistant.sessions(CLINICIAN) == []
+    assert len(engine._engine.prefix_cache) == 0
+    [deleted] = list_events(assistant.db, action="session_delete")
+    assert (deleted.session_id, deleted.detail) == (view.session.id, "retention: 30 days")

@@ -20,6 +20,7 @@ from pypdf import PdfWriter
 
 from prompts import disclaimer
 from storage import list_documents, list_messages, list_sessions, open_database
+from conftest import CLINICIAN
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
@@ -40,6 +41,10 @@ CHROMIUM_ARGS = [
 class Server(NamedTuple):
     url: str
     data_dir: Path
+
+
+# The accounts the server is set up with, as an administrator would with `clinidoc users add`.
+PASSWORDS = {CLINICIAN.name: "a long enough passphrase", "dr.other": "another long passphrase"}
 
 
 def free_port() -> int:
@@ -70,6 +75,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         **os.environ, "CLINIDOC_DATA_DIR": str(data_dir), "CLINIDOC_MAX_NEW_TOKENS": "48",
         "CLINIDOC_SUMMARY_TOKENS": "48",
     }
+    for name, password in PASSWORDS.items():
+        subprocess.run([str(CLINIDOC), "users", "add", name, "--password-stdin"], input=f"{password}\n", env=env,
+                       check=True, capture_output=True, text=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(CLINIDOC), "serve", "--port", str(urlparse(url).port)], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -95,11 +103,16 @@ def leaves_the_machine(url: str) -> bool:
     return parsed.scheme not in ("data", "blob") and parsed.hostname != "127.0.0.1"
 
 
-def open_page(browser: Browser, server: Server, requests: list[str]) -> Page:
+def open_page(browser: Browser, server: Server, requests: list[str], user: str = CLINICIAN.name) -> Page:
+    """A new browser (its own cookies) signed in as `user`."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     context.on("request", lambda request: requests.append(request.url))
     page = context.new_page()
     page.goto(server.url)
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".signed-in")).to_contain_text(f"Signed in as {user}", timeout=60_000)
     return page
 
 
@@ -132,9 +145,9 @@ def test_a_clinician_uploads_a_record_asks_and_reopens_the_session(
     assert requests and [url for url in requests if leaves_the_machine(url)] == []
 
     db = open_database(server.data_dir / "clinidoc.sqlite3")
-    (session,) = list_sessions(db)
-    assert [document.name for document in list_documents(db, session.id)] == [RHINITIS]
-    user, assistant = list_messages(db, session.id)
+    (session,) = list_sessions(db, CLINICIAN.name)
+    assert [document.name for document in list_documents(db, CLINICIAN.name, session.id)] == [RHINITIS]
+    user, assistant = list_messages(db, CLINICIAN.name, session.id)
     assert (user.role, user.text) == ("user", QUESTION)
     assert assistant.role == "assistant" and assistant.text and assistant.disclaimer == disclaimer()
 
@@ -189,8 +202,37 @@ def test_a_summary_lists_facts_read_from_the_record_each_with_its_source_and_the
 
     # The export carries the summary with its sources and the disclaimer.
     with page.expect_download() as download:
-        page.get_by_role("button", name="Export this session (Markdown)").click()
+        page.get_by_role("link", name="Export this session (Markdown)").click()
     exported = Path(download.value.path()).read_text()
     assert "## Summary" in exported and "Atenolol 25 MG Oral Tablet" in exported
     assert f"” — page 1 [{number}]" in exported
     assert exported.count(disclaimer()) == 2
+
+
+def test_two_clinicians_in_two_browsers_see_only_their_own_sessions(
+    browser: Browser, server: Server, corpus: Path
+) -> None:
+    mine = open_page(browser, server, [])
+    mine.locator("input[type=file]").set_input_files(corpus / CCDA)
+    expect(mine.locator(".document-list")).to_contain_text(CCDA, timeout=60_000)
+    db = open_database(server.data_dir / "clinidoc.sqlite3")
+    session_id = max(session.id for session in list_sessions(db, CLINICIAN.name))
+
+    theirs = open_page(browser, server, [], user="dr.other")
+    expect(theirs.locator(".session-list")).not_to_contain_text(CCDA)
+    assert theirs.locator(".session-list label").count() == 0
+    # What the page does not offer cannot be fetched either: the export, the database file, a traversal to it.
+    for path in (f"export/{session_id}", f"gradio_api/file={server.data_dir}/clinidoc.sqlite3",
+                 f"gradio_api/file={server.data_dir}/uploads/../clinidoc.sqlite3"):
+        response = theirs.request.get(server.url + path)
+        assert response.status in (403, 404), path
+        assert CCDA.encode() not in response.body()
+    # The owner gets the export, made when asked.
+    export = mine.request.get(server.url + f"export/{session_id}")
+    assert export.status == 200 and CCDA in export.text()
+
+    # Signing out ends the sign-in: the page sends the browser back to sign in.
+    theirs.get_by_role("link", name="Sign out").click()
+    expect(theirs.get_by_role("button", name="Sign in")).to_be_visible()
+    theirs.goto(server.url)
+    expect(theirs.get_by_role("button", name="Sign in")).to_be_visible()

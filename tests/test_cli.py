@@ -12,6 +12,7 @@ import pytest
 
 from prompts import disclaimer
 from storage import list_messages, list_sessions, open_database
+from conftest import CLINICIAN
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
 
@@ -38,8 +39,8 @@ def test_ask_prints_the_evidence_the_labelled_answer_the_disclaimer_and_one_stat
     assert disclaimer_line == f"*{disclaimer()}*"
     assert "tokens/s" in stats_line and "first token" in stats_line
     db = open_database(tmp_path / "clinidoc.sqlite3")
-    (session,) = list_sessions(db)
-    assert [message.role for message in list_messages(db, session.id)] == ["user", "assistant"]
+    (session,) = list_sessions(db, CLINICIAN.name)
+    assert [message.role for message in list_messages(db, CLINICIAN.name, session.id)] == ["user", "assistant"]
 
 
 @pytest.mark.parametrize("content", [b"%PDF-1.7\nthe rest of this file was lost", None], ids=["damaged", "missing"])

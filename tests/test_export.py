@@ -13,6 +13,7 @@ from app.turns import AnswerTurn
 from engine import LocalEngine
 from prompts import disclaimer
 from storage import list_events, open_database
+from conftest import CLINICIAN
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 
@@ -23,7 +24,7 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     settings = Settings(data_dir=tmp_path)
     assistant = Assistant(local_engine, open_database(settings.db_path), settings)
     upload = read_upload([(corpus / RHINITIS, RHINITIS)], 1 << 26)
-    view = assistant.start_session(upload)
+    view = assistant.start_session(CLINICIAN, upload)
     assert view is not None
     answer = "She currently takes Ortho Tri-Cyclen and Allegra. She takes warfarin 5 mg daily."
     turn = AnswerTurn(
@@ -31,9 +32,9 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
         notes=["The answer reached its limit of 128 tokens and may be incomplete."], disclaimer=disclaimer(),
         model="m", prompt_version="answer-v2", stats=None,
     )
-    turns.save(assistant.db, view.session.id, turn)
+    turns.save(assistant.db, CLINICIAN.name, view.session.id, turn)
 
-    markdown = session_markdown(assistant.view(view.session.id))
+    markdown = session_markdown(assistant.view(CLINICIAN, view.session.id))
 
     assert markdown.startswith(f"# Clinidoc session: {RHINITIS}")
     assert f"> {disclaimer()}" in markdown  # once for the whole export
@@ -45,5 +46,5 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
     assert "Clinidoc: The answer reached its limit of 128 tokens and may be incomplete." in markdown
     assert "**Sources**\n> “" in markdown and "” — page 1 [1]" in markdown
 
-    assistant.record_export(view.session.id)
+    assistant.export(CLINICIAN, view.session.id)
     assert list_events(assistant.db)[-1].action == "export"

@@ -28,6 +28,7 @@ from engine import (
     TextDelta,
 )
 from storage import list_messages, open_database
+from conftest import CLINICIAN
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MESSAGES = [
@@ -311,14 +312,14 @@ def test_the_assistant_answers_through_the_server_and_stores_the_answer(
     assistant = Assistant(RemoteEngine(server.url), open_database(tmp_path / "db.sqlite3"), settings)
     path = corpus / "mtsamples_allergic_rhinitis.txt"
 
-    view = assistant.start_session(read_upload([(path, path.name)], 1 << 26))
+    view = assistant.start_session(CLINICIAN, read_upload([(path, path.name)], 1 << 26))
     assert view is not None and view.record.fits and view.record.tokens > 0
-    evidence, *deltas, answer = assistant.ask(view.session.id, "What medications is she taking?")
+    evidence, *deltas, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
     assert isinstance(evidence, EvidenceFound) and evidence.turn.evidence is not None
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
     assert isinstance(answer, Answer) and answer.turn.model == MODEL
-    question, stored = list_messages(assistant.db, view.session.id)
+    question, stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)
     assert (question.role, stored.role, stored.text) == ("user", "assistant", answer.turn.text)
     assert stored.stats is not None and 1 <= stored.stats["generated_tokens"] <= 24
 
@@ -329,13 +330,13 @@ def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_st
     settings = Settings(data_dir=tmp_path, max_new_tokens=24)
     assistant = Assistant(RemoteEngine(serve(fault="cut").url), open_database(tmp_path / "db.sqlite3"), settings)
     path = corpus / "mtsamples_allergic_rhinitis.txt"
-    view = assistant.start_session(read_upload([(path, path.name)], 1 << 26))
+    view = assistant.start_session(CLINICIAN, read_upload([(path, path.name)], 1 << 26))
     assert view is not None
 
-    *_, last = assistant.ask(view.session.id, "What medications is she taking?")
+    *_, last = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
     assert isinstance(last, Notice) and "broke off the answer" in last.text
-    assert list_messages(assistant.db, view.session.id) == []
+    assert list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
 
 
 def test_clinidoc_ask_answers_through_the_server_when_the_backend_is_remote(

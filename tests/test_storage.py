@@ -50,9 +50,9 @@ def test_open_creates_parent_dirs_and_records_schema_version(db_path: Path) -> N
 
 def test_open_twice_is_idempotent(db_path: Path) -> None:
     first = open_database(db_path)
-    session = storage.create_session(first, "Discharge summary")
+    session = storage.create_session(first, "local", "Discharge summary")
     second = open_database(db_path)
-    assert storage.list_sessions(second) == [session]
+    assert storage.list_sessions(second, "local") == [session]
     first.close()
     second.close()
 
@@ -114,18 +114,19 @@ def test_foreign_keys_are_enforced(db: storage.Database) -> None:
 
 
 def test_round_trip(db: storage.Database) -> None:
-    session = storage.create_session(db, "Mrs Smith, cardiology", user="dr.jones")
+    session = storage.create_session(db, "dr.jones", "Mrs Smith, cardiology")
     assert session.user == "dr.jones"
     assert session.created_at == session.updated_at
     assert session.created_at.utcoffset() == timedelta(0)
 
-    letter = storage.add_document(db, session.id, "letter.pdf", "a" * 64, "pdf", ["page one", "page two"], 120)
-    labs = storage.add_document(db, session.id, "labs.docx", "b" * 64, "docx", ["K+ 4.1"], 12)
+    letter = storage.add_document(db, "dr.jones", session.id, "letter.pdf", "a" * 64, "pdf", ["page one", "page two"], 120)
+    labs = storage.add_document(db, "dr.jones", session.id, "labs.docx", "b" * 64, "docx", ["K+ 4.1"], 12)
     assert (letter.pages, labs.pages) == (2, 1)
 
-    question = storage.add_message(db, session.id, "user", "What is the potassium?")
+    question = storage.add_message(db, "dr.jones", session.id, "user", "What is the potassium?")
     answer = storage.add_message(
         db,
+        "dr.jones",
         session.id,
         "assistant",
         "Potassium is 4.1 mmol/L.",
@@ -135,33 +136,33 @@ def test_round_trip(db: storage.Database) -> None:
         stats={"prompt_tokens": 140, "ttft_s": 0.05, "finish_reason": "stop"},
     )
 
-    assert storage.get_session(db, session.id) == storage.list_sessions(db)[0]
-    assert storage.list_documents(db, session.id) == [letter, labs]
-    assert storage.list_messages(db, session.id) == [question, answer]
-    stored = storage.list_messages(db, session.id)[1]
+    assert storage.get_session(db, "dr.jones", session.id) == storage.list_sessions(db, "dr.jones")[0]
+    assert storage.list_documents(db, "dr.jones", session.id) == [letter, labs]
+    assert storage.list_messages(db, "dr.jones", session.id) == [question, answer]
+    stored = storage.list_messages(db, "dr.jones", session.id)[1]
     assert stored.role == "assistant"
     assert stored.disclaimer == DISCLAIMER
     assert (stored.model, stored.prompt_version) == ("smollm2-135m", "qa-v1")
     assert stored.stats == {"prompt_tokens": 140, "ttft_s": 0.05, "finish_reason": "stop"}
-    assert storage.list_messages(db, session.id)[0].stats is None
-    assert storage.list_documents(db, session.id)[0].page_texts == ["page one", "page two"]
-    assert all(m.created_at.utcoffset() == timedelta(0) for m in storage.list_messages(db, session.id))
+    assert storage.list_messages(db, "dr.jones", session.id)[0].stats is None
+    assert storage.list_documents(db, "dr.jones", session.id)[0].page_texts == ["page one", "page two"]
+    assert all(m.created_at.utcoffset() == timedelta(0) for m in storage.list_messages(db, "dr.jones", session.id))
 
 
 def test_get_session_unknown_is_none(db: storage.Database) -> None:
-    assert storage.get_session(db, 999) is None
+    assert storage.get_session(db, "local", 999) is None
 
 
 @pytest.mark.parametrize("disclaimer", [None, "", "   \n"])
 def test_assistant_message_without_disclaimer_is_rejected(db: storage.Database, disclaimer: str | None) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     with pytest.raises(ValueError, match="disclaimer"):
-        storage.add_message(db, session.id, "assistant", "An answer.", disclaimer=disclaimer)
-    assert storage.list_messages(db, session.id) == []
+        storage.add_message(db, "local", session.id, "assistant", "An answer.", disclaimer=disclaimer)
+    assert storage.list_messages(db, "local", session.id) == []
 
 
 def test_the_file_itself_rejects_an_assistant_message_without_disclaimer(db: storage.Database, db_path: Path) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     with _raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute(
             "INSERT INTO messages (session_id, role, text, created_at) VALUES (?, 'assistant', 'x', '2025-01-01')",
@@ -170,77 +171,183 @@ def test_the_file_itself_rejects_an_assistant_message_without_disclaimer(db: sto
 
 
 def test_unknown_role_is_rejected(db: storage.Database) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     with pytest.raises(ValueError, match="role"):
-        storage.add_message(db, session.id, "system", "You are a helpful assistant.")
+        storage.add_message(db, "local", session.id, "system", "You are a helpful assistant.")
 
 
 def test_adding_bumps_updated_at_and_orders_sessions(db: storage.Database) -> None:
-    older = storage.create_session(db, "older")
-    newer = storage.create_session(db, "newer")
-    assert [s.id for s in storage.list_sessions(db)] == [newer.id, older.id]
+    older = storage.create_session(db, "local", "older")
+    newer = storage.create_session(db, "local", "newer")
+    assert [s.id for s in storage.list_sessions(db, "local")] == [newer.id, older.id]
 
-    message = storage.add_message(db, older.id, "user", "hello")
-    bumped = storage.get_session(db, older.id)
+    message = storage.add_message(db, "local", older.id, "user", "hello")
+    bumped = storage.get_session(db, "local", older.id)
     assert bumped is not None
     assert bumped.updated_at == message.created_at > older.updated_at
     assert bumped.created_at == older.created_at
-    assert [s.id for s in storage.list_sessions(db)] == [older.id, newer.id]
+    assert [s.id for s in storage.list_sessions(db, "local")] == [older.id, newer.id]
 
-    document = storage.add_document(db, newer.id, "a.txt", "c" * 64, "txt", ["text"], 1)
-    assert storage.list_sessions(db)[0].updated_at == document.created_at
-    assert [s.id for s in storage.list_sessions(db)] == [newer.id, older.id]
+    document = storage.add_document(db, "local", newer.id, "a.txt", "c" * 64, "txt", ["text"], 1)
+    assert storage.list_sessions(db, "local")[0].updated_at == document.created_at
+    assert [s.id for s in storage.list_sessions(db, "local")] == [newer.id, older.id]
+
+
+def test_a_session_is_found_only_by_its_owner(db: storage.Database) -> None:
+    """Another user's session is not found, whatever the call: the same answer as an id that never existed."""
+    alices = storage.create_session(db, "alice", "Mrs Smith")
+    storage.add_document(db, "alice", alices.id, "a.txt", "a" * 64, "txt", ["Warfarin 5 mg"], 3)
+    storage.create_session(db, "bob", "Mr Jones")
+
+    assert storage.get_session(db, "bob", alices.id) is None
+    for call in (
+        lambda: storage.list_documents(db, "bob", alices.id),
+        lambda: storage.list_messages(db, "bob", alices.id),
+        lambda: storage.add_document(db, "bob", alices.id, "b.txt", "b" * 64, "txt", ["x"], 1),
+        lambda: storage.add_message(db, "bob", alices.id, "user", "What does she take?"),
+        lambda: storage.rename_session(db, "bob", alices.id, "mine now"),
+        lambda: storage.delete_session(db, "bob", alices.id),
+    ):
+        with pytest.raises(SessionNotFound):
+            call()
+    assert [d.name for d in storage.list_documents(db, "alice", alices.id)] == ["a.txt"]
+    assert storage.list_messages(db, "alice", alices.id) == []
+    assert storage.get_session(db, "alice", alices.id).title == "Mrs Smith"
+
+
+def test_only_an_active_clinician_holds_sessions(db: storage.Database) -> None:
+    storage.add_user(db, "audrey", "auditor", "hash")
+    storage.add_user(db, "carl", "clinician", "hash")
+    storage.update_user(db, "carl", disabled=True)
+    for name in ("audrey", "carl"):
+        with pytest.raises(PermissionError):
+            storage.create_session(db, name, "s")
+
+
+def test_a_deleted_session_leaves_no_text_in_the_file(db: storage.Database, db_path: Path) -> None:
+    marker = "Zebulon Quixote-Farnsworth"
+    session = storage.create_session(db, "local", marker)
+    storage.add_document(db, "local", session.id, "n.txt", "c" * 64, "txt", [f"Patient {marker}, warfarin"], 5)
+    storage.add_message(db, "local", session.id, "user", f"Does {marker} take warfarin?")
+    storage.delete_session(db, "local", session.id)
+    db.close()
+    for path in db_path.parent.iterdir():
+        assert marker.encode() not in path.read_bytes(), path.name
+
+
+def test_retention_deletes_only_sessions_untouched_since_the_cutoff(db: storage.Database) -> None:
+    old = storage.create_session(db, "alice", "old")
+    new = storage.create_session(db, "bob", "new")
+    cutoff = new.updated_at
+    assert storage.delete_sessions_before(db, cutoff) == [old.id]
+    assert storage.list_sessions(db, "alice") == []
+    assert storage.list_sessions(db, "bob") == [new]
+
+
+def test_the_audit_log_shows_an_edited_or_deleted_row(db_path: Path) -> None:
+    db = open_database(db_path, audit_key=b"k" * 32)
+    for action in ("signin", "upload", "question", "answer"):
+        storage.record_event(db, "alice", action, address="10.0.0.7")
+    assert storage.verify_events(db).ok and storage.verify_events(db).rows == 4
+    db.close()
+
+    def tampered(*statements: str) -> storage.AuditCheck:
+        with _raw(db_path) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        conn.close()
+        return storage.verify_events(open_database(db_path, audit_key=b"k" * 32))
+
+    check = tampered("UPDATE audit_events SET user = 'mallory' WHERE id = 2")
+    assert not check.ok and "event 2" in check.problem
+    check = tampered("UPDATE audit_events SET user = 'alice' WHERE id = 2", "DELETE FROM audit_events WHERE id = 3")
+    assert not check.ok and "before event 4" in check.problem
+    check = tampered("DELETE FROM audit_events WHERE id >= 3")
+    assert not check.ok and "newest" in check.problem
+    # A forger who can write the file but not read the key cannot reseal it.
+    assert not storage.verify_events(open_database(db_path, audit_key=b"x" * 32)).ok
+
+
+def test_an_encrypted_database_holds_no_plain_text_and_needs_its_key(db_path: Path) -> None:
+    marker = "Zebulon Quixote-Farnsworth"
+    db = open_database(db_path, key="correct horse battery staple")
+    session = storage.create_session(db, "local", marker)
+    storage.add_document(db, "local", session.id, "n.txt", "c" * 64, "txt", [f"Patient {marker}"], 5)
+    assert db.encrypted
+    db.close()
+    for path in db_path.parent.iterdir():
+        assert marker.encode() not in path.read_bytes(), path.name
+    with pytest.raises(storage.DatabaseLocked, match="is encrypted"):
+        open_database(db_path)
+    with pytest.raises(storage.DatabaseLocked, match="key does not open"):
+        open_database(db_path, key="wrong")
+    reopened = open_database(db_path, key="correct horse battery staple")
+    assert storage.list_sessions(reopened, "local")[0].title == marker
+    reopened.close()
+
+
+def test_a_plain_database_is_encrypted_in_place(db_path: Path) -> None:
+    from storage.database import encrypt_file
+
+    marker = "Zebulon Quixote-Farnsworth"
+    db = open_database(db_path)
+    storage.create_session(db, "local", marker)
+    db.close()
+    with pytest.raises(storage.DatabaseLocked, match="plain SQLite"):
+        open_database(db_path, key="k")
+    encrypt_file(db_path, "k")
+    assert marker.encode() not in db_path.read_bytes()
+    assert storage.list_sessions(open_database(db_path, key="k"), "local")[0].title == marker
 
 
 def test_rename_keeps_position(db: storage.Database) -> None:
-    first = storage.create_session(db, "first")
-    storage.create_session(db, "second")
-    renamed = storage.rename_session(db, first.id, "Renamed")
+    first = storage.create_session(db, "local", "first")
+    storage.create_session(db, "local", "second")
+    renamed = storage.rename_session(db, "local", first.id, "Renamed")
     assert renamed.title == "Renamed"
     assert renamed.updated_at == first.updated_at
-    assert [s.title for s in storage.list_sessions(db)] == ["second", "Renamed"]
+    assert [s.title for s in storage.list_sessions(db, "local")] == ["second", "Renamed"]
 
 
 def test_list_sessions_by_user(db: storage.Database) -> None:
-    mine = storage.create_session(db, "mine", user="alice")
-    theirs = storage.create_session(db, "theirs", user="bob")
-    storage.create_session(db, "mine too", user="alice")
-    assert [s.title for s in storage.list_sessions(db, user="alice")] == ["mine too", "mine"]
-    assert storage.list_sessions(db, user="bob") == [theirs]
-    assert storage.list_sessions(db, user="nobody") == []
-    assert len(storage.list_sessions(db)) == 3
+    mine = storage.create_session(db, "alice", "mine")
+    theirs = storage.create_session(db, "bob", "theirs")
+    storage.create_session(db, "alice", "mine too")
+    assert [s.title for s in storage.list_sessions(db, "alice")] == ["mine too", "mine"]
+    assert storage.list_sessions(db, "bob") == [theirs]
+    assert storage.list_sessions(db, "nobody") == []
     assert mine.user == "alice"
 
 
 def test_delete_cascades_but_keeps_audit_events(db: storage.Database, db_path: Path) -> None:
-    doomed = storage.create_session(db, "doomed")
-    kept = storage.create_session(db, "kept")
+    doomed = storage.create_session(db, "local", "doomed")
+    kept = storage.create_session(db, "local", "kept")
     for session in (doomed, kept):
-        storage.add_document(db, session.id, "d.pdf", "d" * 64, "pdf", ["p"], 1)
-        storage.add_message(db, session.id, "user", "q")
-        storage.add_message(db, session.id, "assistant", "a", disclaimer=DISCLAIMER)
+        storage.add_document(db, "local", session.id, "d.pdf", "d" * 64, "pdf", ["p"], 1)
+        storage.add_message(db, "local", session.id, "user", "q")
+        storage.add_message(db, "local", session.id, "assistant", "a", disclaimer=DISCLAIMER)
     storage.record_event(db, "local", "upload", session_id=doomed.id, detail="d.pdf")
 
-    storage.delete_session(db, doomed.id)
+    storage.delete_session(db, "local", doomed.id)
     storage.record_event(db, "local", "delete_session", session_id=doomed.id)
 
-    assert storage.get_session(db, doomed.id) is None
-    assert storage.list_documents(db, doomed.id) == []
-    assert storage.list_messages(db, doomed.id) == []
+    assert storage.get_session(db, "local", doomed.id) is None
+    with pytest.raises(SessionNotFound):
+        storage.list_documents(db, "local", doomed.id)
     with _raw(db_path) as conn:
         for table in ("documents", "messages"):
             count = conn.execute(f"SELECT count(*) FROM {table} WHERE session_id = ?", (doomed.id,)).fetchone()[0]
             assert count == 0, table
-    assert [e.action for e in storage.list_events(db, doomed.id)] == ["upload", "delete_session"]
-    assert len(storage.list_documents(db, kept.id)) == 1
-    assert len(storage.list_messages(db, kept.id)) == 2
+    assert [e.action for e in storage.list_events(db, session_id=doomed.id)] == ["upload", "delete_session"]
+    assert len(storage.list_documents(db, "local", kept.id)) == 1
+    assert len(storage.list_messages(db, "local", kept.id)) == 2
 
     # A new session must not inherit the deleted one's id, or it would inherit its audit trail.
-    assert storage.create_session(db, "after").id > kept.id
+    assert storage.create_session(db, "local", "after").id > kept.id
 
 
 def test_audit_events(db: storage.Database) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     storage.record_event(db, "local", "open_app")
     storage.record_event(db, "local", "ask", session_id=session.id, detail="question 1")
     events = storage.list_events(db)
@@ -250,41 +357,43 @@ def test_audit_events(db: storage.Database) -> None:
     ]
     assert events[0].user == "local"
     assert events[0].created_at.utcoffset() == timedelta(0)
-    assert [e.action for e in storage.list_events(db, session.id)] == ["ask"]
+    assert [e.action for e in storage.list_events(db, session_id=session.id)] == ["ask"]
 
 
 def test_unknown_session_ids_raise_session_not_found(db: storage.Database) -> None:
     with pytest.raises(SessionNotFound, match="42") as excinfo:
-        storage.add_message(db, 42, "user", "hello")
+        storage.add_message(db, "local", 42, "user", "hello")
     assert excinfo.value.session_id == 42
     assert isinstance(excinfo.value, LookupError)
     with pytest.raises(SessionNotFound):
-        storage.add_document(db, 42, "a.pdf", "e" * 64, "pdf", ["p"], 1)
+        storage.add_document(db, "local", 42, "a.pdf", "e" * 64, "pdf", ["p"], 1)
     with pytest.raises(SessionNotFound):
-        storage.rename_session(db, 42, "x")
+        storage.rename_session(db, "local", 42, "x")
     with pytest.raises(SessionNotFound):
-        storage.delete_session(db, 42)
-    assert storage.list_messages(db, 42) == []
-    assert storage.list_documents(db, 42) == []
+        storage.delete_session(db, "local", 42)
+    with pytest.raises(SessionNotFound):
+        storage.list_messages(db, "local", 42)
+    with pytest.raises(SessionNotFound):
+        storage.list_documents(db, "local", 42)
 
 
 def test_unicode_round_trips(db: storage.Database, db_path: Path) -> None:
     clinical = "Café patient: digoxin 62.5 µg daily 💊 — naïve ✓ 漢字"
-    session = storage.create_session(db, clinical, user="médecin")
-    storage.add_document(db, session.id, "lettre é.pdf", "f" * 64, "pdf", [clinical, "µg/L 🩺"], 30)
-    storage.add_message(db, session.id, "user", clinical)
+    session = storage.create_session(db, "médecin", clinical)
+    storage.add_document(db, "médecin", session.id, "lettre é.pdf", "f" * 64, "pdf", [clinical, "µg/L 🩺"], 30)
+    storage.add_message(db, "médecin", session.id, "user", clinical)
     storage.add_message(
-        db, session.id, "assistant", clinical, disclaimer=f"Avis ⚠️ {clinical}", stats={"note": clinical}
+        db, "médecin", session.id, "assistant", clinical, disclaimer=f"Avis ⚠️ {clinical}", stats={"note": clinical}
     )
     storage.record_event(db, "médecin", "ask", session.id, detail=clinical)
     db.close()
 
     reopened = open_database(db_path)
-    [stored] = storage.list_sessions(reopened, user="médecin")
+    [stored] = storage.list_sessions(reopened, "médecin")
     assert stored.title == clinical
-    [document] = storage.list_documents(reopened, session.id)
+    [document] = storage.list_documents(reopened, "médecin", session.id)
     assert (document.name, document.page_texts) == ("lettre é.pdf", [clinical, "µg/L 🩺"])
-    user_message, answer = storage.list_messages(reopened, session.id)
+    user_message, answer = storage.list_messages(reopened, "médecin", session.id)
     assert user_message.text == answer.text == clinical
     assert answer.disclaimer == f"Avis ⚠️ {clinical}"
     assert answer.stats == {"note": clinical}
@@ -293,7 +402,7 @@ def test_unicode_round_trips(db: storage.Database, db_path: Path) -> None:
 
 
 def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
-    session = storage.create_session(db, "busy")
+    session = storage.create_session(db, "local", "busy")
     threads_n, per_thread = 4, 50
     barrier = threading.Barrier(threads_n)
     errors: list[Exception] = []
@@ -302,7 +411,7 @@ def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
         barrier.wait()
         try:
             for i in range(per_thread):
-                storage.add_message(db, session.id, "user", f"{worker}:{i}")
+                storage.add_message(db, "local", session.id, "user", f"{worker}:{i}")
                 storage.record_event(db, f"worker{worker}", "ask", session.id)
         except Exception as exc:  # collected so the assertion below shows it
             errors.append(exc)
@@ -314,46 +423,46 @@ def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
         t.join()
 
     assert errors == []
-    messages = storage.list_messages(db, session.id)
+    messages = storage.list_messages(db, "local", session.id)
     assert len(messages) == threads_n * per_thread
-    assert len(storage.list_events(db, session.id)) == threads_n * per_thread
+    assert len(storage.list_events(db, session_id=session.id)) == threads_n * per_thread
     for worker in range(threads_n):
         mine = [m.text for m in messages if m.text.startswith(f"{worker}:")]
         assert mine == [f"{worker}:{i}" for i in range(per_thread)]
-    stored = storage.get_session(db, session.id)
+    stored = storage.get_session(db, "local", session.id)
     assert stored is not None
     assert stored.updated_at == max(m.created_at for m in messages)
 
 
 def test_data_survives_close_and_reopen(db_path: Path) -> None:
     db = open_database(db_path)
-    session = storage.create_session(db, "persisted")
-    document = storage.add_document(db, session.id, "a.pdf", "0" * 64, "pdf", ["one", "two", "three"], 9)
-    message = storage.add_message(db, session.id, "assistant", "answer", disclaimer=DISCLAIMER)
+    session = storage.create_session(db, "local", "persisted")
+    document = storage.add_document(db, "local", session.id, "a.pdf", "0" * 64, "pdf", ["one", "two", "three"], 9)
+    message = storage.add_message(db, "local", session.id, "assistant", "answer", disclaimer=DISCLAIMER)
     storage.record_event(db, "local", "ask", session.id)
     db.close()
 
     reopened = open_database(db_path)
     assert reopened.path == db_path
-    [stored] = storage.list_sessions(reopened)
+    [stored] = storage.list_sessions(reopened, "local")
     assert (stored.id, stored.title, stored.created_at) == (session.id, "persisted", session.created_at)
     assert stored.updated_at == message.created_at
-    assert storage.list_documents(reopened, session.id) == [document]
-    assert storage.list_messages(reopened, session.id) == [message]
+    assert storage.list_documents(reopened, "local", session.id) == [document]
+    assert storage.list_messages(reopened, "local", session.id) == [message]
     assert len(storage.list_events(reopened)) == 1
     reopened.close()
 
 
 def test_results_are_detached_snapshots(db: storage.Database) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     assert type(session) is storage.SessionInfo
     with pytest.raises(ValidationError):
         session.title = "changed"
     page_texts = ["original"]
-    document = storage.add_document(db, session.id, "a.txt", "1" * 64, "txt", page_texts, 1)
+    document = storage.add_document(db, "local", session.id, "a.txt", "1" * 64, "txt", page_texts, 1)
     page_texts.append("added later")
     assert document.page_texts == ["original"]
-    assert storage.list_documents(db, session.id)[0].page_texts == ["original"]
+    assert storage.list_documents(db, "local", session.id)[0].page_texts == ["original"]
 
 
 # The tables as schema version 1 made them: documents without their `content`.
@@ -381,31 +490,31 @@ PRAGMA user_version = 1;
 
 
 def test_an_answer_keeps_its_citations_and_support_checks(db: storage.Database) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     citations = [{"number": 1, "document": "note.txt", "page": 2, "start": 10, "end": 24, "quote": "Allegra 60 mg"}]
     grounding = {"sentences": [{"text": "She takes Allegra.", "label": "supported", "citations": [1]}]}
     stored = storage.add_message(
-        db, session.id, "assistant", "She takes Allegra [1].", disclaimer="Check.", citations=citations,
+        db, "local", session.id, "assistant", "She takes Allegra [1].", disclaimer="Check.", citations=citations,
         grounding=grounding,
     )
-    summary = storage.add_message(db, session.id, "assistant", "Summary", disclaimer="Check.", kind="summary")
+    summary = storage.add_message(db, "local", session.id, "assistant", "Summary", disclaimer="Check.", kind="summary")
 
-    assert storage.list_messages(db, session.id) == [stored, summary]
+    assert storage.list_messages(db, "local", session.id) == [stored, summary]
     assert (stored.kind, stored.citations, stored.grounding) == ("chat", citations, grounding)
     assert (summary.kind, summary.citations, summary.grounding) == ("summary", [], None)
     with pytest.raises(ValueError, match="kind"):
-        storage.add_message(db, session.id, "assistant", "x", disclaimer="Check.", kind="note")
+        storage.add_message(db, "local", session.id, "assistant", "x", disclaimer="Check.", kind="note")
 
 
 def test_the_whole_document_is_kept_beside_its_page_texts(db: storage.Database) -> None:
-    session = storage.create_session(db, "s")
+    session = storage.create_session(db, "local", "s")
     content = '{"name": "a.json", "sections": [{"title": "Allergies"}]}'
-    stored = storage.add_document(db, session.id, "a.json", "2" * 64, "fhir", ["page"], 3, content=content)
-    without = storage.add_document(db, session.id, "b.txt", "3" * 64, "txt", ["page"], 1)
+    stored = storage.add_document(db, "local", session.id, "a.json", "2" * 64, "fhir", ["page"], 3, content=content)
+    without = storage.add_document(db, "local", session.id, "b.txt", "3" * 64, "txt", ["page"], 1)
 
     assert stored.content == content
     assert without.content is None
-    assert [d.content for d in storage.list_documents(db, session.id)] == [content, None]
+    assert [d.content for d in storage.list_documents(db, "local", session.id)] == [content, None]
 
 
 def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_path: Path) -> None:
@@ -415,16 +524,16 @@ def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_p
     conn.close()
 
     db = open_database(db_path)
-    [old] = storage.list_documents(db, 1)
+    [old] = storage.list_documents(db, "local", 1)
     assert (old.name, old.page_texts, old.content) == ("old.txt", ["one", "two"], None)
-    new = storage.add_document(db, 1, "new.txt", "5" * 64, "txt", ["three"], 1, content="{}")
-    assert storage.list_documents(db, 1) == [old, new]
-    [message] = storage.list_messages(db, 1)
+    new = storage.add_document(db, "local", 1, "new.txt", "5" * 64, "txt", ["three"], 1, content="{}")
+    assert storage.list_documents(db, "local", 1) == [old, new]
+    [message] = storage.list_messages(db, "local", 1)
     assert (message.text, message.kind, message.citations, message.grounding) == ("Rest.", "chat", [], None)
     db.close()
 
     with _raw(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()
     # Opening the migrated file again migrates nothing twice.
     open_database(db_path).close()

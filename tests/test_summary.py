@@ -21,6 +21,7 @@ from documents import load
 from engine import LocalEngine
 from prompts import disclaimer
 from storage import list_messages, open_database
+from conftest import CLINICIAN
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 STRUCTURED = FHIR_FILES + CCDA_FILES
@@ -220,10 +221,10 @@ def assistant(local_engine: LocalEngine, tmp_path: Path) -> Assistant:
 
 def test_a_summary_is_drafted_under_the_grammar_checked_and_stored(assistant: Assistant, corpus: Path) -> None:
     upload = read_upload([(corpus / RHINITIS, RHINITIS)], 1 << 26)
-    view = assistant.start_session(upload)
+    view = assistant.start_session(CLINICIAN, upload)
     assert view is not None
 
-    events = list(assistant.summarize(view.session.id))
+    events = list(assistant.summarize(CLINICIAN, view.session.id))
 
     *progress, summary = events
     assert progress and all(isinstance(event, SummaryProgress) for event in progress)
@@ -233,12 +234,12 @@ def test_a_summary_is_drafted_under_the_grammar_checked_and_stored(assistant: As
     # Whatever the small model drafted, nothing is shown as a fact without a span of the record behind it.
     for _, item in turn.summary.shown_as_fact():
         assert all(verify(turn.summary.citations[number - 1], upload.documents) for number in item.citations)
-    request, stored = list_messages(assistant.db, view.session.id)
+    request, stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)
     assert (request.kind, stored.kind) == ("summary", "summary")
     assert stored.citations == [c.model_dump() for c in turn.summary.citations]
     assert stored.prompt_version == "summary-v1" and stored.disclaimer == disclaimer()
     # Rebuilt from storage as it was given.
-    assert assistant.view(view.session.id).turns[-1].summary == turn.summary
+    assert assistant.view(CLINICIAN, view.session.id).turns[-1].summary == turn.summary
 
 
 def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_read_part(
@@ -248,10 +249,10 @@ def test_a_structured_summary_of_a_record_too_long_for_the_model_says_the_draft_
     engine = RecordingEngine(local_engine, context_window=4096)
     assistant = Assistant(engine, open_database(settings.db_path), settings)
     name = "synthea_fhir_dennis_durgan.json"
-    view = assistant.start_session(read_upload([(corpus / name, name)], 1 << 26))
+    view = assistant.start_session(CLINICIAN, read_upload([(corpus / name, name)], 1 << 26))
     assert view is not None and not view.record.fits
 
-    *_, summary = assistant.summarize(view.session.id)
+    *_, summary = assistant.summarize(CLINICIAN, view.session.id)
 
     assert isinstance(summary, Summary), summary
     assert any(note.startswith("The model drafted from part of the record") for note in summary.turn.summary.notes)

@@ -13,13 +13,14 @@ from app.turns import AnswerTurn
 from engine import Stats
 from prompts import disclaimer
 from storage import add_message, create_session, list_messages, open_database
+from conftest import CLINICIAN
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 
 
 def test_an_answer_turn_is_stored_whole_and_rebuilt(corpus: Path, tmp_path: Path) -> None:
     db = open_database(tmp_path / "t.sqlite3")
-    session = create_session(db, "s")
+    session = create_session(db, CLINICIAN.name, "s")
     note = documents.load(corpus / RHINITIS)
     text = "She takes Ortho Tri-Cyclen and Allegra. She takes warfarin."
     turn = AnswerTurn(
@@ -30,18 +31,18 @@ def test_an_answer_turn_is_stored_whole_and_rebuilt(corpus: Path, tmp_path: Path
         stats=Stats(prompt_tokens=10, generated_tokens=5, ttft_s=0.1, decode_tok_s=3.0, finish_reason="stop"),
     )
 
-    saved = turns.save(db, session.id, turn)
+    saved = turns.save(db, CLINICIAN.name, session.id, turn)
 
-    [rebuilt] = turns.load(db, session.id)
+    [rebuilt] = turns.load(db, CLINICIAN.name, session.id)
     assert rebuilt == saved and saved.created_at is not None
-    question, answer = list_messages(db, session.id)
+    question, answer = list_messages(db, CLINICIAN.name, session.id)
     assert (question.text, answer.text) == ("What does she take?", text)  # the model's words alone
     assert turns.history([rebuilt])[1].content == text
 
 
 def test_answers_stored_before_the_three_labels_are_read_with_them(tmp_path: Path) -> None:
     db = open_database(tmp_path / "t.sqlite3")
-    session = create_session(db, "s")
+    session = create_session(db, CLINICIAN.name, "s")
     older = {"sentences": [
         {"text": "She takes Allegra.", "start": 0, "end": 18, "label": "supported", "citations": [1]},
         {"text": "The record does not say.", "start": 19, "end": 43, "label": "no_claim", "citations": []},
@@ -49,11 +50,11 @@ def test_answers_stored_before_the_three_labels_are_read_with_them(tmp_path: Pat
     ]}
     citation = {"number": 1, "document": "n.txt", "page": 1, "start": 0, "end": 7, "quote": "Allegra",
                 "match": "fuzzy", "score": 80.0}
-    add_message(db, session.id, "user", "What?")
-    add_message(db, session.id, "assistant", "She takes Allegra. The record does not say. She takes warfarin.",
+    add_message(db, CLINICIAN.name, session.id, "user", "What?")
+    add_message(db, CLINICIAN.name, session.id, "assistant", "She takes Allegra. The record does not say. She takes warfarin.",
                 disclaimer=disclaimer(), citations=[citation], grounding=older)
-    add_message(db, session.id, "user", "A question whose answer was never stored")
+    add_message(db, CLINICIAN.name, session.id, "user", "A question whose answer was never stored")
 
-    [turn] = turns.load(db, session.id)
+    [turn] = turns.load(db, CLINICIAN.name, session.id)
     assert turn.checked.labels() == ["supported", "not_found", "not_found"]
     assert turn.checked.citations[0].quote == "Allegra"

@@ -4,10 +4,12 @@ sources and the disclaimer under it."""
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gradio as gr
 
+from app.accounts import User
 from app.assistant import (
     Answer,
     AnswerDelta,
@@ -29,8 +31,9 @@ ASK, STOP = "Ask", "Stop"
 
 
 class ChatPanel:
-    def __init__(self, assistant: Assistant) -> None:
+    def __init__(self, assistant: Assistant, user_of: Callable[[gr.Request], User]) -> None:
         self.assistant = assistant
+        self.user_of = user_of
         self.chatbot = gr.Chatbot(
             show_label=False,
             height="62vh",
@@ -86,7 +89,10 @@ class ChatPanel:
         asked = asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
         return [asked, summarizing]
 
-    def ask(self, session_id: int | None, question: str, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
+    def ask(
+        self, session_id: int | None, question: str, history: ChatHistory, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        user = self.user_of(request)
         question = question.strip()
         if session_id is None or not question:
             return
@@ -95,8 +101,8 @@ class ChatPanel:
         # shows that it is waiting.
         yield history, gr.Textbox(value="", submit_btn=False, stop_btn=STOP), gr.skip()
         answer, evidence = "", ""
-        pages = self.assistant.pages(session_id)
-        for event in self.assistant.ask(session_id, question):
+        pages = self.assistant.pages(user, session_id)
+        for event in self.assistant.ask(user, session_id, question):
             if isinstance(event, EvidenceFound):
                 # The record's own lines come first, while the model is still reading.
                 evidence = evidence_html(event.turn, pages)
@@ -112,16 +118,19 @@ class ChatPanel:
                 yield [*history, _assistant(notice)], gr.skip(), gr.skip()
 
 
-    def summarize(self, session_id: int | None, history: ChatHistory) -> Iterator[tuple[Any, ...]]:
+    def summarize(
+        self, session_id: int | None, history: ChatHistory, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        user = self.user_of(request)
         if session_id is None:
             return
         history = [*history, {"role": "user", "content": SUMMARY_REQUEST}]
-        for event in self.assistant.summarize(session_id):
+        for event in self.assistant.summarize(user, session_id):
             if isinstance(event, SummaryProgress):
                 drafting = f'<p class="hint">Drafting the summary: {event.tokens:,} tokens so far…</p>'
                 yield [*history, _assistant(drafting)], gr.skip()
             elif isinstance(event, Summary):
-                done = _assistant(turn_html(event.turn, self.assistant.pages(session_id)))
+                done = _assistant(turn_html(event.turn, self.assistant.pages(user, session_id)))
                 yield [*history, done], last_answer_text(event.turn.stats)
             elif isinstance(event, Notice):
                 notice = f'<p class="notice"><b>Not summarised.</b> {escape(event.text)}</p>'

@@ -3,10 +3,12 @@ note) checked sentence by sentence against the open session's record, without th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from app.accounts import User
 from app.assistant import Assistant
 from app.render import Checked, Note, Sources, html, tally
 
@@ -17,8 +19,9 @@ HINT = (
 
 
 class CheckPanel:
-    def __init__(self, assistant: Assistant) -> None:
+    def __init__(self, assistant: Assistant, user_of: Callable[[gr.Request], User]) -> None:
         self.assistant = assistant
+        self.user_of = user_of
         with gr.Accordion("Check a text against the record", open=False, elem_id="check-panel") as self.accordion:
             self.text = gr.Textbox(
                 label="Text to check", lines=4, max_lines=20, placeholder="One statement or a whole draft",
@@ -37,9 +40,10 @@ class CheckPanel:
     def register(self, session_id: gr.State) -> None:
         self.button.click(self.check, inputs=[session_id, self.text], outputs=self.result)
 
-    def check(self, session_id: int | None, text: str) -> str:
+    def check(self, session_id: int | None, text: str, request: gr.Request) -> str:
+        user = self.user_of(request)
         if session_id is None or not text.strip():
             return HINT
-        checked = self.assistant.check(session_id, text)
+        checked = self.assistant.check(user, session_id, text)
         blocks = [Checked(text, checked), Note(tally(checked)), Sources(checked.citations)]
-        return f'<div class="checked-text">{html(blocks, self.assistant.pages(session_id))}</div>'
+        return f'<div class="checked-text">{html(blocks, self.assistant.pages(user, session_id))}</div>'

@@ -4,17 +4,19 @@ session from one panel to the others."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
 
+from app.accounts import User
 from app.assistant import Assistant, SessionView, Upload, UploadProgress, read_upload
-from app.export import session_markdown
 from app.ui.chat_panel import ChatPanel
 from app.ui.check_panel import CheckPanel
 from app.ui.documents_panel import DocumentsPanel, LockedFile
 from app.ui.sessions_panel import SessionsPanel
+from app.ui.signed_in import signed_in_html
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
 
 HEADER = """
@@ -29,26 +31,30 @@ Check them against the source record before any clinical decision.</p>
 
 
 class Page:
-    def __init__(self, assistant: Assistant, max_upload_bytes: int, concurrent_answers: int, export_dir: Path) -> None:
+    def __init__(
+        self, assistant: Assistant, user_of: Callable[[gr.Request], User], max_upload_bytes: int,
+        concurrent_answers: int,
+    ) -> None:
         self.assistant = assistant
-        # Exports hold patient data: they go to Gradio's own cache, which it empties after an hour.
-        self.export_dir = export_dir
+        # Each event's signed-in user, from its request; every assistant call is made for that user.
+        self.user_of = user_of
         self.concurrent_answers = concurrent_answers
         self.max_upload_bytes = max_upload_bytes
         # The cancel switch of the upload being read in each browser tab, by Gradio's session hash. Kept here,
         # not in a gr.State, because State hands each event its own copy and the Cancel click must reach the
         # very Event that the reading checks.
         self._cancels: dict[str, threading.Event] = {}
-        # Uploads are copied into Gradio's cache; once stored in the database they need not stay there.
-        with gr.Blocks(title="Clinidoc", analytics_enabled=False, delete_cache=(3600, 3600)) as self.blocks:
+        # Uploads are copied into Gradio's cache and deleted once read; the sweep catches any an error left behind.
+        with gr.Blocks(title="Clinidoc", analytics_enabled=False, delete_cache=(600, 600)) as self.blocks:
             self.session_id = gr.State(None)
+            self.signed_in = gr.HTML()
             gr.HTML(HEADER)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260, elem_classes="sidebar"):
                     self.sessions = SessionsPanel()
                 with gr.Column(scale=3, min_width=480):
-                    self.chat = ChatPanel(assistant)
-                    self.check = CheckPanel(assistant)
+                    self.chat = ChatPanel(assistant, user_of)
+                    self.check = CheckPanel(assistant, user_of)
                 with gr.Column(scale=1, min_width=300, elem_classes="sidebar"):
                     self.documents = DocumentsPanel()
             self.status = StatusBar(assistant.engine.info)
@@ -59,7 +65,7 @@ class Page:
         outputs = [
             self.session_id,
             *self.sessions.outputs,
-            self.sessions.export_button,
+            self.sessions.export_link,
             *self.documents.outputs,
             *self.chat.outputs,
             *self.check.outputs,
@@ -67,6 +73,7 @@ class Page:
         ]
         # Only the list of sessions changes between page loads; redrawing the upload here would clear a file
         # dropped on it before the load's answer arrived.
+        self.blocks.load(self._signed_in, outputs=self.signed_in)
         self.blocks.load(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
         self.sessions.new_button.click(self._new, outputs=outputs)
         self.sessions.sessions.input(self._open, inputs=self.sessions.sessions, outputs=outputs)
@@ -88,32 +95,33 @@ class Page:
                 concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
             )
         for added in self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers):
-            # An answer or a summary makes its session the most recent one, and is part of its export.
-            added.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs).then(
-                self._export, inputs=self.session_id, outputs=self.sessions.export_button
-            )
-        self.sessions.export_button.click(self._exported, inputs=self.session_id)
+            # An answer or a summary makes its session the most recent one.
+            added.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
         self.check.register(self.session_id)
 
     def _show(
-        self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
+        self, user: User, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
     ) -> list[Any]:
         current = None if view is None else view.session.id
         return [
             current,
-            *self.sessions.show(self.assistant.sessions(), current),
-            self._export(current),
+            *self.sessions.show(self.assistant.sessions(user), current),
+            self.sessions.export(current),
             *self.documents.show(view, upload, locked),
             *self.chat.show(view),
             *self.check.show(view is not None),
             last_answer_text(None if view is None else last_stats(view.turns)),
         ]
 
-    def _new(self) -> list[Any]:
-        return self._show(None)
+    def _signed_in(self, request: gr.Request) -> str:
+        return signed_in_html(self.user_of(request), encrypted=self.assistant.db.encrypted)
 
-    def _open(self, session_id: int) -> list[Any]:
-        return self._show(self.assistant.open_session(session_id))
+    def _new(self, request: gr.Request) -> list[Any]:
+        return self._show(self.user_of(request), None)
+
+    def _open(self, session_id: int, request: gr.Request) -> list[Any]:
+        user = self.user_of(request)
+        return self._show(user, self.assistant.open_session(user, session_id))
 
     def _arm(self, request: gr.Request) -> Any:
         self._cancels[request.session_hash] = threading.Event()
@@ -124,6 +132,7 @@ class Page:
             cancel.set()
 
     def _start(self, paths: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        user = self.user_of(request)
         cancel = self._cancels.get(request.session_hash) or threading.Event()
         # Gradio keeps each upload under its original file name, inside a folder of its own.
         files = [(path, Path(path).name) for path in paths or []]
@@ -132,45 +141,43 @@ class Page:
         finally:
             self._cancels.pop(request.session_hash, None)
         locked = [[path, name] for (path, name) in files if _needs_password(upload, name)]
-        return self._show(self.assistant.start_session(upload), upload, locked)
+        # Read, the originals go: only an encrypted PDF waiting for its password stays, until it is opened.
+        _remove([path for path, name in files if [path, name] not in locked])
+        return self._show(user, self.assistant.start_session(user, upload), upload, locked)
 
     def _unlock(
-        self, session_id: int | None, password: str, locked: list[LockedFile], progress: gr.Progress = gr.Progress()
+        self, session_id: int | None, password: str, locked: list[LockedFile], request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
     ) -> list[Any]:
         """Read the first encrypted PDF waiting with `password`, into the open session or a new one."""
+        user = self.user_of(request)
         if not locked:
-            return self._show(None if session_id is None else self.assistant.open_session(session_id))
+            return self._show(user, None if session_id is None else self.assistant.open_session(user, session_id))
         (path, name), rest = locked[0], locked[1:]
         upload = read_upload([(path, name)], self.max_upload_bytes, password=password, progress=_reporter(progress))
         if upload.documents and session_id is not None:
-            view = self.assistant.add_documents(session_id, upload.documents)
+            view = self.assistant.add_documents(user, session_id, upload.documents)
         elif upload.documents:
-            view = self.assistant.start_session(upload)
+            view = self.assistant.start_session(user, upload)
         else:
-            view = None if session_id is None else self.assistant.open_session(session_id)
+            view = None if session_id is None else self.assistant.open_session(user, session_id)
             rest = locked if _needs_password(upload, name) else rest  # a wrong password may be typed again
-        return self._show(view, upload, rest)
+        if [path, name] not in rest:
+            _remove([path])
+        return self._show(user, view, upload, rest)
 
-    def _delete(self, session_id: int) -> list[Any]:
-        self.assistant.delete_session(session_id)
-        return self._show(None)
+    def _delete(self, session_id: int, request: gr.Request) -> list[Any]:
+        user = self.user_of(request)
+        self.assistant.delete_session(user, session_id)
+        return self._show(user, None)
 
-    def _export(self, session_id: int | None) -> Any:
-        """The export of the open session, written for the download button: it downloads what is ready, so the
-        file is refreshed whenever the session changes."""
-        if session_id is None:
-            return gr.DownloadButton(value=None, interactive=False)
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        path = self.export_dir / f"clinidoc-session-{session_id}.md"
-        path.write_text(session_markdown(self.assistant.view(session_id)), encoding="utf-8")
-        return gr.DownloadButton(value=str(path), interactive=True)
+    def _list_sessions(self, session_id: int | None, request: gr.Request) -> list[Any]:
+        return self.sessions.show(self.assistant.sessions(self.user_of(request)), session_id)
 
-    def _exported(self, session_id: int | None) -> None:
-        if session_id is not None:
-            self.assistant.record_export(session_id)
 
-    def _list_sessions(self, session_id: int | None) -> list[Any]:
-        return self.sessions.show(self.assistant.sessions(), session_id)
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def _needs_password(upload: Upload, name: str) -> bool:

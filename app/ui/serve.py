@@ -1,25 +1,89 @@
-"""Serving the page on this machine only."""
+"""Serving the pages: on this machine only by default, beyond it only over TLS; with the daily and half-minute
+chores of a server that holds patients' records (retention, idle sign-outs)."""
 
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+
+import uvicorn
+
+from app.accounts import Accounts
 from app.assistant import Assistant
-from app.settings import Settings
-from app.ui.page import Page
-from app.ui.theme import CSS, THEME
+from app.settings import Settings, SettingsError
+from app.ui.web import Web
+from storage import list_events, record_event
+
+# How often idle sign-ins are ended, and how often retention runs after the start.
+IDLE_SWEEP_S = 30
+RETENTION_S = 24 * 3600
 
 
-def serve(assistant: Assistant, settings: Settings) -> None:
+def serve(assistant: Assistant, accounts: Accounts, settings: Settings) -> None:
     """Serve until interrupted. Blocks the calling thread."""
-    page = Page(assistant, settings.max_upload_bytes, settings.max_batch, settings.uploads_dir / "exports")
-    # Only the page may call its events; no public API on patient data.
-    page.blocks.queue(api_open=False, default_concurrency_limit=1)
-    page.blocks.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=False,
-        ssr_mode=False,  # server-side rendering would need a Node server beside this one
-        theme=THEME,
-        css=CSS,
-        max_file_size=settings.max_upload_bytes,
-        footer_links=[],
-        enable_monitoring=False,
-        show_error=True,
+    tls = check_transport(settings)
+    record_settings(assistant, settings)
+    web = Web(assistant, accounts, settings)
+    app = web.app()
+    _every(IDLE_SWEEP_S, web.end_idle, "idle sign-outs")
+    if settings.retention_days is not None:
+        assistant.apply_retention(settings.retention_days)
+        _every(RETENTION_S, lambda: assistant.apply_retention(settings.retention_days), "retention")
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning",
+        ssl_certfile=str(settings.tls_cert) if tls else None, ssl_keyfile=str(settings.tls_key) if tls else None,
+        # Behind a TLS proxy the client's address is the proxy's forwarded one; otherwise no header is believed.
+        proxy_headers=settings.behind_tls_proxy, forwarded_allow_ips="*" if settings.behind_tls_proxy else None,
+        # Open pages hold streams that never end by themselves: a stop should not wait on them.
+        timeout_graceful_shutdown=5,
     )
+
+
+def check_transport(settings: Settings) -> bool:
+    """Whether the server itself speaks TLS. Refuses, with what to set, to serve beyond this machine in the clear."""
+    if settings.tls_cert is not None or settings.tls_key is not None:
+        if settings.tls_cert is None or settings.tls_key is None:
+            raise SettingsError("TLS needs both CLINIDOC_TLS_CERT (the certificate) and CLINIDOC_TLS_KEY (its key).")
+        return True
+    if not _loopback(settings.host) and not settings.behind_tls_proxy:
+        raise SettingsError(
+            f"Serving on {settings.host} reaches beyond this machine, and patients' records must not travel in the "
+            "clear: set CLINIDOC_TLS_CERT and CLINIDOC_TLS_KEY, or CLINIDOC_BEHIND_TLS_PROXY=true when a TLS "
+            "proxy in front of Clinidoc is the only way in."
+        )
+    return False
+
+
+def record_settings(assistant: Assistant, settings: Settings) -> None:
+    """Audits the security settings the server starts with, when they differ from the last start's."""
+    described = "; ".join([
+        f"database {'encrypted' if assistant.db.encrypted else 'not encrypted'}",
+        f"host {settings.host}",
+        f"TLS {'here' if settings.tls_cert else 'at a proxy' if settings.behind_tls_proxy else 'none'}",
+        f"idle sign-out {settings.idle_logoff_minutes:g} min",
+        f"lockout after {settings.signin_attempts} failures for {settings.lockout_minutes:g} min",
+        f"directory {settings.ldap_url or 'none'}",
+        f"retention {f'{settings.retention_days} days' if settings.retention_days else 'none'}",
+    ])
+    earlier = list_events(assistant.db, action="settings")
+    if not earlier or earlier[-1].detail != described:
+        record_event(assistant.db, "clinidoc", "settings", detail=described)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _every(seconds: float, chore, name: str) -> None:
+    def run() -> None:
+        while True:
+            time.sleep(seconds)
+            chore()
+
+    threading.Thread(target=run, name=name, daemon=True).start()

@@ -18,7 +18,9 @@ class SessionsPanel:
             choices=[],
             elem_classes="session-list",
         )
-        self.export_button = gr.DownloadButton("Export this session (Markdown)", size="sm", interactive=False)
+        # A link, not a file in Gradio's cache: /export/<id> makes the export when it is asked for, for the
+        # session's owner only.
+        self.export_link = gr.HTML(self.export(None))
         self.delete_button = gr.Button("Delete this session", variant="stop", size="sm", interactive=False)
         # Deleting is for good, so it takes a second, deliberate click.
         with gr.Column(visible=False, elem_classes="confirm-delete") as self.confirm:
@@ -40,6 +42,13 @@ class SessionsPanel:
             gr.Button(interactive=current is not None),
             gr.Column(visible=False),
         ]
+
+
+    @staticmethod
+    def export(current: int | None) -> str:
+        if current is None:
+            return '<span class="export-link disabled" aria-disabled="true">Export this session (Markdown)</span>'
+        return f'<a class="export-link" href="/export/{current}" download>Export this session (Markdown)</a>'
 
 
 def _label(session: SessionInfo) -> str:
