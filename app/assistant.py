@@ -191,18 +191,24 @@ def read_upload(
     files: Sequence[tuple[str | Path, str]],
     max_bytes: int,
     *,
+    max_tokens: int | None = None,
     password: str | None = None,
     progress: UploadProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> Upload:
     """Load each (path, original name); one unreadable file does not stop the others.
 
-    Needs no model, so a caller can reject a bad upload before paying for loading one. `password` is tried on
-    encrypted PDFs; `cancel`, once set, ends the reading before the next page and drops the whole upload.
+    Needs no model, so a caller can reject a bad upload before paying for loading one. A text file too large for
+    `max_tokens` is refused before it is read, and any file whose text turns out too large once read. `password` is
+    tried on encrypted PDFs; `cancel`, once set, ends the reading before the next page and drops the whole upload.
     """
     documents: list[Document] = []
     failures: list[FileFailure] = []
     for position, (path, name) in enumerate(files, start=1):
+        if max_tokens is not None and Path(name).suffix.lower() in PLAIN_TEXT:
+            if (too_large := _too_large(Path(path).stat().st_size, max_tokens)) is not None:
+                failures.append(FileFailure(name=name, reason=too_large))
+                continue
         report = None
         if progress is not None:
             report = _file_progress(progress, name, position, len(files))
@@ -215,7 +221,27 @@ def read_upload(
         except DocumentError as err:
             needs_password = isinstance(err, PasswordRequired)
             failures.append(FileFailure(name=err.name, reason=err.reason, needs_password=needs_password))
+            continue
+        read = sum(len(page.text) for page in documents[-1].pages)
+        if max_tokens is not None and (too_large := _too_large(read, max_tokens)) is not None:
+            failures.append(FileFailure(name=name, reason=too_large))
+            documents.pop()
     return Upload(documents=documents, failures=failures)
+
+
+# Files whose size tells their text's length before they are read.
+PLAIN_TEXT = (".txt", ".md", ".text", ".json", ".xml")
+# No tokenizer of a model Clinidoc runs spends more than this many characters (or bytes) of text per token, so a
+# length over this many times the limit is over the limit whatever the model.
+MAX_CHARS_PER_TOKEN = 8
+
+
+def _too_large(characters: int, max_tokens: int) -> str | None:
+    least = characters // MAX_CHARS_PER_TOKEN
+    if least <= max_tokens:
+        return None
+    return (f"holds at least {least:,} tokens of text, more than the {max_tokens:,} one record may hold. Upload the "
+            "part of the record this question needs, or ask the administrator to raise CLINIDOC_MAX_RECORD_TOKENS.")
 
 
 def _file_progress(progress: UploadProgress, name: str, position: int, files: int) -> Callable[[int, int], None]:

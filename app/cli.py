@@ -212,7 +212,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     # clearly, the one-line reason printed below.
     logging.basicConfig(level=logging.ERROR)
     # Read the file before loading the model, so a bad file fails in a moment, not after the load.
-    upload = read_upload([(args.file, args.file.name)], settings.max_upload_bytes)
+    upload = read_upload([(args.file, args.file.name)], settings.max_upload_bytes,
+                         max_tokens=settings.max_record_tokens)
     if upload.failures:
         print(upload.failures[0], file=sys.stderr)
         return 2
@@ -245,7 +246,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.ERROR)
-    upload = read_upload([(path, path.name) for path in args.files], settings.max_upload_bytes)
+    upload = read_upload([(path, path.name) for path in args.files], settings.max_upload_bytes,
+                         max_tokens=settings.max_record_tokens)
     for failure in upload.failures:
         print(failure, file=sys.stderr)
     if upload.failures:

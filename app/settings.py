@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # The largest record a session takes, counted before it is stored: a record far past any context window is
     # answered only through retrieval, and holding it costs memory on every follow-up.
     max_record_tokens: int = Field(1_000_000, ge=1)
+    # Uploads read at once, each on a core of its own; others wait their turn, answers and other requests do not.
+    concurrent_reads: int = Field(1, ge=1)
     # The command line's user: sessions `clinidoc ask` stores belong to this account, which has no password.
     user: str = "local"
 

@@ -398,3 +398,22 @@ def test_retention_deletes_old_sessions_and_forgets_their_cached_record(
     assert len(engine._engine.prefix_cache) == 0
     [deleted] = list_events(assistant.db, action="session_delete")
     assert (deleted.session_id, deleted.detail) == (view.session.id, "retention: 30 days")
+
+
+def test_a_record_too_large_is_refused_before_it_is_read_and_says_what_to_do(tmp_path: Path, corpus: Path) -> None:
+    note = (corpus / RHINITIS).read_text(encoding="utf-8")
+    huge = tmp_path / "thirty_megabytes.txt"
+    with huge.open("w", encoding="utf-8") as file:
+        while file.tell() < 30 * 2**20:
+            file.write(note)
+    reported: list[str] = []
+    upload = read_upload([(huge, huge.name), (corpus / RHINITIS, RHINITIS)], 50 * 2**20, max_tokens=1_000_000,
+                         progress=lambda name, *_: reported.append(name))
+    # Refused from its size alone, never read (a read reports its pages), and the small file beside it is read.
+    assert huge.name not in reported and RHINITIS in reported
+    [failure] = upload.failures
+    assert failure.name == huge.name and "CLINIDOC_MAX_RECORD_TOKENS" in failure.reason
+    assert [document.name for document in upload.documents] == [RHINITIS]
+    # A file whose size says nothing of its text (a PDF, a Word file) is refused once read, if its text is too long.
+    [pdf_failure] = read_upload([(corpus / TKA_PDF, TKA_PDF)], 50 * 2**20, max_tokens=100).failures
+    assert "at least" in pdf_failure.reason

@@ -33,13 +33,15 @@ Check them against the source record before any clinical decision.</p>
 class Page:
     def __init__(
         self, assistant: Assistant, user_of: Callable[[gr.Request], User], max_upload_bytes: int,
-        concurrent_answers: int,
+        max_record_tokens: int, concurrent_answers: int, concurrent_reads: int,
     ) -> None:
         self.assistant = assistant
         # Each event's signed-in user, from its request; every assistant call is made for that user.
         self.user_of = user_of
         self.concurrent_answers = concurrent_answers
+        self.concurrent_reads = concurrent_reads
         self.max_upload_bytes = max_upload_bytes
+        self.max_record_tokens = max_record_tokens
         # The cancel switch of the upload being read in each browser tab, by Gradio's session hash. Kept here,
         # not in a gr.State, because State hands each event its own copy and the Cancel click must reach the
         # very Event that the reading checks.
@@ -81,18 +83,19 @@ class Page:
         documents = self.documents
         # Armed outside the queue, so Cancel works even while the upload still waits its turn.
         reading = documents.upload.upload(self._arm, outputs=documents.cancel_button, queue=False)
-        # Counting the record's tokens uses the model's tokenizer, so uploads queue with the answers.
+        # Reading has its own queue: a long record being read holds up neither the answers nor opening a session,
+        # and only `concurrent_reads` records are read at once.
         reading = reading.then(
-            self._start, inputs=documents.upload, outputs=outputs, concurrency_id="engine",
-            concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
+            self._start, inputs=documents.upload, outputs=outputs, concurrency_id="reading",
+            concurrency_limit=self.concurrent_reads, show_progress_on=documents.summary,
         )
         reading.then(lambda: gr.Button(visible=False), outputs=documents.cancel_button, queue=False)
         documents.cancel_button.click(self._cancel, queue=False)
         unlock_inputs = [self.session_id, documents.password, documents.locked]
         for unlocking in (documents.unlock_button.click, documents.password.submit):
             unlocking(
-                self._unlock, inputs=unlock_inputs, outputs=outputs, concurrency_id="engine",
-                concurrency_limit=self.concurrent_answers, show_progress_on=documents.summary,
+                self._unlock, inputs=unlock_inputs, outputs=outputs, concurrency_id="reading",
+                concurrency_limit=self.concurrent_reads, show_progress_on=documents.summary,
             )
         for added in self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers):
             # An answer or a summary makes its session the most recent one.
@@ -137,7 +140,8 @@ class Page:
         # Gradio keeps each upload under its original file name, inside a folder of its own.
         files = [(path, Path(path).name) for path in paths or []]
         try:
-            upload = read_upload(files, self.max_upload_bytes, progress=_reporter(progress), cancel=cancel)
+            upload = read_upload(files, self.max_upload_bytes, max_tokens=self.max_record_tokens,
+                                 progress=_reporter(progress), cancel=cancel)
         finally:
             self._cancels.pop(request.session_hash, None)
         locked = [[path, name] for (path, name) in files if _needs_password(upload, name)]
@@ -154,7 +158,8 @@ class Page:
         if not locked:
             return self._show(user, None if session_id is None else self.assistant.open_session(user, session_id))
         (path, name), rest = locked[0], locked[1:]
-        upload = read_upload([(path, name)], self.max_upload_bytes, password=password, progress=_reporter(progress))
+        upload = read_upload([(path, name)], self.max_upload_bytes, max_tokens=self.max_record_tokens,
+                             password=password, progress=_reporter(progress))
         if upload.documents and session_id is not None:
             view = self.assistant.add_documents(user, session_id, upload.documents)
         elif upload.documents:

@@ -110,7 +110,8 @@ class Web:
         gr.mount_gradio_app(app, admin.blocks, path="/admin", auth_dependency=self.admits("administrator"), **common)
         audit = AuditPage(self.assistant.db, self.page_user)
         gr.mount_gradio_app(app, audit.blocks, path="/audit", auth_dependency=self.admits("auditor"), **common)
-        page = Page(self.assistant, self.page_user, settings.max_upload_bytes, settings.max_batch)
+        page = Page(self.assistant, self.page_user, settings.max_upload_bytes, settings.max_record_tokens,
+                    settings.max_batch, settings.concurrent_reads)
         # Only the page may call its events; no public API on patient data.
         page.blocks.queue(api_open=False, default_concurrency_limit=1)
         gr.mount_gradio_app(app, page.blocks, path="/", auth_dependency=self.admits("clinician"), **common)
