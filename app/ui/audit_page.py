@@ -32,7 +32,8 @@ class AuditPage:
                 self.until = gr.Textbox(label="Until (YYYY-MM-DD)")
             show = gr.Button("Show", variant="primary")
             self.download = gr.HTML()
-            self.table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Events", wrap=True)
+            self.table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Events", wrap=True,
+                                      column_widths=["6%", "15%", "11%", "13%", "8%", "11%", "36%"])
             filters = [self.user, self.action, self.session, self.since, self.until]
             outputs = [self.signed_in, self.integrity, self.table, self.download]
             self.blocks.load(self._show, inputs=filters, outputs=outputs)
