@@ -119,7 +119,7 @@ class SummaryDraft(_Drafted):
 
 
 SectionKey = Literal[
-    "problems", "medications", "allergies", "labs", "vitals", "procedures", "encounters", "follow_ups"
+    "problems", "medications", "allergies", "labs", "vitals", "procedures", "immunizations", "encounters", "follow_ups"
 ]
 
 # Each section of the summary, its title and the kind of fact that fills it from structured entries.
@@ -130,6 +130,8 @@ SECTIONS: dict[SectionKey, tuple[str, FactCategory | None]] = {
     "labs": ("Recent labs", "lab"),
     "vitals": ("Vital signs", "vital"),
     "procedures": ("Procedures", "procedure"),
+    # Read from entries and from text only: the model's draft has no list of them.
+    "immunizations": ("Immunizations", "immunization"),
     "encounters": ("Encounters", "encounter"),
     "follow_ups": ("Pending follow-ups", "follow_up"),
 }
@@ -307,7 +309,7 @@ def _drafted_items(
     draft: SummaryDraft, documents: Sequence[Document]
 ) -> list[tuple[SectionKey, SummaryItem, Located | None]]:
     """Each item the model drafted, with where its quote lies; None when the record does not bear it out."""
-    return [(key, *_draft_item(key, item, documents)) for key in SECTIONS for item in getattr(draft, key)]
+    return [(key, *_draft_item(key, item, documents)) for key in SECTIONS for item in getattr(draft, key, [])]
 
 
 def _merge(items: list[SummaryItem], item: SummaryItem, citation: int) -> None:

@@ -65,6 +65,9 @@ class FhirSource(BaseModel):
     format: Literal["fhir"] = "fhir"
     resource_type: str
     id: str | None = None
+    # The line is free text the resource carries (a note attached to it, a section's narrative), not one of its
+    # coded elements: documents.text_facts reads facts from it.
+    narrative: bool = False
 
 
 class CcdaSource(BaseModel):

@@ -200,7 +200,8 @@ class _Context:
             for position, (heading, date, text, block) in enumerate(written):
                 # A reader's first line is the one that names its resource.
                 facts = (fact,) if fact is not None and position == 0 else ()
-                self.lines.setdefault(heading, []).append(_Line(date, text, source, block, facts))
+                line_source = source.model_copy(update={"narrative": True}) if block else source
+                self.lines.setdefault(heading, []).append(_Line(date, text, line_source, block, facts))
 
     def name(self, reference: object, within: Json) -> str | None:
         return self.references.name(reference, within)

@@ -31,6 +31,7 @@ from documents.dates import find_dates
 from documents.document import (
     Document, Fact, FactCategory, FhirSource, Page, Section, SectionKind, Skipped, Span,
 )
+from documents.sections import find_sections
 from documents.sentences import sentence_spans, trim
 
 # A sentence longer than this is read only this far: no clinical statement runs to it, OCR noise and junk do.
@@ -191,18 +192,30 @@ def read_facts(document: Document) -> tuple[list[Fact], list[Skipped]]:
 
 
 def read_narrative_facts(document: Document) -> list[Fact]:
-    """The facts of the free-text sections of a structured document (FHIR, C-CDA): the sections no line of which an
-    entry wrote, as a C-CDA Assessment or History of Present Illness. A section whose entries are coded is left to
-    them, and a fact that a coded fact already names is not read twice."""
-    by_entry = [source for page in document.pages for source in page.sources
-                if isinstance(source.source, FhirSource) or source.source.entry is not None]
-    narrative = [
+    """The facts of the free text of a structured document (FHIR, C-CDA): the C-CDA sections no line of which an
+    entry wrote (an Assessment, a History of Present Illness), and the notes a FHIR resource carries (a
+    DocumentReference's text, a Composition's section narratives, a report's presented form), read by their own
+    headings. A fact that a coded fact already names is not read twice."""
+    structured = [source for page in document.pages for source in page.sources
+                  if isinstance(source.source, FhirSource) or source.source.entry is not None]
+    sections = [
         region for region in _regions(document)
-        if not any(s.page == region.page.number and s.start < region.end and region.start < s.end for s in by_entry)
+        if not any(s.page == region.page.number and s.start < region.end and region.start < s.end for s in structured)
     ]
-    # A structured file's reader writes each element on a line of its own: no sentence wraps to the next line.
-    facts, _ = _read(narrative, wrapped=False)
+    notes = [region for page in document.pages for source in page.sources
+             if isinstance(source.source, FhirSource) and source.source.narrative
+             for region in _note_regions(page, source.start, source.end)]
+    # A structured file's reader writes each element on a line of its own: no sentence wraps to the next line. A
+    # note keeps its own line breaks, inside which its sentences wrap.
+    facts = _read(sections, wrapped=False)[0] + _read(notes, wrapped=True)[0]
     return [fact for fact in facts if not any(_same_thing(fact, coded) for coded in document.facts)]
+
+
+def _note_regions(page: Page, start: int, end: int) -> list[_Region]:
+    """A note's text in regions by the note's own headings ("ALLERGIES:", "PLAN:"), found as in a free-text file."""
+    return [_Region(page, start + span.start, start + span.end, section.kind, section.title)
+            for section in find_sections([Page(number=page.number, text=page.text[start:end])])
+            for span in section.spans]
 
 
 def _read(regions: Iterable[_Region], wrapped: bool) -> tuple[list[Fact], int]:

@@ -248,7 +248,7 @@ def test_fhir_text_attachments_are_read_and_others_counted(tmp_path: Path) -> No
     page = document.pages[0]
     assert "2021-05-06 Discharge note\nPatient improved.\nFollow up in 2 weeks." in page.text
     note_span = next(s for s in page.sources if "\n" in page.text[s.start : s.end])
-    assert note_span.source == FhirSource(resource_type="DocumentReference", id="d1")
+    assert note_span.source == FhirSource(resource_type="DocumentReference", id="d1", narrative=True)
     assert {(s.what, s.reason) for s in document.coverage.skipped} == {
         ("DocumentReference attachment (application/pdf)", "only text attachments are read"),
         ("DocumentReference", "malformed resource"),

@@ -1,5 +1,7 @@
 """Facts read from free text without a model (documents.text_facts and the modules it uses), on real files."""
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,25 @@ def test_a_past_surgical_history_names_surgeries_that_prose_does_not(tmp_path):
         "ASSESSMENT: He presents to the bariatric surgery service.\n"
     ))
     assert _names(facts, "procedure") == {"knee surgery"}
+
+
+def test_a_note_a_fhir_bundle_carries_is_read_by_its_own_headings_beside_the_coded_entries(tmp_path):
+    note = ("HISTORY: She has a history of migraine headaches. She denies diabetes.\n"
+            "MEDICATIONS: Lisinopril 10 mg daily.\nALLERGIES: Penicillin (rash).\nASSESSMENT: Hypertension.\n")
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p", "name": [{"family": "Doe", "given": ["Jane"]}]}},
+        {"resource": {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"},
+                      "code": {"text": "Hypertension"}, "clinicalStatus": {"coding": [{"code": "active"}]}}},
+        {"resource": {"resourceType": "DocumentReference", "id": "d", "status": "current",
+                      "subject": {"reference": "Patient/p"}, "date": "2024-03-01T10:00:00Z",
+                      "description": "Clinic note", "content": [{"attachment": {
+                          "contentType": "text/plain", "data": base64.b64encode(note.encode()).decode()}}]}},
+    ]}
+    facts = _note(tmp_path, json.dumps(bundle), name="bundle.json")
+    from_text = {(fact.category, fact.name.casefold()) for fact in facts if fact.origin == "text" and fact.listable}
+    assert {("medication", "lisinopril"), ("allergy", "penicillin"), ("condition", "migraine headaches")} <= from_text
+    # The coded Hypertension is not read a second time from the note, and the denied diabetes is no problem.
+    assert [fact.origin for fact in facts if fact.name.casefold() == "hypertension"] == ["entry"]
+    assert ("condition", "diabetes") not in from_text
+    lisinopril = next(fact for fact in facts if fact.name == "Lisinopril")
+    assert (lisinopril.dose, lisinopril.frequency) == ("10 mg", "daily")
