@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -228,3 +229,45 @@ def test_serving_beyond_this_machine_needs_tls(tmp_path: Path) -> None:
     assert check_transport(Settings(data_dir=tmp_path, host="0.0.0.0", behind_tls_proxy=True)) is False
     assert check_transport(Settings(data_dir=tmp_path, host="0.0.0.0", tls_cert=tmp_path / "c.pem",
                                     tls_key=tmp_path / "k.pem")) is True
+
+
+def test_the_server_speaks_tls_with_the_certificate_it_is_given(served: Served, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now)
+                   .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    settings = served.settings.model_copy(update={"tls_cert": cert, "tls_key": key_file})
+    assert check_transport(settings)
+    web = Web(served.web.assistant, served.web.accounts, settings, served.clock)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(web.app(), host="127.0.0.1", port=port, log_level="warning",
+                                           ssl_certfile=str(cert), ssl_keyfile=str(key_file)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False) as client:
+            response = client.post("/login", data={"name": CLINICIAN.name, "password": PASSWORDS[CLINICIAN.name]})
+            assert response.status_code == 303
+            # Under TLS the sign-in cookie is never sent in the clear, and browsers are told to keep to HTTPS.
+            assert "secure" in response.headers["set-cookie"].lower()
+            assert response.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
