@@ -104,17 +104,18 @@ class Web:
         common: dict[str, Any] = dict(
             blocked_paths=[str(settings.data_dir)], max_file_size=settings.max_upload_bytes, ssr_mode=False,
             enable_monitoring=False, show_error=True, theme=THEME, css=CSS, head=_IDLE_CHECK,
+            footer_links=[],  # no links to an API page, to Gradio or to its settings
         )
-        # The more specific paths first: the root page would take every path under it.
         admin = AdminPage(self.accounts, self.page_user, self.signins)
-        gr.mount_gradio_app(app, admin.blocks, path="/admin", auth_dependency=self.admits("administrator"), **common)
         audit = AuditPage(self.assistant.db, self.page_user)
-        gr.mount_gradio_app(app, audit.blocks, path="/audit", auth_dependency=self.admits("auditor"), **common)
         page = Page(self.assistant, self.page_user, settings.max_upload_bytes, settings.max_record_tokens,
                     settings.max_batch, settings.concurrent_reads)
         # Only the page may call its events; no public API on patient data.
         page.blocks.queue(api_open=False, default_concurrency_limit=1)
-        gr.mount_gradio_app(app, page.blocks, path="/", auth_dependency=self.admits("clinician"), **common)
+        # The more specific paths first: the root page would take every path under it.
+        for blocks, path, role in ((admin.blocks, "/admin", "administrator"), (audit.blocks, "/audit", "auditor"),
+                                   (page.blocks, "/", "clinician")):
+            gr.mount_gradio_app(app, blocks, path=path, auth_dependency=self.admits(role), **common)
         return app
 
     async def _guard(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
