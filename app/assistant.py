@@ -20,7 +20,7 @@ from app.accounts import User
 from app.citations import CitationNumbers, Located
 from app.claims import CheckedText, Record, check_text
 from app.evidence import Evidence, EvidenceIndex, EvidenceSearch, QuestionType, find_evidence
-from app.export import session_markdown
+from app.export import ExportFormat, session_markdown, session_pdf
 from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
@@ -298,12 +298,13 @@ class Assistant:
         self._audit(user, "session_open", session_id)
         return view
 
-    def export(self, user: User, session_id: int) -> str:
-        """The session as a Markdown document (app/export.py), made when asked and noted in the audit log, since
-        the record then leaves Clinidoc."""
-        text = session_markdown(self.view(user, session_id))
-        self._audit(user, "export", session_id)
-        return text
+    def export(self, user: User, session_id: int, form: ExportFormat = "markdown") -> bytes:
+        """The session as a Markdown or PDF document (app/export.py), made when asked and noted in the audit log,
+        since the record then leaves Clinidoc."""
+        view = self.view(user, session_id)
+        exported = session_pdf(view) if form == "pdf" else session_markdown(view).encode("utf-8")
+        self._audit(user, "export", session_id, detail=form)
+        return exported
 
     def delete_session(self, user: User, session_id: int) -> None:
         """Deletes the session's rows (overwritten in the file), its cached record and the model's cached keys and

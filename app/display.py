@@ -1,11 +1,15 @@
-"""The assistant's results as short plain-text lines, worded the same in the browser and the terminal."""
+"""The assistant's results as short plain-text lines, worded the same in the browser, the terminal and exports."""
 
-from typing import Any
+from __future__ import annotations
 
-from app.assistant import RecordStatus
+from typing import TYPE_CHECKING, Any
+
 from app.claims import ClaimCheck
 from documents import Coverage
 from engine import EngineInfo, Stats
+
+if TYPE_CHECKING:  # the assistant's exports use these lines, so it imports this module
+    from app.assistant import RecordStatus
 
 
 def record_line(status: RecordStatus) -> str:

@@ -1,8 +1,11 @@
-"""A session exported as Markdown carries every answer's evidence, sources, support labels and disclaimer."""
+"""A session exported as Markdown or PDF carries every answer's evidence, sources, support labels and disclaimer."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from pypdf import PdfReader
 
 from app import turns
 from app.assistant import Assistant, read_upload
@@ -48,3 +51,26 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
 
     assistant.export(CLINICIAN, view.session.id)
     assert list_events(assistant.db)[-1].action == "export"
+
+
+def test_the_pdf_export_carries_the_disclaimer_the_warning_the_coverage_and_the_citations(
+    local_engine: LocalEngine, tmp_path: Path, corpus: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, max_new_tokens=32)
+    assistant = Assistant(local_engine, open_database(settings.db_path), settings)
+    # Two patients' records: the export carries the mix-up warning.
+    files = [(corpus / name, name) for name in ("ccda_ccd_eve_betterhalf.xml", "synthea_fhir_dennis_durgan.json")]
+    view = assistant.start_session(CLINICIAN, read_upload(files, 1 << 26))
+    *_, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
+    view = assistant.view(CLINICIAN, view.session.id)
+    assert view.warnings
+
+    text = " ".join(" ".join(page.extract_text().split())
+                    for page in PdfReader(io.BytesIO(assistant.export(CLINICIAN, view.session.id, "pdf"))).pages)
+    assert " ".join(disclaimer().split()) in text
+    assert " ".join(view.warnings[0].split())[:60] in text
+    assert "1 page read" in text  # the coverage of each document
+    cited = {citation.number: citation for citation in answer.turn.checked.citations}
+    for number in answer.turn.evidence_citations[:2]:
+        assert f"— {cited[number].document}, page {cited[number].page} [{number}]" in text
+    assert list_events(assistant.db)[-1].detail == "pdf"

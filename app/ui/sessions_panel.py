@@ -46,9 +46,12 @@ class SessionsPanel:
 
     @staticmethod
     def export(current: int | None) -> str:
+        forms = (("markdown", "Export this session (Markdown)"), ("pdf", "Export this session (PDF)"))
         if current is None:
-            return '<span class="export-link disabled" aria-disabled="true">Export this session (Markdown)</span>'
-        return f'<a class="export-link" href="/export/{current}" download>Export this session (Markdown)</a>'
+            return "".join(f'<span class="export-link disabled" aria-disabled="true">{label}</span>'
+                           for _, label in forms)
+        return "".join(f'<a class="export-link" href="/export/{current}?form={form}" download>{label}</a>'
+                       for form, label in forms)
 
 
 def _label(session: SessionInfo) -> str:

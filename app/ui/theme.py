@@ -20,6 +20,9 @@ CSS = """
 }
 .sidebar { gap: 0.75rem; }
 .session-list label { width: 100%; overflow-wrap: anywhere; }
+.export-link { display: block; margin: 0.2rem 0; font-size: 0.9rem; }
+.export-link.disabled { color: var(--body-text-color-subdued); }
+.signed-in { margin: 0; font-size: 0.9rem; }
 .confirm-delete { padding: 0.6rem; background: #fef2f2; border: 1px solid #fecaca; }
 .confirm-delete p { color: #7f1d1d; font-size: 0.9rem; }
 .document-list { list-style: none; padding: 0; margin: 0; }

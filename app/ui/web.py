@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from app.accounts import Accounts, SignInRefused, User
 from app.assistant import Assistant
 from app.audit_log import AuditFilters, audit_csv, read_events
+from app.export import ExportFormat
 from app.settings import Settings
 from app.ui.admin_page import AdminPage
 from app.ui.audit_page import AuditPage
@@ -166,16 +167,17 @@ class Web:
     def _state(self, request: Request) -> JSONResponse:
         return JSONResponse({"signed_in": self.user(request) is not None})
 
-    def _export(self, session_id: int, request: Request) -> Response:
+    def _export(self, session_id: int, request: Request, form: ExportFormat = "markdown") -> Response:
         user = self.user(request, action=True)
         if user is None or user.role != "clinician":
             raise HTTPException(status_code=404)
         try:
-            text = self.assistant.export(user, session_id)
+            exported = self.assistant.export(user, session_id, form)
         except SessionNotFound:
             raise HTTPException(status_code=404) from None
-        return Response(text, media_type="text/markdown; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="clinidoc-session-{session_id}.md"'})
+        media, suffix = ("application/pdf", "pdf") if form == "pdf" else ("text/markdown; charset=utf-8", "md")
+        return Response(exported, media_type=media, headers={
+            "Content-Disposition": f'attachment; filename="clinidoc-session-{session_id}.{suffix}"'})
 
     def _audit_csv(self, request: Request, user: str | None = None, session: int | None = None,
                    action: str | None = None, since: str | None = None, until: str | None = None) -> Response:
