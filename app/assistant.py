@@ -49,6 +49,7 @@ from storage import (
     SessionNotFound,
     add_document,
     create_session,
+    delete_document,
     delete_session,
     delete_sessions_before,
     get_session,
@@ -271,14 +272,24 @@ class Assistant:
 
     def start_session(self, user: User, upload: Upload) -> SessionView | None:
         """Store the readable documents of `upload` as a new session; None when no file was readable."""
-        for failure in upload.failures:
-            # Audit events outlive a deleted session, so they carry no file names or text:
-            # a file name often names the patient.
-            self._audit(user, "upload_rejected", detail=failure.reason)
+        self._audit_failures(user, upload, None)
         if not upload.documents:
             return None
         session = create_session(self.db, user.name, _title(upload.documents))
         return self.add_documents(user, session.id, upload.documents)
+
+    def add_upload(self, user: User, session_id: int, upload: Upload) -> SessionView:
+        """Add the readable documents of `upload` to an open session: a patient's record grows as it arrives."""
+        self._audit_failures(user, upload, session_id)
+        if upload.documents:
+            return self.add_documents(user, session_id, upload.documents)
+        return self.view(user, session_id)
+
+    def _audit_failures(self, user: User, upload: Upload, session_id: int | None) -> None:
+        for failure in upload.failures:
+            # Audit events outlive a deleted session, so they carry no file names or text:
+            # a file name often names the patient.
+            self._audit(user, "upload_rejected", session_id, detail=failure.reason)
 
     def add_documents(self, user: User, session_id: int, documents: Sequence[Document]) -> SessionView:
         """Store `documents` in an open session: a PDF opened with its password after the rest of its upload."""
@@ -305,6 +316,14 @@ class Assistant:
         exported = session_pdf(view) if form == "pdf" else session_markdown(view).encode("utf-8")
         self._audit(user, "export", session_id, detail=form)
         return exported
+
+    def remove_document(self, user: User, session_id: int, document_id: int) -> SessionView:
+        """Takes one document out of the session's record: later answers and summaries no longer read it, and the
+        model's cached keys and values of the record with it are dropped."""
+        delete_document(self.db, user.name, session_id, document_id)
+        self._forget([session_id])
+        self._audit(user, "document_remove", session_id, detail=f"document {document_id}")
+        return self.view(user, session_id)
 
     def delete_session(self, user: User, session_id: int) -> None:
         """Deletes the session's rows (overwritten in the file), its cached record and the model's cached keys and

@@ -3,6 +3,7 @@
 from storage.database import Database, DatabaseLocked, open_database
 from storage.models import AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo, UserInfo, UserRole
 from storage.queries import (
+    DocumentNotFound,
     SessionNotFound,
     UserExists,
     UserNotFound,
@@ -11,6 +12,7 @@ from storage.queries import (
     add_messages,
     add_user,
     create_session,
+    delete_document,
     delete_session,
     delete_sessions_before,
     get_session,
@@ -32,6 +34,7 @@ __all__ = [
     "AuditEvent",
     "Database",
     "DatabaseLocked",
+    "DocumentNotFound",
     "DocumentInfo",
     "MessageInfo",
     "NewMessage",
@@ -46,6 +49,7 @@ __all__ = [
     "add_messages",
     "add_user",
     "create_session",
+    "delete_document",
     "delete_session",
     "delete_sessions_before",
     "get_session",

@@ -30,6 +30,11 @@ class SessionNotFound(KeyError):
         return f"No session with id {self.session_id}"
 
 
+class DocumentNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"No document with id {self.args[0]} in this session"
+
+
 class UserExists(ValueError):
     pass
 
@@ -150,6 +155,16 @@ def delete_session(db: Database, user: str, session_id: int) -> None:
     with db.writing() as s:
         _check_owner(s, user, session_id)
         s.connection().execute(delete(SessionRow).where(SessionRow.id == session_id))
+    db.checkpoint()
+
+
+def delete_document(db: Database, user: str, session_id: int, document_id: int) -> None:
+    """Removes one document from the user's session, overwriting its bytes in the file."""
+    with db.writing() as s:
+        _touch(s, user, session_id)
+        stmt = delete(DocumentRow).where(DocumentRow.id == document_id, DocumentRow.session_id == session_id)
+        if s.connection().execute(stmt).rowcount == 0:
+            raise DocumentNotFound(document_id)
     db.checkpoint()
 
 

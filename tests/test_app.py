@@ -417,3 +417,23 @@ def test_a_record_too_large_is_refused_before_it_is_read_and_says_what_to_do(tmp
     # A file whose size says nothing of its text (a PDF, a Word file) is refused once read, if its text is too long.
     [pdf_failure] = read_upload([(corpus / TKA_PDF, TKA_PDF)], 50 * 2**20, max_tokens=100).failures
     assert "at least" in pdf_failure.reason
+
+
+def test_a_record_grows_and_shrinks_and_answers_read_what_it_holds_now(
+    assistant: Assistant, engine: RecordingEngine, corpus: Path
+) -> None:
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
+    grown = assistant.add_upload(CLINICIAN, view.session.id, read(corpus / TKA_PDF))
+    assert [document.name for document in grown.documents] == [RHINITIS, TKA_PDF]
+    assert grown.record.tokens > view.record.tokens
+    list(assistant.ask(CLINICIAN, view.session.id, "What medications was the patient discharged on?"))
+    assert "Coumadin" in " ".join(message.content for message in engine.prompts[-1])  # the added document is read
+
+    rhinitis = grown.documents[0]
+    shrunk = assistant.remove_document(CLINICIAN, view.session.id, rhinitis.id)
+    assert [document.name for document in shrunk.documents] == [TKA_PDF]
+    list(assistant.ask(CLINICIAN, view.session.id, "Does the patient have allergies?"))
+    assert "Seattle" not in " ".join(message.content for message in engine.prompts[-1])  # the removed one is not
+    with pytest.raises(SessionNotFound):
+        assistant.remove_document(User(name="dr.other"), view.session.id, shrunk.documents[0].id)
+    assert [event.action for event in list_events(assistant.db, session_id=view.session.id)].count("upload") == 2

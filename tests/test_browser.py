@@ -236,3 +236,24 @@ def test_two_clinicians_in_two_browsers_see_only_their_own_sessions(
     expect(theirs.get_by_role("button", name="Sign in")).to_be_visible()
     theirs.goto(server.url)
     expect(theirs.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_documents_join_and_leave_an_open_record(browser: Browser, server: Server, corpus: Path) -> None:
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files(corpus / RHINITIS)
+    expect(page.locator(".document-list")).to_contain_text(RHINITIS, timeout=60_000)
+    # The next step is said where the answers will be.
+    expect(page.locator("#chat")).to_contain_text("The record is read")
+    expect(page.get_by_text("Add documents to this patient's record")).to_be_visible()
+
+    page.locator("input[type=file]").set_input_files(corpus / TKA_PDF)
+    expect(page.locator(".document-list li", has_text=TKA_PDF)).to_be_visible(timeout=60_000)
+    expect(page.locator(".document-list")).to_contain_text(RHINITIS)
+    assert page.locator(".session-list label").count() == len(list_sessions(
+        open_database(server.data_dir / "clinidoc.sqlite3"), CLINICIAN.name))  # no new session for the addition
+
+    page.get_by_label("Take a document out of this record").click()
+    page.get_by_role("option", name=RHINITIS).click()
+    page.locator(".remove-document").get_by_role("button", name="Remove").click()
+    expect(page.locator(".document-list")).not_to_contain_text(RHINITIS)
+    expect(page.locator(".document-list")).to_contain_text(TKA_PDF)

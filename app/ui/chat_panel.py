@@ -28,6 +28,10 @@ from prompts import disclaimer
 ChatHistory = list[dict[str, str]]
 
 ASK, STOP = "Ask", "Stop"
+# What to do next, said in the empty chat: before a record is open, and once it is read.
+FIRST_STEP = "Upload a patient's record on the right, or reopen a session on the left, then ask about it here."
+NEXT_STEP = ("The record is read. Press “Summarise the record” below for a summary with its sources, or ask a "
+             "question about it. Documents added on the right join this record.")
 
 
 class ChatPanel:
@@ -37,7 +41,7 @@ class ChatPanel:
         self.chatbot = gr.Chatbot(
             show_label=False,
             height="62vh",
-            placeholder="Upload a patient's record or reopen a session, then ask about it here.",
+            placeholder=FIRST_STEP,
             buttons=["copy"],
             feedback_options=None,
             elem_id="chat",
@@ -59,7 +63,11 @@ class ChatPanel:
     def show(self, view: SessionView | None) -> list[Any]:
         history = [] if view is None else [bubble for turn in view.turns for bubble in _bubbles(turn, view.pages)]
         open_ = view is not None
-        return [history, gr.Textbox(value="", interactive=open_), gr.Button(interactive=open_)]
+        return [
+            gr.Chatbot(value=history, placeholder=NEXT_STEP if open_ else FIRST_STEP),
+            gr.Textbox(value="", interactive=open_),
+            gr.Button(interactive=open_),
+        ]
 
     def register(
         self, session_id: gr.State, last_answer: gr.Markdown, concurrency: int

@@ -1,5 +1,6 @@
-"""The documents panel: the upload that starts a session, its progress and cancel, a password for an encrypted
-PDF, then the session's documents, what of each was read, and the record size."""
+"""The documents panel: the upload that starts a session or adds to the open one, its progress and cancel, a
+password for an encrypted PDF, then the session's documents, what of each was read, the record size, and taking a
+document out of the record."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".json", ".xml"]
 LockedFile = list[str]
 
 
+NEW_RECORD = "Patient record (PDF, DOCX, TXT, MD, FHIR JSON, C-CDA XML)"
+MORE_OF_THE_RECORD = "Add documents to this patient's record"
+
+
 class DocumentsPanel:
     def __init__(self) -> None:
         self.upload = gr.File(
-            label="Patient record (PDF, DOCX, TXT, MD, FHIR JSON, C-CDA XML)",
+            label=NEW_RECORD,
             file_count="multiple",
             file_types=FILE_TYPES,
             height=150,
@@ -33,22 +38,29 @@ class DocumentsPanel:
             self.password = gr.Textbox(type="password", max_lines=1, elem_id="pdf-password")
             self.unlock_button = gr.Button("Open with this password", size="sm")
         self.summary = gr.HTML(_summary(None, None), elem_classes="documents-summary")
+        # Offered when the record has more than one document: the last one goes with the session.
+        with gr.Row(visible=False, elem_classes="remove-document") as self.remove:
+            self.remove_choice = gr.Dropdown(label="Take a document out of this record", choices=[], scale=3)
+            self.remove_button = gr.Button("Remove", variant="stop", size="sm", scale=1, min_width=80)
         self.locked = gr.State([])
 
     @property
     def outputs(self) -> list[Any]:
-        return [self.upload, self.unlock, self.password, self.summary, self.locked]
+        return [self.upload, self.unlock, self.password, self.summary, self.remove, self.remove_choice, self.locked]
 
     def show(
         self, view: SessionView | None, upload: Upload | None = None, locked: Sequence[LockedFile] = ()
     ) -> list[Any]:
-        # The upload always starts a new session, so it is offered only while no session is open.
+        # Without a session an upload starts one; with one open, it adds to that patient's record.
         waiting = f"Password for {locked[0][1]}" if locked else "Password"
+        documents = [] if view is None else view.documents
         return [
-            gr.File(value=None, visible=view is None),
+            gr.File(value=None, label=NEW_RECORD if view is None else MORE_OF_THE_RECORD),
             gr.Column(visible=bool(locked)),
             gr.Textbox(value="", label=waiting),
             _summary(view, upload),
+            gr.Row(visible=len(documents) > 1),
+            gr.Dropdown(choices=[(d.name, d.id) for d in documents], value=None),
             [list(file) for file in locked],
         ]
 

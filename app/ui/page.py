@@ -86,11 +86,14 @@ class Page:
         # Reading has its own queue: a long record being read holds up neither the answers nor opening a session,
         # and only `concurrent_reads` records are read at once.
         reading = reading.then(
-            self._start, inputs=documents.upload, outputs=outputs, concurrency_id="reading",
+            self._start, inputs=[self.session_id, documents.upload], outputs=outputs, concurrency_id="reading",
             concurrency_limit=self.concurrent_reads, show_progress_on=documents.summary,
         )
         reading.then(lambda: gr.Button(visible=False), outputs=documents.cancel_button, queue=False)
         documents.cancel_button.click(self._cancel, queue=False)
+        documents.remove_button.click(
+            self._remove_document, inputs=[self.session_id, documents.remove_choice], outputs=outputs
+        )
         unlock_inputs = [self.session_id, documents.password, documents.locked]
         for unlocking in (documents.unlock_button.click, documents.password.submit):
             unlocking(
@@ -134,7 +137,10 @@ class Page:
         if (cancel := self._cancels.get(request.session_hash)) is not None:
             cancel.set()
 
-    def _start(self, paths: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:
+    def _start(
+        self, session_id: int | None, paths: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()
+    ) -> list[Any]:
+        """Read an upload into a new session, or into the open one."""
         user = self.user_of(request)
         cancel = self._cancels.get(request.session_hash) or threading.Event()
         # Gradio keeps each upload under its original file name, inside a folder of its own.
@@ -147,7 +153,17 @@ class Page:
         locked = [[path, name] for (path, name) in files if _needs_password(upload, name)]
         # Read, the originals go: only an encrypted PDF waiting for its password stays, until it is opened.
         _remove([path for path, name in files if [path, name] not in locked])
-        return self._show(user, self.assistant.start_session(user, upload), upload, locked)
+        if session_id is None:
+            view = self.assistant.start_session(user, upload)
+        else:
+            view = self.assistant.add_upload(user, session_id, upload)
+        return self._show(user, view, upload, locked)
+
+    def _remove_document(self, session_id: int | None, document_id: int | None, request: gr.Request) -> list[Any]:
+        user = self.user_of(request)
+        if session_id is None or document_id is None:
+            return self._show(user, None if session_id is None else self.assistant.view(user, session_id))
+        return self._show(user, self.assistant.remove_document(user, session_id, document_id))
 
     def _unlock(
         self, session_id: int | None, password: str, locked: list[LockedFile], request: gr.Request,
