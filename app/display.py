@@ -21,10 +21,11 @@ def record_line(status: RecordStatus) -> str:
 
 def coverage_lines(coverage: Coverage) -> list[str]:
     """What of a file reached the text the model sees, and what did not and why: one fact a line."""
-    lines = [
+    lines = [] if coverage.format_note is None else [coverage.format_note.capitalize()]
+    lines.append(
         f"{_count(coverage.pages, 'page')} read, {coverage.characters:,} characters"
         + ("" if coverage.tokens is None else f", {coverage.tokens:,} tokens")
-    ]
+    )
     if coverage.empty_pages:
         lines.append(f"{_count(len(coverage.empty_pages), 'page')} without text: {_pages(coverage.empty_pages)}")
     if coverage.ocr_pages:

@@ -167,6 +167,8 @@ class Coverage(BaseModel):
     repeated_lines_removed: int  # page headers and footers kept once, removed from the other pages
     skipped: list[Skipped] = []
     tokens: int | None = None  # filled by a caller that has the tokenizer (see coverage.with_tokens)
+    # Said when the content is of another format than the file's name says: "named .pdf, but it is plain text".
+    format_note: str | None = None
 
 
 class Document(BaseModel):

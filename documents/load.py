@@ -46,7 +46,30 @@ def load(
     tracker.check()
     data = _read_bytes(path, name, max_bytes)
     document = _read(data, name, hashlib.sha256(data).hexdigest(), tracker, password, max_pages, max_ocr_pages)
+    document = _with_format_note(document)
     return with_tokens(document, count_tokens) if count_tokens else document
+
+
+# The format each extension names, and how a format is called in a note to the user.
+_NAMED_FORMATS: dict[str, tuple[Kind, ...]] = {
+    ".pdf": ("pdf",), ".docx": ("docx",), ".txt": ("txt", "md"), ".md": ("md", "txt"), ".json": ("fhir",),
+    ".xml": ("ccda",),
+}
+_FORMAT_WORDS: dict[Kind, str] = {
+    "pdf": "a PDF", "docx": "a Word document", "txt": "plain text", "md": "plain text", "fhir": "FHIR JSON",
+    "ccda": "a C-CDA document",
+}
+
+
+def _with_format_note(document: Document) -> Document:
+    """The document, with a note when its content is not the format its name says. The content decides how it is
+    read; the note says so, so that a file renamed by mistake does not pass unremarked."""
+    extension = Path(document.name).suffix.lower()
+    named = _NAMED_FORMATS.get(extension)
+    if named is None or document.kind in named or document.coverage is None:
+        return document
+    note = f"named {extension}, but it is {_FORMAT_WORDS[document.kind]}: read as {_FORMAT_WORDS[document.kind]}"
+    return document.model_copy(update={"coverage": document.coverage.model_copy(update={"format_note": note})})
 
 
 def _read_bytes(path: Path, name: str, max_bytes: int) -> bytes:

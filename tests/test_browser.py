@@ -257,3 +257,17 @@ def test_documents_join_and_leave_an_open_record(browser: Browser, server: Serve
     page.locator(".remove-document").get_by_role("button", name="Remove").click()
     expect(page.locator(".document-list")).not_to_contain_text(RHINITIS)
     expect(page.locator(".document-list")).to_contain_text(TKA_PDF)
+
+
+def test_a_renamed_file_is_read_by_its_content_and_a_long_name_stays_in_its_box(
+    browser: Browser, server: Server, corpus: Path, tmp_path: Path
+) -> None:
+    long_name = "discharge_summary_" + "very_long_name_without_any_spaces_" * 4 + "renamed.pdf"
+    renamed = tmp_path / long_name
+    renamed.write_bytes((corpus / RHINITIS).read_bytes())
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files(renamed)
+    note = page.locator(".format-note")
+    expect(note).to_contain_text("named .pdf, but it is plain text", timeout=60_000)
+    for box in (note, page.locator(".document-list li").first):
+        assert box.evaluate("element => element.scrollWidth <= element.clientWidth")

@@ -225,3 +225,16 @@ def test_thousands_of_pages_are_read_or_refused_in_bounded_time_and_memory(
     # 5,000 pages take 10-20 s here without tracemalloc, which slows pypdf about 2x.
     assert seconds < 120
     assert peak_mib < 400
+
+
+@pytest.mark.parametrize(("content", "name", "note"), [
+    ("mtsamples_moyamoya.txt", "renamed.pdf", "named .pdf, but it is plain text: read as plain text"),
+    ("mtsamples_tka_discharge_summary.pdf", "renamed.txt", "named .txt, but it is a PDF: read as a PDF"),
+    ("mtsamples_moyamoya.txt", "note.md", None),
+])
+def test_a_file_whose_content_is_another_format_than_its_name_says_is_read_by_its_content_and_says_so(
+    corpus: Path, tmp_path: Path, content: str, name: str, note: str | None
+) -> None:
+    path = tmp_path / name
+    path.write_bytes((corpus / content).read_bytes())
+    assert load(path).coverage.format_note == note

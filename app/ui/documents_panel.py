@@ -76,6 +76,9 @@ def _summary(view: SessionView | None, upload: Upload | None) -> str:
             parts.append('<p class="hint">Upload one or more files of one patient\'s record to start a session.</p>')
         return "".join(parts)
     parts += [f'<p class="patient-warning"><b>Warning:</b> {escape(warning)}</p>' for warning in view.warnings]
+    # A file whose content is not what its name says is said at once, not only under "What was read".
+    parts += [f'<p class="format-note"><b>{escape(info.name)}</b>: {escape(coverage.format_note)}.</p>'
+              for info in view.documents if (coverage := view.coverage.get(info.id)) and coverage.format_note]
     items = "".join(_document(d, view.coverage.get(d.id)) for d in view.documents)
     fits = "fits" if view.record.fits else "too-long"
     parts.append(f'<ul class="document-list">{items}</ul>')

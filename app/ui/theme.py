@@ -20,6 +20,9 @@ CSS = """
 }
 .sidebar { gap: 0.75rem; }
 .session-list label { width: 100%; overflow-wrap: anywhere; }
+.format-note { margin: 0.3rem 0; padding: 0.4rem 0.6rem; background: #fffbeb; border: 1px solid #fcd34d;
+  color: #78350f; font-size: 0.9rem; overflow-wrap: anywhere; }
+.patient-warning, .upload-failed, .upload-failed li { overflow-wrap: anywhere; }
 .export-link { display: block; margin: 0.2rem 0; font-size: 0.9rem; }
 .export-link.disabled { color: var(--body-text-color-subdued); }
 .signed-in { margin: 0; font-size: 0.9rem; }
