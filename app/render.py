@@ -334,7 +334,9 @@ def _references(numbers: Sequence[int]) -> str:
 
 
 def _reference(number: int) -> str:
-    return f'<sup class="cite">[{number}]</sup>'
+    # A link, so a keyboard reaches it; the page's script (app/ui/sources.py) opens source `number` of the same
+    # answer at its highlighted words. The chat keeps only plain attributes, so the number travels in the href.
+    return f'<sup class="cite"><a class="cite-link" href="#source-{number}">[{number}]</a></sup>'
 
 
 def _sources_html(citations: Sequence[Citation], pages: Pages) -> str:

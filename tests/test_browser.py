@@ -271,3 +271,32 @@ def test_a_renamed_file_is_read_by_its_content_and_a_long_name_stays_in_its_box(
     expect(note).to_contain_text("named .pdf, but it is plain text", timeout=60_000)
     for box in (note, page.locator(".document-list li").first):
         assert box.evaluate("element => element.scrollWidth <= element.clientWidth")
+
+
+def test_a_citation_marker_opens_its_source_at_the_highlighted_words_by_mouse_or_keyboard(
+    browser: Browser, server: Server, corpus: Path
+) -> None:
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files(corpus / TKA_PDF)
+    expect(page.locator(".document-list")).to_contain_text(TKA_PDF, timeout=60_000)
+    question = page.get_by_placeholder("Ask a question about this record")
+    question.fill("What was the hemoglobin?")
+    question.press("Enter")
+    answer = page.locator("#chat .message").last
+    # The checked answer, with its sources, replaces the words streamed until then.
+    expect(answer.locator("details.sources")).to_be_visible(timeout=180_000)
+
+    links = answer.locator("a.cite-link")
+    for number in (1, 2):
+        link = links.filter(has_text=f"[{number}]").first
+        if number == 1:
+            link.click()
+        else:
+            link.focus()  # a link: Tab reaches it, Enter follows it
+            page.keyboard.press("Enter")
+        source = answer.locator(f'details.sources li[value="{number}"]')
+        expect(source.locator("details")).to_have_attribute("open", "")
+        mark = source.locator(".page mark")
+        expect(mark).to_be_in_viewport()
+        box, shown = mark.bounding_box(), source.locator(".page").bounding_box()
+        assert shown["y"] <= box["y"] and box["y"] + box["height"] <= shown["y"] + shown["height"] + 1

@@ -44,6 +44,10 @@ CSS = """
 }
 :is(#chat, #check-result) .notice { color: #92400e; }
 :is(#chat, #check-result) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
+:is(#chat, #check-result) .cite-link { color: inherit; text-decoration: underline; }
+:is(#chat, #check-result) .cite-link:focus-visible, :is(#chat, #check-result) summary:focus-visible {
+  outline: 2px solid var(--primary-700); outline-offset: 2px;
+}
 :is(#chat, #check-result) .evidence {
   margin-bottom: 0.6rem; padding: 0.4rem 0.6rem; border-left: 3px solid var(--primary-600);
   background: var(--background-fill-secondary); }

@@ -30,6 +30,7 @@ from app.ui.admin_page import AdminPage
 from app.ui.audit_page import AuditPage
 from app.ui.page import Page
 from app.ui.signins import COOKIE, SignIns
+from app.ui.sources import SOURCES_SCRIPT
 from app.ui.theme import CSS, THEME
 from storage import SessionNotFound, UserRole
 
@@ -104,7 +105,7 @@ class Web:
         settings = self.settings
         common: dict[str, Any] = dict(
             blocked_paths=[str(settings.data_dir)], max_file_size=settings.max_upload_bytes, ssr_mode=False,
-            enable_monitoring=False, show_error=True, theme=THEME, css=CSS, head=_IDLE_CHECK,
+            enable_monitoring=False, show_error=True, theme=THEME, css=CSS, head=_IDLE_CHECK + SOURCES_SCRIPT,
             footer_links=[],  # no links to an API page, to Gradio or to its settings
         )
         admin = AdminPage(self.accounts, self.page_user, self.signins)
