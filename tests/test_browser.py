@@ -298,5 +298,10 @@ def test_a_citation_marker_opens_its_source_at_the_highlighted_words_by_mouse_or
         expect(source.locator("details")).to_have_attribute("open", "")
         mark = source.locator(".page mark")
         expect(mark).to_be_in_viewport()
-        box, shown = mark.bounding_box(), source.locator(".page").bounding_box()
-        assert shown["y"] <= box["y"] and box["y"] + box["height"] <= shown["y"] + shown["height"] + 1
+        # The highlighted words lie inside the visible part of their page text.
+        page.wait_for_function(
+            """mark => { const shown = mark.closest(".page").getBoundingClientRect(),
+                           words = mark.getBoundingClientRect();
+                           return words.top >= shown.top - 1 && words.bottom <= shown.bottom + 1; }""",
+            arg=mark.element_handle(), timeout=5_000,
+        )

@@ -51,14 +51,17 @@ class Page:
             self.session_id = gr.State(None)
             self.signed_in = gr.HTML()
             gr.HTML(HEADER)
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=260, elem_classes="sidebar"):
-                    self.sessions = SessionsPanel()
-                with gr.Column(scale=3, min_width=480):
+            # In the page's order the upload comes first, then the question, then the earlier sessions: the order
+            # of the keyboard and of a narrow screen, where the columns stack. A wide screen shows the sessions on
+            # the left and the documents on the right (theme.py).
+            with gr.Row(equal_height=False, elem_classes="workspace"):
+                with gr.Column(scale=1, min_width=300, elem_classes=["sidebar", "documents-column"]):
+                    self.documents = DocumentsPanel()
+                with gr.Column(scale=3, min_width=480, elem_classes="chat-column"):
                     self.chat = ChatPanel(assistant, user_of)
                     self.check = CheckPanel(assistant, user_of)
-                with gr.Column(scale=1, min_width=300, elem_classes="sidebar"):
-                    self.documents = DocumentsPanel()
+                with gr.Column(scale=1, min_width=260, elem_classes=["sidebar", "sessions-column"]):
+                    self.sessions = SessionsPanel()
             self.status = StatusBar(assistant.engine.info)
             self._register_events()
 

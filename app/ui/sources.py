@@ -13,7 +13,9 @@ SOURCES_SCRIPT = """
     const page = details.querySelector(":scope > .page");
     const mark = page && page.querySelector("mark");
     if (!mark) return;
-    page.scrollTop = Math.max(0, mark.offsetTop - page.offsetTop - page.clientHeight / 3);
+    // Where the highlight starts within the scrolled page text, put a third of the way down its box.
+    const below = mark.getBoundingClientRect().top - page.getBoundingClientRect().top;
+    page.scrollTop = Math.max(0, page.scrollTop + below - page.clientHeight / 3);
     mark.scrollIntoView({block: "nearest"});
   };
   document.addEventListener("toggle", (event) => {
@@ -31,7 +33,11 @@ SOURCES_SCRIPT = """
     const list = source.closest("details.sources");
     if (list) list.open = true;
     const details = source.querySelector(":scope > details");
-    if (details) { details.open = true; showMark(details); }
+    if (details) {
+      details.open = true;
+      showMark(details);
+      requestAnimationFrame(() => showMark(details));  // again once the opened page text is laid out
+    }
     source.scrollIntoView({block: "nearest"});
     const summary = details ? details.querySelector(":scope > summary") : null;
     (summary || source).focus({preventScroll: true});
