@@ -28,7 +28,7 @@ from documents import DocumentError, assemble, load, with_tokens
 from documents.lexicons import load_dictionaries
 from engine import EngineError, connect_engine, load_engine
 from engine.checkpoint import Checkpoint, default_model_path
-from storage import DatabaseLocked, UserExists, verify_events
+from storage import Database, DatabaseLocked, UserExists, verify_events
 from storage.database import encrypt_file
 
 
@@ -158,9 +158,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.ui import serve
     from app.ui.serve import check_transport
 
-    check_transport(settings)  # before the model loads: a refusal should not take a minute
-    assistant = _assistant(settings)
-    accounts = Accounts(assistant.db, settings)
+    # Refusals come before the model loads: they should not take a minute.
+    check_transport(settings)
+    db = open_store(settings)
+    accounts = Accounts(db, settings)
     if not accounts.can_sign_in():
         print("clinidoc: no account can sign in yet. Create one first, for example:\n"
               "  clinidoc users add ADMIN_NAME --role administrator\n"
@@ -169,7 +170,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     # The drug and disease dictionaries take seconds to load: while the model loads, not on the first upload.
     threading.Thread(target=load_dictionaries, name="dictionaries", daemon=True).start()
-    serve(assistant, accounts, settings)
+    serve(_assistant(settings, db), accounts, settings)
     return 0
 
 
@@ -387,7 +388,7 @@ def _db_encrypt(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _assistant(settings: Settings) -> Assistant:
+def _assistant(settings: Settings, db: Database | None = None) -> Assistant:
     if settings.backend == "remote":
         if not settings.remote_url:
             raise EngineError(
@@ -409,4 +410,4 @@ def _assistant(settings: Settings) -> Assistant:
             kv_cache=settings.kv_cache,
         )
     print(model_line(engine.info), file=sys.stderr)
-    return Assistant(engine, open_store(settings), settings)
+    return Assistant(engine, db or open_store(settings), settings)

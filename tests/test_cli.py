@@ -114,3 +114,28 @@ def test_check_refuses_an_unreadable_claims_file_or_record_with_a_reason(corpus:
     assert result.returncode == 2 and "cannot be read as UTF-8 text" in result.stderr
     missing = clinidoc("check", str(tmp_path / "none.pdf"), "--claims", str(binary), data_dir=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("none.pdf: ")
+
+
+def test_the_administrators_commands_manage_accounts_and_serve_refuses_without_one(tmp_path: Path) -> None:
+    refused = clinidoc("serve", "--port", "1", data_dir=tmp_path)
+    assert refused.returncode == 2 and "clinidoc users add" in refused.stderr
+    added = subprocess.run([str(CLINIDOC), "users", "add", "dr.jones", "--password-stdin"], input="short\n",
+                           env={**os.environ, "CLINIDOC_DATA_DIR": str(tmp_path)}, capture_output=True, text=True)
+    assert added.returncode == 1 and "at least 12 characters" in added.stderr
+    added = subprocess.run([str(CLINIDOC), "users", "add", "dr.jones", "--password-stdin"],
+                           input="a long enough passphrase\n", env={**os.environ, "CLINIDOC_DATA_DIR": str(tmp_path)},
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    assert clinidoc("users", "disable", "dr.jones", data_dir=tmp_path).returncode == 0
+    listed = clinidoc("users", "list", data_dir=tmp_path)
+    assert listed.stdout.split() == ["dr.jones", "clinician", "local", "disabled"]
+    verified = clinidoc("audit", "verify", data_dir=tmp_path)
+    assert verified.returncode == 0 and "2 events" in verified.stdout
+    exported = clinidoc("audit", "export", "--csv", "-", "--action", "account_disable", data_dir=tmp_path)
+    assert exported.stdout.splitlines()[1].split(",")[3] == "account_disable"
+
+
+def test_an_encrypted_database_is_refused_without_its_key_with_what_to_set(tmp_path: Path) -> None:
+    open_database(tmp_path / "clinidoc.sqlite3", key="the key").close()
+    refused = clinidoc("users", "list", data_dir=tmp_path)
+    assert refused.returncode == 1 and "is encrypted" in refused.stderr and "CLINIDOC_DB_KEY" in refused.stderr
