@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,16 +72,23 @@ def served(local_engine: LocalEngine, tmp_path_factory: pytest.TempPathFactory) 
         accounts.add(ADMIN, name, ROLES[name], password)
     clock = Clock()
     web = Web(Assistant(local_engine, db, settings), accounts, settings, clock)
+    with _serving(web) as port:
+        yield Served(f"http://127.0.0.1:{port}", web, clock, settings)
+
+
+@contextmanager
+def _serving(web: Web, **tls: str) -> Iterator[int]:
+    """The web application served by uvicorn in a thread on a free port, until the block ends."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(web.app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(web.app(), host="127.0.0.1", port=port, log_level="warning", **tls))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", web, clock, settings)
+        yield port
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -250,16 +258,7 @@ def test_the_server_speaks_tls_with_the_certificate_it_is_given(served: Served, 
     settings = served.settings.model_copy(update={"tls_cert": cert, "tls_key": key_file})
     assert check_transport(settings)
     web = Web(served.web.assistant, served.web.accounts, settings, served.clock)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(web.app(), host="127.0.0.1", port=port, log_level="warning",
-                                           ssl_certfile=str(cert), ssl_keyfile=str(key_file)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with _serving(web, ssl_certfile=str(cert), ssl_keyfile=str(key_file)) as port:
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=False) as client:
             response = client.post("/login", data={"name": CLINICIAN.name, "password": PASSWORDS[CLINICIAN.name]})
             assert response.status_code == 303
@@ -268,6 +267,3 @@ def test_the_server_speaks_tls_with_the_certificate_it_is_given(served: Served, 
             assert response.headers["strict-transport-security"].startswith("max-age=")
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

@@ -68,8 +68,7 @@ class Web:
         user = self.signins.user(request.cookies.get(COOKIE), action)
         if user is None:
             return None
-        client = request.client
-        return user.model_copy(update={"address": client.host if client else None})
+        return user.model_copy(update={"address": _address(request)})
 
     def page_user(self, request: gr.Request) -> User:
         """The user of a Gradio event. The page's `auth_dependency` admitted the request, but a sign-in can end
@@ -146,9 +145,8 @@ class Web:
         return HTMLResponse(_login_html(message))
 
     def _sign_in(self, request: Request, name: str = Form(""), password: str = Form("")) -> Response:
-        client = request.client
         try:
-            user = self.accounts.sign_in(name, password, client.host if client else None)
+            user = self.accounts.sign_in(name, password, _address(request))
         except SignInRefused as refused:
             return HTMLResponse(_login_html(str(refused), name=name, error=True), status_code=401)
         response = RedirectResponse(HOMES[user.role], status_code=303)
@@ -159,8 +157,7 @@ class Web:
     def _sign_out(self, request: Request) -> Response:
         user = self.signins.end(request.cookies.get(COOKIE))
         if user is not None:
-            client = request.client
-            self.accounts.sign_out(user.model_copy(update={"address": client.host if client else None}), "by the user")
+            self.accounts.sign_out(user.model_copy(update={"address": _address(request)}), "by the user")
         response = RedirectResponse("/login?ended=out", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -189,6 +186,11 @@ class Web:
         events = read_events(self.assistant.db, auditor, filters, export=True)
         return Response(audit_csv(events), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="clinidoc-audit.csv"'})
+
+
+def _address(request: Request | gr.Request) -> str | None:
+    """Where a request came from, for the audit log."""
+    return request.client.host if request.client else None
 
 
 def _login_html(message: str, name: str = "", error: bool = False) -> str:
