@@ -25,6 +25,7 @@ from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
 from app.summary import SUMMARY_QUERY, SummaryDraft, build_summary, draft_schema, parse_draft
+from app.trends import Trends, trends
 from app.turns import AnswerTurn, Ending, SummaryTurn, Turn
 from app import turns
 from documents import (
@@ -421,6 +422,10 @@ class Assistant:
         record = self._session_record(user, session_id).record
         self._audit(user, "check", session_id)
         return check_text(text, record)
+
+    def trends(self, user: User, session_id: int) -> Trends:
+        """The session's results over time and its timeline, from the facts its documents were read for."""
+        return trends(self._session_record(user, session_id).documents)
 
     def summarize(self, user: User, session_id: int) -> Iterator[SummaryEvent]:
         """Draft, check and store the structured summary of the session's record.

@@ -261,7 +261,7 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
             case Items(title, items, more):
                 extra = f'<li class="more">… and {more:,} earlier, in the record</li>' if more else ""
-                lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{_references(item.citations)}</li>"
+                lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
                                 for item in items)
                 parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
             case Note(text, tone):
@@ -276,7 +276,7 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                     "</details>"
                 )
             case Sources(citations):
-                parts.append(_sources_html(citations, pages))
+                parts.append(sources_html(citations, pages))
             case Disclaimer(text):
                 parts.append(f'<p class="disclaimer">{escape(text)}</p>')
     return "".join(parts)
@@ -318,7 +318,7 @@ def _sentence_html(sentence: CheckedSentence) -> str:
     text = escape(sentence.text)
     badge = f'<span class="label {sentence.label}">{_BADGES[sentence.label]}</span>'
     note = f'<span class="label-note">{escape(sentence.note)}</span>' if sentence.note else ""
-    return f'<span class="sentence {sentence.label}">{text}{badge}{_references(sentence.citations)}{note}</span>'
+    return f'<span class="sentence {sentence.label}">{text}{badge}{references(sentence.citations)}{note}</span>'
 
 
 # A supported sentence's badge is short, as most sentences of a good answer carry it; the other two say it all.
@@ -329,7 +329,7 @@ _BADGES: dict[Label, str] = {
 }
 
 
-def _references(numbers: Sequence[int]) -> str:
+def references(numbers: Sequence[int]) -> str:
     return "".join(_reference(number) for number in numbers)
 
 
@@ -339,11 +339,13 @@ def _reference(number: int) -> str:
     return f'<sup class="cite"><a class="cite-link" href="#source-{number}">[{number}]</a></sup>'
 
 
-def _sources_html(citations: Sequence[Citation], pages: Pages) -> str:
+def sources_html(citations: Sequence[Citation], pages: Pages, shown: bool = True) -> str:
+    """The numbered sources a text cites, open under an answer; closed under the plots, until a point is followed."""
     if not citations:
         return ""
     items = "".join(_source(citation, pages) for citation in citations)
-    return f'<details class="sources" open><summary>Sources ({len(citations)})</summary><ol>{items}</ol></details>'
+    opened = " open" if shown else ""
+    return f'<details class="sources"{opened}><summary>Sources ({len(citations)})</summary><ol>{items}</ol></details>'
 
 
 def _source(citation: Citation, pages: Pages) -> str:

@@ -300,7 +300,7 @@ def _identity_items(members: list[tuple[Document, PatientIdentity]], numbers: Ci
         if not known:
             continue
         text = "; ".join(f"{label}: {value}" for label, value, _ in known)
-        citations = [numbers.add(_span_located(document, identity.spans[field])) for _, _, field in known[:1]]
+        citations = [numbers.add(span_located(document, identity.spans[field])) for _, _, field in known[:1]]
         items.append(SummaryItem(text=f"{text} ({document.name})", origin="record", citations=citations))
     return items
 
@@ -332,7 +332,7 @@ def _fact_items(
         dated = sorted(read, key=lambda pair: pair[1].date or "")
         shown = dated[-MAX_ENCOUNTERS:]
         return [_fact_item(fact_text(f), [(d, f)], numbers) for d, f in shown], len(dated) - len(shown)
-    groups = _by_name(read)
+    groups = by_concept(read)
     # Current entries first: an active medication or problem matters more than a resolved one.
     groups.sort(key=lambda group: (not _is_active(group[-1][1]), -_latest(group)))
     limit = MAX_PROCEDURES if key == "procedures" else len(groups)
@@ -342,7 +342,7 @@ def _fact_items(
 
 def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -> tuple[list[SummaryItem], int]:
     """The latest value of each test, most recently measured first, with the values before it as its trend."""
-    groups = _by_name(_blood_pressures(read))
+    groups = by_concept(_blood_pressures(read))
     groups.sort(key=lambda group: group[-1][1].date or "", reverse=True)
     # Whole draws: the tests of the date that reaches the limit stay together, as a panel is read together.
     shown = 0
@@ -410,12 +410,12 @@ def _group_item(group: list[tuple[Document, Fact]], numbers: CitationNumbers, di
 
 
 def _fact_item(text: str, sources: list[tuple[Document, Fact]], numbers: CitationNumbers) -> SummaryItem:
-    citations = numbers.add_all([_span_located(document, fact.span) for document, fact in sources])
+    citations = numbers.add_all([span_located(document, fact.span) for document, fact in sources])
     origin = "text" if all(fact.origin == "text" for _, fact in sources) else "record"
     return SummaryItem(text=text, origin=origin, citations=citations)
 
 
-def _span_located(document: Document, span: Span) -> Located:
+def span_located(document: Document, span: Span) -> Located:
     page = next(page for page in document.pages if page.number == span.page)
     quote = page.text[span.start : span.end]
     return Located(
@@ -459,7 +459,7 @@ def _value(fact: Fact) -> str:
     return f"{fact.value} {fact.unit}".strip() if fact.unit else str(fact.value)
 
 
-def _by_name(read: list[tuple[Document, Fact]]) -> list[list[tuple[Document, Fact]]]:
+def by_concept(read: list[tuple[Document, Fact]]) -> list[list[tuple[Document, Fact]]]:
     """The facts grouped by what they are about (code, else name), each group in date order."""
     groups: dict[str, list[tuple[Document, Fact]]] = defaultdict(list)
     for document, fact in read:

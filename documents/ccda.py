@@ -381,6 +381,7 @@ def _administrations(category: FactCategory, entry: Element, texts: dict[str, st
             _concept_name(code, texts) or _text(material.find(f"{_V3}name")),
             code,
             date=_start(administration),
+            end_date=_end(administration),
             status=_status_code(administration),
             dose=_dose(administration),
             route=_concept_name(administration.find(f"{_V3}routeCode"), texts),
@@ -402,6 +403,7 @@ def _problems(category: FactCategory, entry: Element, texts: dict[str, str]) -> 
             _concept_name(value, texts),
             value,
             date=_start(observation) or _start(concern),
+            end_date=_end(observation),
             status=_tracked_status(observation, concern),
         )
 
@@ -421,6 +423,7 @@ def _measurements(category: FactCategory, entry: Element, texts: dict[str, str])
             status=_status_code(observation),
             value=value,
             unit=unit,
+            **_reference_range(observation),
         )
 
 
@@ -431,7 +434,10 @@ def _acts(category: FactCategory, entry: Element, texts: dict[str, str]) -> Iter
         return
     code = statement.find(f"{_V3}code")
     name = _concept_name(code, texts)
-    yield _reading(category, statement, name, code, date=_start(statement), status=_status_code(statement))
+    yield _reading(
+        category, statement, name, code, date=_start(statement), end_date=_end(statement),
+        status=_status_code(statement),
+    )
 
 
 _ENTRY_READERS: dict[SectionKind, tuple[FactCategory, _EntryReader]] = {
@@ -454,7 +460,7 @@ def _reading(
     name: str | None,
     code: Element | None,
     label_prefix: str = "",
-    **details: str | None,
+    **details: str | float | None,
 ) -> _Reading | None:
     """The fact `statement` states about what `name` names; None when nothing names it."""
     if not name:
@@ -565,6 +571,24 @@ def _start(statement: Element | None) -> str | None:
     if time is None:
         return None
     return _date(time) or _date(time.find(f"{_V3}low"))
+
+
+def _end(statement: Element | None) -> str | None:
+    """When a statement ended: the high of its first effectiveTime."""
+    time = statement.find(f"{_V3}effectiveTime") if statement is not None else None
+    return _date(time.find(f"{_V3}high")) if time is not None else None
+
+
+def _reference_range(observation: Element) -> dict[str, float]:
+    """The numeric low and high of a result's first reference range (referenceRange/observationRange/value)."""
+    bounds: dict[str, float] = {}
+    for side in ("low", "high"):
+        bound = observation.find(f"{_V3}referenceRange/{_V3}observationRange/{_V3}value/{_V3}{side}")
+        try:
+            bounds[f"reference_{side}"] = float(bound.get("value", "")) if bound is not None else None
+        except ValueError:
+            continue
+    return {key: value for key, value in bounds.items() if value is not None}
 
 
 def _status_code(statement: Element | None) -> str | None:

@@ -94,9 +94,13 @@ class Fact(BaseModel):
     category: FactCategory
     name: str  # as the source writes it: "Atenolol 25 MG Oral Tablet", "Penicillin", "Hemoglobin"
     date: str | None = None  # ISO YYYY-MM-DD (or YYYY / YYYY-MM when the source is coarser)
+    end_date: str | None = None  # when it ended, where the source says: a problem resolved, a medication stopped
     status: str | None = None  # active, resolved, completed, stopped, ... as the source says
     value: str | None = None  # labs and vitals, as written: "13.2", "132/88", "Pending"
     unit: str | None = None
+    # The reference range of a numeric result, where the source gives it in numbers.
+    reference_low: float | None = None
+    reference_high: float | None = None
     dose: str | None = None  # medications: dose, route, frequency when the source gives them
     route: str | None = None
     frequency: str | None = None

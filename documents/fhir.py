@@ -419,7 +419,10 @@ def _allergy_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
 
 def _condition_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
     concept = resource.get("code")
-    return _fact("condition", _concept(concept), concept, date=_onset(resource), status=_status(resource))
+    end = _date(resource.get("abatementDateTime")) or _date(_get(resource, "abatementPeriod", "start"))
+    return _fact(
+        "condition", _concept(concept), concept, date=_onset(resource), end_date=end, status=_status(resource)
+    )
 
 
 def _medication_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
@@ -434,6 +437,7 @@ def _medication_fact(resource: Json, context: _Context) -> FactWithoutSpan | Non
         _medication_name(resource, context),
         concept,
         date=_prescribed(resource),
+        end_date=_date(_get(resource, "effectivePeriod", "end")),
         status=_str(resource.get("status")),
         # Instructions written only as text stand for the dose.
         dose=next(iter(_doses(dosage)), None) or _str(dosage.get("text")),
@@ -447,6 +451,7 @@ def _observation_fact(resource: Json, context: _Context) -> FactWithoutSpan | No
     if category is None:
         return None  # social history and other observations are lines only
     value, unit = _measurement(resource)
+    reference = next(iter(_list(resource.get("referenceRange"))), {})
     return _fact(
         category,
         _concept(resource.get("code")),
@@ -455,12 +460,15 @@ def _observation_fact(resource: Json, context: _Context) -> FactWithoutSpan | No
         status=_str(resource.get("status")),
         value=value,
         unit=unit,
+        reference_low=_bound(_get(reference, "low")),
+        reference_high=_bound(_get(reference, "high")),
     )
 
 
 def _procedure_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
     concept, status = resource.get("code"), _str(resource.get("status"))
-    return _fact("procedure", _concept(concept), concept, date=_performed(resource), status=status)
+    end = _date(_get(resource, "performedPeriod", "end"))
+    return _fact("procedure", _concept(concept), concept, date=_performed(resource), end_date=end, status=status)
 
 
 def _immunization_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
@@ -471,8 +479,8 @@ def _immunization_fact(resource: Json, context: _Context) -> FactWithoutSpan | N
 
 def _encounter_fact(resource: Json, context: _Context) -> FactWithoutSpan | None:
     concept, status = _named(resource.get("type")), _str(resource.get("status"))
-    date = _date(_get(resource, "period", "start"))
-    return _fact("encounter", _concept(concept), concept, date=date, status=status)
+    date, end = _date(_get(resource, "period", "start")), _date(_get(resource, "period", "end"))
+    return _fact("encounter", _concept(concept), concept, date=date, end_date=end, status=status)
 
 
 _OBSERVATION_FACTS: dict[str, FactCategory] = {_LABS: "lab", _VITALS: "vital"}
@@ -489,7 +497,9 @@ _FACT_READERS: dict[str, Callable[[Json, _Context], FactWithoutSpan | None]] = {
 }
 
 
-def _fact(category: FactCategory, name: str | None, concept: object, **details: str | None) -> FactWithoutSpan | None:
+def _fact(
+    category: FactCategory, name: str | None, concept: object, **details: str | float | None
+) -> FactWithoutSpan | None:
     """A fact about `name`, the words the resource's line names it with, and `concept`, its coded concept.
 
     A resource that names nothing ("unnamed allergy" on its line) is no fact.
@@ -615,6 +625,15 @@ def _value(holder: Json) -> str | None:
 def _quantity(quantity: object) -> str | None:
     measured = _measured(quantity)
     return " ".join(part for part in measured if part) if measured else None
+
+
+def _bound(quantity: object) -> float | None:
+    """A reference range's low or high as a number; None without one, or with a comparator ("<5" bounds nothing
+    exactly)."""
+    if not isinstance(quantity, dict) or _str(quantity.get("comparator")):
+        return None
+    value = quantity.get("value")
+    return float(value) if isinstance(value, (int, Decimal)) and not isinstance(value, bool) else None
 
 
 def _measured(quantity: object) -> tuple[str, str | None] | None:

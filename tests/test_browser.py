@@ -305,3 +305,28 @@ def test_a_citation_marker_opens_its_source_at_the_highlighted_words_by_mouse_or
                            return words.top >= shown.top - 1 && words.bottom <= shown.bottom + 1; }""",
             arg=mark.element_handle(), timeout=5_000,
         )
+
+
+def test_results_over_time_and_the_timeline_open_their_sources(browser: Browser, server: Server, corpus: Path) -> None:
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files(corpus / FHIR)
+    expect(page.locator(".document-list")).to_contain_text(FHIR, timeout=60_000)
+
+    page.get_by_text("Results over time and timeline").click()
+    trends = page.locator("#trends")
+    expect(trends.locator("figure").first).to_be_visible(timeout=60_000)
+    expect(trends.locator(".timeline svg")).to_be_visible()
+    expect(trends.locator(".timeline details summary")).to_contain_text("The timeline as a list")
+    # A point is a link a keyboard reaches: followed, its source opens at the value's line, in view.
+    point = trends.locator("figure svg a.cite-link").first
+    label = point.get_attribute("aria-label")
+    number = point.get_attribute("href").removeprefix("#source-")
+    point.focus()
+    page.keyboard.press("Enter")
+    source = trends.locator(f'details.sources li[value="{number}"]')
+    expect(source.locator("details")).to_have_attribute("open", "")
+    mark = source.locator(".page mark")
+    expect(mark).to_be_in_viewport()
+    value = re.search(r": (\S+) .* on (\d{4}-\d\d-\d\d)", label)
+    expect(mark).to_contain_text(value[1])
+    expect(mark).to_contain_text(value[2])

@@ -18,6 +18,7 @@ from app.ui.documents_panel import DocumentsPanel, LockedFile
 from app.ui.sessions_panel import SessionsPanel
 from app.ui.signed_in import signed_in_html
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
+from app.ui.trends_panel import TrendsPanel
 
 HEADER = """
 <header class="page-header">
@@ -59,6 +60,7 @@ class Page:
                     self.documents = DocumentsPanel()
                 with gr.Column(scale=3, min_width=480, elem_classes="chat-column"):
                     self.chat = ChatPanel(assistant, user_of)
+                    self.trends = TrendsPanel(assistant, user_of)
                     self.check = CheckPanel(assistant, user_of)
                 with gr.Column(scale=1, min_width=260, elem_classes=["sidebar", "sessions-column"]):
                     self.sessions = SessionsPanel()
@@ -73,6 +75,7 @@ class Page:
             self.sessions.export_link,
             *self.documents.outputs,
             *self.chat.outputs,
+            *self.trends.outputs,
             *self.check.outputs,
             self.status.last_answer,
         ]
@@ -106,6 +109,7 @@ class Page:
         for added in self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers):
             # An answer or a summary makes its session the most recent one.
             added.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
+        self.trends.register(self.session_id)
         self.check.register(self.session_id)
 
     def _show(
@@ -118,6 +122,7 @@ class Page:
             self.sessions.export(current),
             *self.documents.show(view, upload, locked),
             *self.chat.show(view),
+            *self.trends.show(view is not None),
             *self.check.show(view is not None),
             last_answer_text(None if view is None else last_stats(view.turns)),
         ]

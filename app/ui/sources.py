@@ -1,6 +1,6 @@
 """Sources one click away: the script that opens a cited source at its highlighted words.
 
-A citation marker `[n]` is a link (app/render.py), so Tab reaches it and Enter follows it. Followed, it opens the
+A citation marker `[n]`, and a point of a plot (app/plots.py), is a link (app/render.py), so Tab reaches it and Enter follows it. Followed, it opens the
 "Sources" list of its own answer and source `n` in it, and scrolls the page text so that the highlighted words are
 in view, then moves the focus there for a keyboard user. Opening any quoted line or source by hand scrolls its page
 text the same way: the highlight may lie far down a long page.
@@ -27,7 +27,7 @@ SOURCES_SCRIPT = """
     event.preventDefault();
     event.stopPropagation();
     const number = link.getAttribute("href").replace("#source-", "");
-    const answer = link.closest(".message, .checked-text") || document;
+    const answer = link.closest(".message, .checked-text, #trends") || document;
     const source = answer.querySelector(`details.sources li[value="${number}"]`);
     if (!source) return;
     const list = source.closest("details.sources");

@@ -53,48 +53,54 @@ CSS = """
 .upload-failed ul { margin: 0.25rem 0 0.5rem 1rem; }
 .hint { color: var(--body-text-color-subdued); }
 .patient-warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; font-size: 0.9rem; }
-:is(#chat, #check-result) .disclaimer {
+:is(#chat, #check-result, #trends) .disclaimer {
   margin-top: 0.6rem; padding-top: 0.4rem; border-top: 1px solid var(--border-color-primary);
   font-size: 0.85rem; font-style: italic; color: #334155;
 }
-:is(#chat, #check-result) .notice { color: #92400e; }
-:is(#chat, #check-result) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
-:is(#chat, #check-result) .cite-link { color: inherit; text-decoration: underline; }
-:is(#chat, #check-result) .cite-link:focus-visible, :is(#chat, #check-result) summary:focus-visible {
+:is(#chat, #check-result, #trends) .notice { color: #92400e; }
+:is(#chat, #check-result, #trends) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
+:is(#chat, #check-result, #trends) .cite-link { color: inherit; text-decoration: underline; }
+:is(#chat, #check-result, #trends) .cite-link:focus-visible, :is(#chat, #check-result, #trends) summary:focus-visible {
   outline: 2px solid var(--primary-700); outline-offset: 2px;
 }
-:is(#chat, #check-result) .evidence {
+:is(#chat, #check-result, #trends) .evidence {
   margin-bottom: 0.6rem; padding: 0.4rem 0.6rem; border-left: 3px solid var(--primary-600);
   background: var(--background-fill-secondary); }
-:is(#chat, #check-result) .evidence .evidence-title { margin: 0; font-weight: 600; font-size: 0.85rem; }
-:is(#chat, #check-result) .evidence ul { margin: 0.2rem 0 0 1rem; }
-:is(#chat, #check-result) .evidence .where { font-size: 0.85rem; color: #334155; margin-left: 0.3rem; }
-:is(#chat, #check-result) .sentence.contradicted { background: #fef2f2; text-decoration: underline wavy #b91c1c; }
-:is(#chat, #check-result) .sentence.not_found { background: #fffbeb; text-decoration: underline dotted #92400e; }
-:is(#chat, #check-result) .label {
+:is(#chat, #check-result, #trends) .evidence .evidence-title { margin: 0; font-weight: 600; font-size: 0.85rem; }
+:is(#chat, #check-result, #trends) .evidence ul { margin: 0.2rem 0 0 1rem; }
+:is(#chat, #check-result, #trends) .evidence .where { font-size: 0.85rem; color: #334155; margin-left: 0.3rem; }
+:is(#chat, #check-result, #trends) .sentence.contradicted { background: #fef2f2; text-decoration: underline wavy #b91c1c; }
+:is(#chat, #check-result, #trends) .sentence.not_found { background: #fffbeb; text-decoration: underline dotted #92400e; }
+:is(#chat, #check-result, #trends) .label {
   margin-left: 0.3rem; padding: 0 0.3rem; border-radius: 3px; font-size: 0.75rem; white-space: nowrap;
 }
-:is(#chat, #check-result) .label.supported { background: #dcfce7; color: #14532d; }
-:is(#chat, #check-result) .label.contradicted { background: #fee2e2; color: #7f1d1d; }
-:is(#chat, #check-result) .label.not_found { background: #fef3c7; color: #78350f; }
-:is(#chat, #check-result) .label-note { display: block; font-size: 0.8rem; color: #78350f; }
-:is(#chat, #check-result) .app-note { font-size: 0.85rem; color: #334155; }
-:is(#chat, #check-result) .app-note .app-name { font-weight: 600; }
-:is(#chat, #check-result) .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
-:is(#chat, #check-result) .unverified summary { cursor: pointer; font-size: 0.85rem; color: #334155; }
-:is(#chat, #check-result) .unverified .quote { display: block; font-size: 0.8rem; color: #334155; }
-:is(#chat, #check-result) .origin { font-size: 0.75rem; font-style: italic; color: #475569; }
-:is(#chat, #check-result) .visually-hidden {
+:is(#chat, #check-result, #trends) .label.supported { background: #dcfce7; color: #14532d; }
+:is(#chat, #check-result, #trends) .label.contradicted { background: #fee2e2; color: #7f1d1d; }
+:is(#chat, #check-result, #trends) .label.not_found { background: #fef3c7; color: #78350f; }
+:is(#chat, #check-result, #trends) .label-note { display: block; font-size: 0.8rem; color: #78350f; }
+:is(#chat, #check-result, #trends) .app-note { font-size: 0.85rem; color: #334155; }
+:is(#chat, #check-result, #trends) .app-note .app-name { font-weight: 600; }
+:is(#chat, #check-result, #trends) .warning { padding: 0.4rem 0.6rem; background: #fef2f2; color: #991b1b; }
+:is(#chat, #check-result, #trends) .unverified summary { cursor: pointer; font-size: 0.85rem; color: #334155; }
+:is(#chat, #check-result, #trends) .unverified .quote { display: block; font-size: 0.8rem; color: #334155; }
+:is(#chat, #check-result, #trends) .origin { font-size: 0.75rem; font-style: italic; color: #475569; }
+:is(#chat, #check-result, #trends) .visually-hidden {
   position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
 }
-:is(#chat, #check-result) .sources { margin-top: 0.6rem; font-size: 0.85rem; }
-:is(#chat, #check-result) .sources .where { font-weight: 600; }
-:is(#chat, #check-result) :is(.sources, .evidence) mark { background: #fef9c3; }
-:is(#chat, #check-result) :is(.sources, .evidence) summary { cursor: pointer; }
-:is(#chat, #check-result) :is(.sources, .evidence) .page {
+:is(#chat, #check-result, #trends) .sources { margin-top: 0.6rem; font-size: 0.85rem; }
+:is(#chat, #check-result, #trends) .sources .where { font-weight: 600; }
+:is(#chat, #check-result, #trends) :is(.sources, .evidence) mark { background: #fef9c3; }
+:is(#chat, #check-result, #trends) :is(.sources, .evidence) summary { cursor: pointer; }
+:is(#chat, #check-result, #trends) :is(.sources, .evidence) .page {
   max-height: 16rem; overflow: auto; white-space: pre-wrap; margin: 0.3rem 0 0.5rem; padding: 0.4rem 0.6rem;
   border-left: 3px solid var(--border-color-primary); font-size: 0.8rem;
 }
+#trends .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: 0.6rem; }
+#trends figure { margin: 0; }
+#trends figcaption { font-size: 0.8rem; color: #334155; }
+#trends svg.plot { width: 100%; height: auto; }
+#trends h3 { font-size: 0.95rem; margin: 0.6rem 0 0.2rem; }
+#trends .timeline details { font-size: 0.85rem; }
 /* Clearing the chat view would look like deleting the conversation, which stays stored;
    "Delete this session" is the one way to remove it. */
 #chat button[aria-label="Clear"] { display: none; }
