@@ -308,10 +308,15 @@ def _evidence_line(citation: Citation, pages: Pages) -> str:
     """The quoted line with its document and page; opened, its page around it with the line highlighted."""
     line = (
         f"<q>{escape(fold_spaces(citation.quote))}</q> <span class=\"where\">{escape(citation.document)}, page "
-        f"{citation.page}</span>{_reference(citation.number)}"
+        f"{citation.page}</span>"
     )
     text = pages.get((citation.document, citation.page))
-    return line if text is None else f"<details><summary>{line}</summary>{_page(citation, text)}</details>"
+    if text is None:
+        return line + _reference(citation.number)
+    # The line opens its own page, so its number is plain text here: a link inside the summary that opens the
+    # page would be a control inside a control, which keyboards and screen readers cannot tell apart.
+    number = f'<sup class="cite">[{citation.number}]</sup>'
+    return f"<details><summary>{line}{number}</summary>{_page(citation, text)}</details>"
 
 
 def _sentence_html(sentence: CheckedSentence) -> str:

@@ -60,7 +60,7 @@ class Event(BaseModel):
 
 class Trends(BaseModel):
     series: list[Series]
-    events: list[Event]  # in date order
+    events: list[Event]  # by patient, then in date order
     citations: list[Citation]  # numbered in order of first use, as the points and events cite them
 
 
@@ -74,10 +74,11 @@ def trends(documents: Sequence[Document]) -> Trends:
         read = [(d, f) for d in documents if d.name in group for f in d.facts if f.listable and f.date]
         results = [(d, f) for d, f in read if f.category in ("lab", "vital")]
         series += _series(results, numbers, patient)
-        events += _events([(d, f) for d, f in read if f.category in _LANE_OF], numbers, patient)
+        # Each patient's timeline on its own, in date order.
+        found = _events([(d, f) for d, f in read if f.category in _LANE_OF], numbers, patient)
+        events += sorted(found, key=lambda event: (event.start, LANES.index(event.lane)))
     # Most recently measured first, as the summary lists results.
     series.sort(key=lambda one: one.points[-1].date, reverse=True)
-    events.sort(key=lambda event: (event.start, LANES.index(event.lane)))
     return Trends(series=series, events=events, citations=numbers.citations)
 
 

@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pypdf import PdfWriter
 
+from bench.accessibility import serious_violations, tab_walk, text_contrast
 from prompts import disclaimer
 from storage import list_documents, list_messages, list_sessions, open_database
 from conftest import CLINICIAN
@@ -27,6 +28,7 @@ RHINITIS = "mtsamples_allergic_rhinitis.txt"
 FHIR = "synthea_fhir_dennis_durgan.json"
 TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 CCDA = "ccda_ccd_eve_betterhalf.xml"
+CCDA_ADAM = "ccda_progress_note_adam_everyman.xml"
 QUESTION = "What medications is she taking?"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -273,38 +275,54 @@ def test_a_renamed_file_is_read_by_its_content_and_a_long_name_stays_in_its_box(
         assert box.evaluate("element => element.scrollWidth <= element.clientWidth")
 
 
-def test_a_citation_marker_opens_its_source_at_the_highlighted_words_by_mouse_or_keyboard(
+def in_view_of_its_page(page: Page, mark: object) -> None:
+    """The highlighted words lie inside the visible part of their scrolled page text."""
+    page.wait_for_function(
+        """mark => { const shown = mark.closest(".page").getBoundingClientRect(),
+                       words = mark.getBoundingClientRect();
+                       return words.top >= shown.top - 1 && words.bottom <= shown.bottom + 1; }""",
+        arg=mark.element_handle(), timeout=5_000,
+    )
+
+
+def test_a_citation_marker_and_an_evidence_line_open_their_source_at_the_highlighted_words(
     browser: Browser, server: Server, corpus: Path
 ) -> None:
     page = open_page(browser, server, [])
     page.locator("input[type=file]").set_input_files(corpus / TKA_PDF)
     expect(page.locator(".document-list")).to_contain_text(TKA_PDF, timeout=60_000)
+    # A summary's items are read from the record, each with its [n]: markers to follow whatever the model writes.
+    page.get_by_role("button", name="Summarise the record").click()
+    summary = page.locator("#chat .message", has=page.locator(".summary")).last
+    expect(summary.locator("details.sources")).to_be_visible(timeout=180_000)
+
+    links = summary.locator(".summary a.cite-link")
+    for index, by_keyboard in ((0, False), (1, True)):
+        link = links.nth(index)
+        number = link.get_attribute("href").removeprefix("#source-")
+        if by_keyboard:
+            link.focus()  # a link: Tab reaches it, Enter follows it
+            page.keyboard.press("Enter")
+        else:
+            link.click()
+        source = summary.locator(f'details.sources li[value="{number}"]')
+        expect(source.locator("details")).to_have_attribute("open", "")
+        mark = source.locator(".page mark")
+        expect(mark).to_be_in_viewport()
+        in_view_of_its_page(page, mark)
+
+    # An answer's evidence line opens its own page the same way.
     question = page.get_by_placeholder("Ask a question about this record")
     question.fill("What was the hemoglobin?")
     question.press("Enter")
     answer = page.locator("#chat .message").last
-    # The checked answer, with its sources, replaces the words streamed until then.
-    expect(answer.locator("details.sources")).to_be_visible(timeout=180_000)
-
-    links = answer.locator("a.cite-link")
-    for number in (1, 2):
-        link = links.filter(has_text=f"[{number}]").first
-        if number == 1:
-            link.click()
-        else:
-            link.focus()  # a link: Tab reaches it, Enter follows it
-            page.keyboard.press("Enter")
-        source = answer.locator(f'details.sources li[value="{number}"]')
-        expect(source.locator("details")).to_have_attribute("open", "")
-        mark = source.locator(".page mark")
-        expect(mark).to_be_in_viewport()
-        # The highlighted words lie inside the visible part of their page text.
-        page.wait_for_function(
-            """mark => { const shown = mark.closest(".page").getBoundingClientRect(),
-                           words = mark.getBoundingClientRect();
-                           return words.top >= shown.top - 1 && words.bottom <= shown.bottom + 1; }""",
-            arg=mark.element_handle(), timeout=5_000,
-        )
+    expect(answer.locator(".disclaimer")).to_be_visible(timeout=180_000)
+    line = answer.locator(".evidence details").first
+    line.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(line).to_have_attribute("open", "")
+    expect(line.locator(".page mark")).to_be_in_viewport()
+    in_view_of_its_page(page, line.locator(".page mark"))
 
 
 def test_results_over_time_and_the_timeline_open_their_sources(browser: Browser, server: Server, corpus: Path) -> None:
@@ -330,3 +348,75 @@ def test_results_over_time_and_the_timeline_open_their_sources(browser: Browser,
     value = re.search(r": (\S+) .* on (\d{4}-\d\d-\d\d)", label)
     expect(mark).to_contain_text(value[1])
     expect(mark).to_contain_text(value[2])
+
+
+def overlaps(first: dict | None, second: dict | None) -> bool:
+    if first is None or second is None:
+        return False
+    return not (first["x"] + first["width"] <= second["x"] or second["x"] + second["width"] <= first["x"]
+                or first["y"] + first["height"] <= second["y"] or second["y"] + second["height"] <= first["y"])
+
+
+def test_reading_progress_has_a_place_of_its_own_and_a_wrong_type_is_said_once_until_the_next_upload(
+    browser: Browser, server: Server, corpus: Path, tmp_path: Path
+) -> None:
+    long_pdf, program = tmp_path / "long.pdf", tmp_path / "tool.exe"
+    writer = PdfWriter()
+    for _ in range(100):
+        writer.append(corpus / TKA_PDF)
+    writer.write(long_pdf)
+    program.write_bytes(b"MZ\x90\x00 not a document")
+    page = open_page(browser, server, [])
+    page.locator("input[type=file]").set_input_files([long_pdf, program])
+
+    progress = page.locator("#reading-progress .progress-text")
+    expect(progress).to_be_visible(timeout=30_000)
+    box = progress.bounding_box()
+    for other in (page.locator(".documents-summary .hint"), page.locator("input[type=file]").locator("..")):
+        assert not overlaps(box, other.bounding_box())
+    failed = page.locator(".upload-failed")
+    expect(failed).to_contain_text("tool.exe: not a supported document type", timeout=120_000)
+    expect(page.locator(".document-list")).to_contain_text("long.pdf")
+    # Said once, in the panel, and no toast that would outlive it.
+    assert failed.count() == 1 and page.locator(".toast-body").count() == 0
+    page.locator("input[type=file]").set_input_files(corpus / RHINITIS)
+    expect(page.locator(".document-list")).to_contain_text(RHINITIS, timeout=60_000)
+    expect(failed).to_have_count(0)
+
+
+def test_the_page_meets_wcag_aa_and_axe_finds_nothing_serious_wide_and_narrow(
+    browser: Browser, server: Server, corpus: Path
+) -> None:
+    page = open_page(browser, server, [])
+    # Two patients' documents, so the mix-up warning is on the screen too.
+    page.locator("input[type=file]").set_input_files([corpus / CCDA, corpus / CCDA_ADAM])
+    expect(page.locator(".patient-warning")).to_be_visible(timeout=60_000)
+    question = page.get_by_placeholder("Ask a question about this record")
+    question.fill(QUESTION)
+    question.press("Enter")
+    expect(page.locator("#chat .disclaimer")).to_have_text(disclaimer(), timeout=180_000)
+
+    # Everything the keyboard reaches shows its focus; the upload and the question come before the sessions.
+    reached = tab_walk(page, 60)
+    assert [focused for focused in reached if not focused.visible] == []
+    names = [focused.name for focused in reached]
+    upload = names.index("Click to upload or drop files")
+    asked = next(i for i, focused in enumerate(reached) if focused.tag == "textarea")
+    assert upload < asked < names.index("New session")
+
+    page.get_by_text("Results over time and timeline").click()
+    expect(page.locator("#trends .timeline")).to_have_count(2, timeout=60_000)  # a timeline for each patient
+    page.get_by_text("Check a text against the record").click()
+
+    for width in (1280, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        texts = text_contrast(page)
+        assert len(texts) > 50
+        assert [text for text in texts if not text.passes] == []
+        violations = serious_violations(page)
+        assert violations == [], "; ".join(f"{v['rule']} {v['first']}: {v['why']}" for v in violations)
+    # At 800 px the columns stack: the upload and the warnings come before the chat.
+    chat_top = page.locator("#chat").bounding_box()["y"]
+    for before in (page.locator("input[type=file]").locator(".."), page.locator(".patient-warning")):
+        assert before.bounding_box()["y"] < chat_top
+

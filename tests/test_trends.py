@@ -154,3 +154,17 @@ def test_the_panel_lists_the_timeline_and_every_cited_source(tmp_path: Path) -> 
     assert f"Sources ({len(found.citations)})" in html
     for citation in found.citations:
         assert f'<li value="{citation.number}">' in html
+
+
+def test_each_patient_has_one_timeline_in_date_order(tmp_path: Path) -> None:
+    visit = {"resourceType": "Encounter", "status": "finished", "type": [{"text": "Check-up"}]}
+    first = record(tmp_path, "first.json", patient("Rivera", "1950-02-03"),
+                   {**visit, "period": {"start": "2019-01-01"}}, {**visit, "period": {"start": "2021-01-01"}})
+    second = record(tmp_path, "second.json", patient("Okafor", "1988-07-09"),
+                    {**visit, "period": {"start": "2020-01-01"}})
+    found = trends([first, second])
+    assert [(event.patient, event.start) for event in found.events] == [
+        ("first.json", "2019-01-01"), ("first.json", "2021-01-01"), ("second.json", "2020-01-01")
+    ]
+    pages = {(document.name, page.number): page.text for document in (first, second) for page in document.pages}
+    assert trends_html(found, pages).count('<section class="timeline">') == 2

@@ -47,6 +47,7 @@ class ChatPanel:
             elem_id="chat",
         )
         self.question = gr.Textbox(
+            label="Question about this record",  # for screen readers: the label itself is not shown
             placeholder="Ask a question about this record",
             show_label=False,
             lines=1,

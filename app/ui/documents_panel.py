@@ -14,8 +14,6 @@ from app.display import coverage_lines, record_line
 from documents import Coverage
 from storage import DocumentInfo
 
-FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".json", ".xml"]
-
 # An encrypted PDF of the last upload, waiting for its password: [path on this machine, name the user gave it].
 LockedFile = list[str]
 
@@ -26,13 +24,11 @@ MORE_OF_THE_RECORD = "Add documents to this patient's record"
 
 class DocumentsPanel:
     def __init__(self) -> None:
-        self.upload = gr.File(
-            label=NEW_RECORD,
-            file_count="multiple",
-            file_types=FILE_TYPES,
-            height=150,
-        )
-        # Shown only while an upload is being read.
+        # No `file_types`: Gradio would refuse other files in the browser with a toast that outlives the next
+        # upload. Every file reaches the reader, which says in this panel, once, what it could not read and why.
+        self.upload = gr.File(label=NEW_RECORD, file_count="multiple", height=150)
+        # Shown only while an upload is being read: the progress has a place of its own, over no other text.
+        self.reading = gr.HTML("", visible=False, elem_classes="reading-progress", elem_id="reading-progress")
         self.cancel_button = gr.Button("Cancel reading", variant="stop", size="sm", visible=False)
         with gr.Column(visible=False, elem_classes="unlock") as self.unlock:
             self.password = gr.Textbox(type="password", max_lines=1, elem_id="pdf-password")

@@ -88,14 +88,16 @@ class Page:
         self.sessions.confirm_button.click(self._delete, inputs=self.session_id, outputs=outputs)
         documents = self.documents
         # Armed outside the queue, so Cancel works even while the upload still waits its turn.
-        reading = documents.upload.upload(self._arm, outputs=documents.cancel_button, queue=False)
+        reading = documents.upload.upload(
+            self._arm, outputs=[documents.cancel_button, documents.reading], queue=False
+        )
         # Reading has its own queue: a long record being read holds up neither the answers nor opening a session,
         # and only `concurrent_reads` records are read at once.
         reading = reading.then(
             self._start, inputs=[self.session_id, documents.upload], outputs=outputs, concurrency_id="reading",
-            concurrency_limit=self.concurrent_reads, show_progress_on=documents.summary,
+            concurrency_limit=self.concurrent_reads, show_progress_on=documents.reading,
         )
-        reading.then(lambda: gr.Button(visible=False), outputs=documents.cancel_button, queue=False)
+        reading.then(_read, outputs=[documents.cancel_button, documents.reading], queue=False)
         documents.cancel_button.click(self._cancel, queue=False)
         documents.remove_button.click(
             self._remove_document, inputs=[self.session_id, documents.remove_choice], outputs=outputs
@@ -103,9 +105,11 @@ class Page:
         unlock_inputs = [self.session_id, documents.password, documents.locked]
         for unlocking in (documents.unlock_button.click, documents.password.submit):
             unlocking(
+                lambda: gr.HTML(visible=True), outputs=documents.reading, queue=False
+            ).then(
                 self._unlock, inputs=unlock_inputs, outputs=outputs, concurrency_id="reading",
-                concurrency_limit=self.concurrent_reads, show_progress_on=documents.summary,
-            )
+                concurrency_limit=self.concurrent_reads, show_progress_on=documents.reading,
+            ).then(_read, outputs=[documents.cancel_button, documents.reading], queue=False)
         for added in self.chat.register(self.session_id, self.status.last_answer, self.concurrent_answers):
             # An answer or a summary makes its session the most recent one.
             added.then(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
@@ -137,9 +141,9 @@ class Page:
         user = self.user_of(request)
         return self._show(user, self.assistant.open_session(user, session_id))
 
-    def _arm(self, request: gr.Request) -> Any:
+    def _arm(self, request: gr.Request) -> list[Any]:
         self._cancels[request.session_hash] = threading.Event()
-        return gr.Button(visible=True)
+        return [gr.Button(visible=True), gr.HTML(visible=True)]
 
     def _cancel(self, request: gr.Request) -> None:
         if (cancel := self._cancels.get(request.session_hash)) is not None:
@@ -202,6 +206,11 @@ class Page:
 
     def _list_sessions(self, session_id: int | None, request: gr.Request) -> list[Any]:
         return self.sessions.show(self.assistant.sessions(self.user_of(request)), session_id)
+
+
+def _read() -> list[Any]:
+    """Reading is over: its progress and its Cancel button go."""
+    return [gr.Button(visible=False), gr.HTML(visible=False)]
 
 
 def _remove(paths: list[str]) -> None:

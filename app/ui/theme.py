@@ -14,6 +14,11 @@ THEME = gr.themes.Default(
     body_text_color_subdued="*neutral_600",
     block_info_text_color="*neutral_600",
     input_placeholder_color="*neutral_500",
+    # White on teal 500 or red 500 is under 4:1; on their 700s it is above 5:1.
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_cancel_background_fill="#b91c1c",
+    button_cancel_background_fill_hover="#991b1b",
 )
 
 CSS = """
@@ -22,9 +27,10 @@ CSS = """
   .workspace > .chat-column { order: 2; }
   .workspace > .documents-column { order: 3; }
 }
-/* A visible focus on everything a keyboard reaches. */
+/* A visible focus on everything a keyboard reaches; important, because Gradio's own styles take the outline off
+   its text boxes. */
 :is(button, a, summary, input, textarea, select, [tabindex]):focus-visible {
-  outline: 3px solid #0f766e; outline-offset: 2px;
+  outline: 3px solid #0f766e !important; outline-offset: 2px;
 }
 .session-list label:focus-within { outline: 3px solid #0f766e; outline-offset: 1px; }
 .page-header h1 { margin: 0; font-size: 1.5rem; color: var(--primary-700); }
@@ -49,6 +55,10 @@ CSS = """
 .document-list li span { display: block; font-size: 0.85rem; color: var(--body-text-color-subdued); }
 .record-size { margin-top: 0.6rem; font-weight: 600; }
 .record-size.fits { color: var(--primary-700); }
+/* Gradio lays a progress's text over its bar in a narrow column: here the text comes first, the bar under it. */
+.reading-progress { min-height: 5rem; }
+#reading-progress .wrap { display: flex; flex-direction: column; justify-content: flex-start; height: 100%; gap: 0.3rem; }
+#reading-progress .progress-text { position: static; order: 2; align-self: center; }
 .documents-summary .record-size.too-long, .documents-summary .upload-failed :is(p, li) { color: #b91c1c; }
 .upload-failed ul { margin: 0.25rem 0 0.5rem 1rem; }
 .hint { color: var(--body-text-color-subdued); }
@@ -101,6 +111,8 @@ CSS = """
 #trends svg.plot { width: 100%; height: auto; }
 #trends h3 { font-size: 0.95rem; margin: 0.6rem 0 0.2rem; }
 #trends .timeline details { font-size: 0.85rem; }
+/* Gradio draws the chat's words at 80% opacity, which takes subdued text and the citation numbers below 4.5:1. */
+#chat .prose.chatbot.md { opacity: 1; }
 /* Clearing the chat view would look like deleting the conversation, which stays stored;
    "Delete this session" is the one way to remove it. */
 #chat button[aria-label="Clear"] { display: none; }
