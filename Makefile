@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install install-dev run test bench clean
+.PHONY: install install-dev run test bench screens clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m engine.bench
+
+# The screenshots of docs/screens/ and their accessibility table, from the real server in Chromium.
+screens: install-dev
+	$(BIN)/python -m bench.screens
 
 clean:
 	rm -rf $(VENV)

@@ -370,7 +370,8 @@ def _page(citation: Citation, text: str) -> str:
     before = "…\n" if first > 0 else ""
     after = "\n…" if last < len(text) else ""
     return (
-        f'<div class="page" title="page {citation.page} of {escape(citation.document)}">{before}'
+        # Focusable, so a keyboard can scroll a long page's text too.
+        f'<div class="page" tabindex="0" title="page {citation.page} of {escape(citation.document)}">{before}'
         f"{escape(text[first : citation.start])}<mark>{escape(text[citation.start : citation.end])}</mark>"
         f"{escape(text[citation.end : last])}{after}</div>"
     )

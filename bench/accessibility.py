@@ -122,15 +122,19 @@ def text_contrast(page: Page) -> list[TextContrast]:
 
 
 def tab_walk(page: Page, steps: int) -> list[Focused]:
-    """What Tab reaches, in order, from the top of the page, and whether each shows its focus."""
+    """What Tab reaches, in order, from the top of the page, and whether each shows its focus; once round, at most
+    `steps`."""
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
     # A click on the page's top corner, where nothing is, moves the point that Tab starts from to the top.
     page.mouse.click(1, 1)
     reached: list[Focused] = []
     for _ in range(steps):
         page.keyboard.press("Tab")
-        if (focused := page.evaluate(_FOCUS)) is not None:
-            reached.append(Focused(**focused))
+        if (focused := page.evaluate(_FOCUS)) is None:
+            continue
+        if reached and Focused(**focused) == reached[0]:
+            break  # back at the top
+        reached.append(Focused(**focused))
     return reached
 
 
