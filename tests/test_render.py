@@ -5,9 +5,12 @@ import html
 import re
 from pathlib import Path
 
+import pytest
+
 import documents
+from app.citations import Citation
 from app.claims import check_text
-from app.render import PAGE_CONTEXT, PAGE_CONTEXT_BEFORE, layout
+from app.render import PAGE_CONTEXT, PAGE_CONTEXT_BEFORE, layout, sources_html
 from app.render import html as render_html
 from app.turns import AnswerTurn
 from prompts import disclaimer
@@ -73,3 +76,22 @@ def test_every_sentence_shows_its_label_and_the_app_notes_are_marked_as_the_apps
     assert "contradicted by the record" in rendered and "not found in the record" in rendered
     assert '<span class="app-name">Clinidoc:</span> Each sentence checked against the record' in rendered
     assert rendered.endswith(f'<p class="disclaimer">{html.escape(disclaimer())}</p>')
+
+
+@pytest.mark.parametrize("file_name", [
+    "mtsamples_tka_discharge_summary.pdf", "mtsamples_gastric_bypass_consult.docx", NOTE, FHIR,
+    "ccda_ccd_eve_betterhalf.xml",
+])
+def test_a_source_opens_at_its_words_in_every_format(corpus: Path, file_name: str) -> None:
+    document = documents.load(corpus / file_name)
+    pages = _pages(document)
+    for fact in document.facts[:: max(1, len(document.facts) // 5)]:
+        page = next(page for page in document.pages if page.number == fact.span.page)
+        citation = Citation(
+            number=7, document=document.name, page=page.number, start=fact.span.start, end=fact.span.end,
+            quote=page.text[fact.span.start : fact.span.end], match="record", score=100,
+        )
+        rendered = sources_html([citation], pages)
+        assert '<li value="7">' in rendered
+        [view] = _opened_pages(rendered)
+        assert re.search(r"«(.*)»", view, flags=re.DOTALL)[1] == citation.quote
