@@ -18,7 +18,7 @@ from pathlib import Path
 from app.accounts import AccountError, Accounts, User
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.claims import ClaimCheck, check_claims
-from app.display import check_lines, model_line, record_line, report_lines, stats_line
+from app.display import check_lines, memory_line, model_line, record_line, report_lines, stats_line
 from app.evaluation import evaluate
 from app.render import evidence_block, layout, markdown
 from app.audit_log import AuditFilters, audit_csv, read_events
@@ -405,9 +405,11 @@ def _assistant(settings: Settings, db: Database | None = None) -> Assistant:
     else:
         print("Loading the model…", file=sys.stderr, flush=True)
         engine = load_engine(
-            settings.model, settings.device, settings.quantize, settings.context, settings.prefix_cache_mb * 2**20,
+            settings.model, settings.device, settings.quantize, settings.context,
+            None if settings.prefix_cache_mb is None else settings.prefix_cache_mb * 2**20,
             drafter=settings.drafter, draft_model=settings.draft_model, max_batch=settings.max_batch,
             kv_cache=settings.kv_cache,
         )
+        print(memory_line(engine.memory, engine.prefix_cache.budget_bytes), file=sys.stderr)
     print(model_line(engine.info), file=sys.stderr)
     return Assistant(engine, db or open_store(settings), settings)

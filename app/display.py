@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from app.claims import ClaimCheck
 from documents import Coverage
 from engine import EngineInfo, Stats
+from engine.memory import GIB, MemoryPlan
 
 if TYPE_CHECKING:  # the assistant's exports use these lines, so it imports this module
     from app.assistant import RecordStatus
@@ -54,6 +55,15 @@ def model_line(info: EngineInfo) -> str:
     return (
         f"{info.model_name} · {info.architecture} · {info.precision} · {info.device} · "
         f"context {info.context_window:,} tokens"
+    )
+
+
+def memory_line(plan: MemoryPlan, prefix_cache_bytes: int) -> str:
+    """What the operator needs to size a machine: the model's memory as planned before it was loaded."""
+    return (
+        f"Memory: weights {plan.weight_bytes / GIB:.2f} GiB · keys and values {plan.kv_bytes_per_token / 1024:,.0f} "
+        f"KiB a token ({plan.kv_bytes_per_token * plan.context / GIB:.2f} GiB for {plan.context:,} tokens) · prefix "
+        f"cache {prefix_cache_bytes / GIB:.2f} GiB · {plan.available_bytes / GIB:.1f} GiB free"
     )
 
 

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     # auto: int4 for a GGUF Q4 checkpoint (the bundled one) on a CPU, else none.
     quantize: Literal["auto", "none", "bf16", "fp8", "int8", "int4"] = "auto"
     context: int | None = None  # a context window beyond the model's own is reached with YaRN
-    prefix_cache_mb: int = Field(1024, ge=0)  # KV of earlier requests kept so follow-ups skip re-reading the record
+    # KV of earlier requests kept so follow-ups skip re-reading the record; unset, a share of the memory the model
+    # leaves free (engine/memory.py).
+    prefix_cache_mb: int | None = Field(None, ge=0)
     # What drafts tokens for lossless speculative decoding: prompt-lookup copies from the record (no extra model),
     # mtp runs the checkpoint's own MTP layer, model runs draft_model (a small model with the same tokenizer).
     drafter: Literal["prompt-lookup", "mtp", "model", "none"] = "prompt-lookup"

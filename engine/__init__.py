@@ -25,7 +25,7 @@ def load_engine(
     device: str = "cpu",
     quantize: Literal["auto", "none", "bf16", "fp8", "int8", "int4"] = "auto",
     context: int | None = None,
-    prefix_cache_bytes: int = 1 << 30,
+    prefix_cache_bytes: int | None = None,
     drafter: DrafterKind = "prompt-lookup",
     draft_model: str | None = None,
     max_batch: int = 8,

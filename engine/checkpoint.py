@@ -81,6 +81,18 @@ class Checkpoint:
             self.path, [*self.config.eos_token_ids, *extra], DEFAULT_TEMPLATES.get(self.config.architecture)
         )
 
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each stored tensor's shape, read from the file's header without reading its data."""
+        if self.is_gguf:
+            return {t.name: tuple(int(d) for d in reversed(t.shape)) for t in self._reader.tensors}
+        from safetensors import safe_open
+
+        shapes: dict[str, tuple[int, ...]] = {}
+        for file in self._safetensors_files():
+            with safe_open(file, framework="pt") as f:
+                shapes.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
+        return shapes
+
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (HF name, tensor) one at a time, so that only the model's own copy is ever resident."""
         if self.is_gguf:

@@ -10,6 +10,7 @@ import torch
 from engine.checkpoint import Checkpoint, default_model_path, load_model
 from engine.config import with_yarn
 from engine.kv_cache import KVCache
+from engine.memory import plan_memory
 from engine.prefix_cache import PrefixCache
 from engine.scheduler import Request, Scheduler
 from engine.drafters import DraftModelDrafter, MTPDrafter
@@ -31,7 +32,7 @@ class LocalEngine:
         dtype: torch.dtype = torch.float32,
         quantize: Literal["fp8", "bf16", "int8", "int4"] | None = None,
         context: int | None = None,
-        prefix_cache_bytes: int = 1 << 30,
+        prefix_cache_bytes: int | None = None,
         prefill_chunk: int = 512,
         max_batch: int = 8,
         drafter: DrafterKind = "prompt-lookup",
@@ -42,8 +43,10 @@ class LocalEngine:
         "fp8" as block FP8, "bf16" as bfloat16 (with fp32 arithmetic, half the bytes to read per token on a CPU),
         "int8" as int8 per output channel and "int4" as 4-bit groups of 32 with an int8 output head (CPU only: AVX2
         kernels with int8 activations, engine/quantize.py).
-        `context` beyond the model's window stretches it with YaRN. `prefix_cache_bytes` bounds the KV kept from
-        earlier requests for reuse; prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
+        `context` beyond the model's window stretches it with YaRN. Before loading, the weights, one request's KV
+        over the whole context and the working set are planned against the free memory (engine/memory.py): a model
+        that does not fit is refused with the numbers. `prefix_cache_bytes` bounds the KV kept from earlier
+        requests for reuse; None gives it a share of what the plan leaves free. Prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
         activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
         `drafter` picks what proposes tokens for speculative decoding (engine/speculative.py): "prompt-lookup"
         copies from the prompt, "mtp" runs the checkpoint's MTP layer, "model" runs `draft_model`, a small model
@@ -66,6 +69,12 @@ class LocalEngine:
         # int8/int4 matmuls of up to NARROW_ROWS rows give each row what it gets alone (tests/test_quantize.py), so
         # drafts verify exactly as one-token steps would: they are not narrow in that sense.
         self.narrow_weights = weight_dtype is not None and weight_dtype != dtype
+        self.memory = plan_memory(
+            config, checkpoint.tensor_shapes(), dtype, quantize, self.device, config.context_window, kv_dtype,
+            prefill_chunk,
+        )
+        if not self.memory.fits:
+            raise EngineError(self.memory.refusal(checkpoint.name))
         self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype, integer)
         self.tokenizer = checkpoint.tokenizer()
         compute = str(dtype).removeprefix("torch.")
@@ -76,7 +85,9 @@ class LocalEngine:
             device=str(self.device),
             context_window=self.config.context_window,
         )
-        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.prefix_cache = PrefixCache(
+            self.memory.prefix_cache_bytes if prefix_cache_bytes is None else prefix_cache_bytes
+        )
         self.prefill_chunk = prefill_chunk
         self.scheduler = Scheduler(self, max_batch)
         self.grammar = GrammarCompiler(self.tokenizer.hf, self.config.vocab_size)

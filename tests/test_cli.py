@@ -12,7 +12,7 @@ import pytest
 
 from prompts import disclaimer
 from storage import list_messages, list_sessions, open_database
-from conftest import CLINICIAN
+from conftest import CLINICIAN, tiny_bailing_checkpoint
 
 CLINIDOC = Path(sys.executable).with_name("clinidoc")
 
@@ -60,18 +60,7 @@ def test_ask_on_a_bad_file_gives_a_one_line_reason_and_fails(tmp_path: Path, con
 def test_ask_runs_a_bailing_moe_checkpoint_in_fp8_with_yarn(corpus: Path, tmp_path: Path, local_engine) -> None:
     """`--model DIR --quantize fp8 --context N` on a (tiny, random) BailingMoeV2 checkpoint: the model line names
     the architecture, the precision and the stretched context window."""
-    from engine.reference import random_glm4_moe, save_as_bailing
-
-    model_dir = tmp_path / "bailing"
-    model_dir.mkdir()
-    reference = random_glm4_moe(
-        local_engine.config.vocab_size, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        max_position_embeddings=2048, n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1,
-        n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=2,
-    )
-    save_as_bailing(reference, model_dir)
-    local_engine.tokenizer.hf.save_pretrained(model_dir)
+    model_dir = tiny_bailing_checkpoint(tmp_path / "bailing", local_engine)
 
     result = clinidoc(
         "ask", str(corpus / "mtsamples_allergic_rhinitis.txt"), "What is the assessment?",
