@@ -63,6 +63,12 @@ def local_engine():
     return LocalEngine()
 
 
+@pytest.fixture(scope="session")
+def int4_engine(local_engine):
+    """The same model with int4 weights, as `--quantize auto` loads the bundled GGUF on a CPU."""
+    return LocalEngine(local_engine.checkpoint_path, quantize="int4")
+
+
 class RecordingEngine:
     """The real engine, noting each prompt it is asked to answer; `context_window` makes it claim a smaller
     window than its own, so that a record of a few corpus files is too long for it."""

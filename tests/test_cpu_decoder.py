@@ -85,8 +85,8 @@ def test_rows_and_drafts_get_what_one_token_steps_get(tiny_engines):
     assert torch.equal(batched, torch.stack(alone))
 
 
-def test_smollm2_with_integer_weights_decodes_through_the_compiled_pass(local_engine):
-    int4 = LocalEngine(local_engine.checkpoint_path, quantize="int4")
+def test_smollm2_with_integer_weights_decodes_through_the_compiled_pass(local_engine, int4_engine):
+    int4 = int4_engine
     assert local_engine.model.compiled is None  # fp32 weights stay with PyTorch's matmuls
     assert int4.model.compiled is not None
     prompt = [ChatMessage(role="user", content="List two common side effects of metformin.")]

@@ -59,7 +59,7 @@ def test_the_pdf_export_carries_the_disclaimer_the_warning_the_coverage_and_the_
     settings = Settings(data_dir=tmp_path, max_new_tokens=32)
     assistant = Assistant(local_engine, open_database(settings.db_path), settings)
     # Two patients' records: the export carries the mix-up warning.
-    files = [(corpus / name, name) for name in ("ccda_ccd_eve_betterhalf.xml", "synthea_fhir_dennis_durgan.json")]
+    files = [(corpus / name, name) for name in ("ccda_ccd_eve_betterhalf.xml", "ccda_progress_note_adam_everyman.xml")]
     view = assistant.start_session(CLINICIAN, read_upload(files, 1 << 26))
     *_, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
     view = assistant.view(CLINICIAN, view.session.id)

@@ -21,8 +21,10 @@ def loaded_bytes(engine: LocalEngine) -> int:
 
 
 @pytest.mark.parametrize("quantize", [None, "int4"])
-def test_planned_weights_are_what_loading_takes(quantize: str | None, local_engine: LocalEngine) -> None:
-    engine = local_engine if quantize is None else LocalEngine(quantize=quantize, prefix_cache_bytes=0)
+def test_planned_weights_are_what_loading_takes(
+    quantize: str | None, local_engine: LocalEngine, int4_engine: LocalEngine
+) -> None:
+    engine = local_engine if quantize is None else int4_engine
     checkpoint = Checkpoint(default_model_path())
     planned = weight_bytes(checkpoint.tensor_shapes(), torch.float32, quantize)
     assert engine.memory.weight_bytes == planned
