@@ -14,7 +14,7 @@ import torch
 
 from bench import markdown
 from engine.config import from_hf_config, with_yarn
-from engine.memory import GIB, MemoryPlan, kv_bytes_per_token, weight_bytes, working_bytes
+from engine.memory import GIB, plan_memory
 from engine.models import ARCHITECTURES
 
 # Ling-flash-2.0 = AntAngelMed (engine-spec.md §2), as its config.json writes it.
@@ -50,11 +50,8 @@ def main() -> None:
     for quantize, dtype, kv_dtype, device in RUNS:
         for context in (32768, 131072):
             stretched = with_yarn(config, context) if context > config.context_window else config
-            plan = MemoryPlan(
-                device=device, weight_bytes=weight_bytes(shapes, dtype, None if quantize == "bf16" else quantize),
-                kv_bytes_per_token=kv_bytes_per_token(stretched, kv_dtype), context=context,
-                working_bytes=working_bytes(stretched, dtype, 512), available_bytes=0,
-            )
+            plan = plan_memory(stretched, shapes, dtype, None if quantize == "bf16" else quantize,
+                               torch.device("meta"), context, kv_dtype, available=0)
             fits = [
                 "—" if (device == "GPU") != machine.startswith("H200") else
                 "fits" if plan.needed_bytes <= memory * 0.9 else "no"

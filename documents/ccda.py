@@ -585,10 +585,10 @@ def _reference_range(observation: Element) -> dict[str, float]:
     for side in ("low", "high"):
         bound = observation.find(f"{_V3}referenceRange/{_V3}observationRange/{_V3}value/{_V3}{side}")
         try:
-            bounds[f"reference_{side}"] = float(bound.get("value", "")) if bound is not None else None
-        except ValueError:
+            bounds[f"reference_{side}"] = float(bound.get("value") if bound is not None else None)
+        except (TypeError, ValueError):  # no bound, or not a number
             continue
-    return {key: value for key, value in bounds.items() if value is not None}
+    return bounds
 
 
 def _status_code(statement: Element | None) -> str | None:

@@ -80,14 +80,16 @@ def plan_memory(
     context: int,
     kv_dtype: torch.dtype | None = None,
     prefill_chunk: int = 512,
+    available: int | None = None,
 ) -> MemoryPlan:
+    """The plan against `available` bytes, by default what `device` has free less the headroom."""
     return MemoryPlan(
         device=str(device),
         weight_bytes=weight_bytes(shapes, dtype, quantize),
         kv_bytes_per_token=kv_bytes_per_token(config, kv_dtype or dtype),
         context=context,
         working_bytes=working_bytes(config, dtype, prefill_chunk),
-        available_bytes=int(available_bytes(device) * (1 - HEADROOM)),
+        available_bytes=int(available_bytes(device) * (1 - HEADROOM)) if available is None else available,
     )
 
 

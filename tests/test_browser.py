@@ -118,6 +118,12 @@ def open_page(browser: Browser, server: Server, requests: list[str], user: str =
     return page
 
 
+def upload(page: Page, path: Path) -> None:
+    """Upload one file and wait until the documents panel lists it."""
+    page.locator("input[type=file]").set_input_files(path)
+    expect(page.locator(".document-list")).to_contain_text(path.name, timeout=60_000)
+
+
 def test_a_clinician_uploads_a_record_asks_and_reopens_the_session(
     browser: Browser, server: Server, corpus: Path
 ) -> None:
@@ -182,8 +188,7 @@ def test_a_summary_lists_facts_read_from_the_record_each_with_its_source_and_the
     browser: Browser, server: Server, corpus: Path
 ) -> None:
     page = open_page(browser, server, [])
-    page.locator("input[type=file]").set_input_files(corpus / CCDA)
-    expect(page.locator(".document-list")).to_contain_text(CCDA, timeout=60_000)
+    upload(page, corpus / CCDA)
 
     page.get_by_role("button", name="Summarise the record").click()
 
@@ -215,8 +220,7 @@ def test_two_clinicians_in_two_browsers_see_only_their_own_sessions(
     browser: Browser, server: Server, corpus: Path
 ) -> None:
     mine = open_page(browser, server, [])
-    mine.locator("input[type=file]").set_input_files(corpus / CCDA)
-    expect(mine.locator(".document-list")).to_contain_text(CCDA, timeout=60_000)
+    upload(mine, corpus / CCDA)
     db = open_database(server.data_dir / "clinidoc.sqlite3")
     session_id = max(session.id for session in list_sessions(db, CLINICIAN.name))
 
@@ -242,8 +246,7 @@ def test_two_clinicians_in_two_browsers_see_only_their_own_sessions(
 
 def test_documents_join_and_leave_an_open_record(browser: Browser, server: Server, corpus: Path) -> None:
     page = open_page(browser, server, [])
-    page.locator("input[type=file]").set_input_files(corpus / RHINITIS)
-    expect(page.locator(".document-list")).to_contain_text(RHINITIS, timeout=60_000)
+    upload(page, corpus / RHINITIS)
     # The next step is said where the answers will be.
     expect(page.locator("#chat")).to_contain_text("The record is read")
     expect(page.get_by_text("Add documents to this patient's record")).to_be_visible()
@@ -289,8 +292,7 @@ def test_a_citation_marker_and_an_evidence_line_open_their_source_at_the_highlig
     browser: Browser, server: Server, corpus: Path
 ) -> None:
     page = open_page(browser, server, [])
-    page.locator("input[type=file]").set_input_files(corpus / TKA_PDF)
-    expect(page.locator(".document-list")).to_contain_text(TKA_PDF, timeout=60_000)
+    upload(page, corpus / TKA_PDF)
     # A summary's items are read from the record, each with its [n]: markers to follow whatever the model writes.
     page.get_by_role("button", name="Summarise the record").click()
     summary = page.locator("#chat .message", has=page.locator(".summary")).last
@@ -327,8 +329,7 @@ def test_a_citation_marker_and_an_evidence_line_open_their_source_at_the_highlig
 
 def test_results_over_time_and_the_timeline_open_their_sources(browser: Browser, server: Server, corpus: Path) -> None:
     page = open_page(browser, server, [])
-    page.locator("input[type=file]").set_input_files(corpus / FHIR)
-    expect(page.locator(".document-list")).to_contain_text(FHIR, timeout=60_000)
+    upload(page, corpus / FHIR)
 
     page.get_by_text("Results over time and timeline").click()
     trends = page.locator("#trends")
@@ -379,8 +380,7 @@ def test_reading_progress_has_a_place_of_its_own_and_a_wrong_type_is_said_once_u
     expect(page.locator(".document-list")).to_contain_text("long.pdf")
     # Said once, in the panel, and no toast that would outlive it.
     assert failed.count() == 1 and page.locator(".toast-body").count() == 0
-    page.locator("input[type=file]").set_input_files(corpus / RHINITIS)
-    expect(page.locator(".document-list")).to_contain_text(RHINITIS, timeout=60_000)
+    upload(page, corpus / RHINITIS)
     expect(failed).to_have_count(0)
 
 
