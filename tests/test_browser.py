@@ -358,6 +358,7 @@ def overlaps(first: dict | None, second: dict | None) -> bool:
                 or first["y"] + first["height"] <= second["y"] or second["y"] + second["height"] <= first["y"])
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_reading_progress_has_a_place_of_its_own_and_a_wrong_type_is_said_once_until_the_next_upload(
     browser: Browser, server: Server, corpus: Path, tmp_path: Path
 ) -> None:

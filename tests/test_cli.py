@@ -105,6 +105,7 @@ def test_check_refuses_an_unreadable_claims_file_or_record_with_a_reason(corpus:
     assert missing.returncode == 2 and missing.stderr.startswith("none.pdf: ")
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_the_administrators_commands_manage_accounts_and_serve_refuses_without_one(tmp_path: Path) -> None:
     refused = clinidoc("serve", "--port", "1", data_dir=tmp_path)
     assert refused.returncode == 2 and "clinidoc users add" in refused.stderr

@@ -94,6 +94,7 @@ def test_a_draft_model_leaves_greedy_output_unchanged(local_engine, self_draftin
         assert stats.drafted > 0 and stats.accepted / stats.drafted > 0.9
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_a_weak_draft_model_is_still_lossless(tmp_path, local_engine):
     from transformers import LlamaConfig, LlamaForCausalLM
 

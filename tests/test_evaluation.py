@@ -79,6 +79,7 @@ def test_an_answer_is_correct_when_it_contains_an_accepted_answer() -> None:
     assert not answer_is_correct("The record does not say.", ["1.92"])
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_the_eval_command_scores_a_corpus_and_prints_one_json_object(tmp_path: Path, corpus: Path) -> None:
     small = tmp_path / "corpus"
     (small / "truth").mkdir(parents=True)

@@ -49,6 +49,7 @@ def test_the_answer_parses_and_follows_the_schema(local_engine, note):
     assert isinstance(parsed.medications, list)
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_sampled_answers_follow_the_schema_too(local_engine):
     for seed in range(2):
         MedicationList.model_validate_json(_answer(local_engine, NOTES[0], temperature=0.7, seed=seed))
