@@ -17,10 +17,10 @@ from engine.chat_templates import DEFAULT_TEMPLATES
 from engine.config import ModelConfig
 from engine.models import ARCHITECTURES
 from engine.models.llama import gguf_to_hf
-from engine.quantize import IntMode, build
+from engine.kernels import cpu_kernels
 from engine.tokenizer import Tokenizer
 from engine.types import EngineError
-from engine.weights import load_weights
+from engine.weights import dequantized_fp8, load_weights
 
 T = TypeVar("T")
 
@@ -154,11 +154,10 @@ def load_model(
     dtype: torch.dtype,
     device: torch.device | str,
     weight_dtype: torch.dtype | None = None,
-    integer: IntMode | None = None,
 ) -> nn.Module:
     """Build the model `config` describes (the checkpoint's, perhaps quantized or stretched) without allocating
-    random weights, then give it the checkpoint's tensors one by one. `integer` holds the projections as int8 or
-    int4 (engine/quantize.py).
+    random weights, then give it the checkpoint's tensors one by one. A config that holds the weights in int8/int4
+    (`config.integer`, engine/quantize.py) takes an FP8 checkpoint's weights dequantized first.
 
     The work runs on a thread that ends with it. OpenMP keeps a team of worker threads for every thread that has
     run a parallel op, and once teams hold more threads than there are cores, libgomp's workers stop spinning
@@ -166,9 +165,14 @@ def load_model(
     caller's thread, the model decoded 12% slower on the scheduler's (2 cores, SmolLM2 int8: 37 against 42 tok/s)."""
 
     def load() -> nn.Module:
+        if config.integer:
+            cpu_kernels()  # built now, if need be, rather than during the first request
         with torch.device("meta"):
-            model = build(lambda: ARCHITECTURES[config.architecture](config), integer)
-        load_weights(model, checkpoint.tensors(), dtype, device, weight_dtype)
+            model = ARCHITECTURES[config.architecture](config)
+        tensors = checkpoint.tensors()
+        if checkpoint.config.fp8 and not config.fp8:
+            tensors = dequantized_fp8(tensors, dtype)
+        load_weights(model, tensors, dtype, device, weight_dtype)
         model.materialize_buffers(device)
         return model.eval()
 

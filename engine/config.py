@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from engine.moe import MoEConfig
+from engine.quantize import IntMode, WeightFormat
 from engine.rope import RopeScaling
 from engine.types import EngineError
 
@@ -31,12 +32,17 @@ class ModelConfig(BaseModel):
     moe: MoEConfig | None = None
     mtp_layers: int = 0  # multi-token-prediction layers stored after the main ones
     fp8_block_size: list[int] | None = None  # set when the checkpoint stores block-quantized FP8 weights
+    integer: IntMode | None = None  # set at load to hold the weights in int8/int4 on a CPU (`--quantize int4`)
     bos_token_id: int | None = None
     eos_token_ids: list[int] = []
 
     @property
     def fp8(self) -> bool:
         return self.fp8_block_size is not None
+
+    @property
+    def weights(self) -> WeightFormat:
+        return self.integer or ("fp8" if self.fp8 else "full")
 
     @property
     def rotary_dim(self) -> int:

@@ -19,7 +19,8 @@ from torch import nn
 
 from engine.kernels import cpu_kernels
 from engine.kv_cache import KVCache
-from engine.layers import NARROW_ROWS, RMSNorm
+from engine.layers import RMSNorm
+from engine.scratch import NARROW_ROWS
 from engine.quantize import Int4Linear, Int8Linear
 
 

@@ -59,13 +59,15 @@ class LocalEngine:
             config = config.model_copy(update={"fp8_block_size": [128, 128]})
         if context:
             config = with_yarn(config, context)
-        self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
         weight_dtype = torch.bfloat16 if quantize == "bf16" else None
-        integer = quantize if quantize in ("int8", "int4") else None
-        if integer and self.device.type != "cpu":
-            raise EngineError(f"{integer} weights run on CPU kernels; on a GPU use bf16 or fp8.")
+        if quantize in ("int8", "int4"):
+            if self.device.type != "cpu":
+                raise EngineError(f"{quantize} weights run on CPU kernels; on a GPU use bf16 or fp8.")
+            # An FP8 checkpoint's weights are dequantized as they load, then quantized to int8/int4.
+            config = config.model_copy(update={"integer": quantize, "fp8_block_size": None})
+        self.config = config
         # int8/int4 matmuls of up to NARROW_ROWS rows give each row what it gets alone (tests/test_quantize.py), so
         # drafts verify exactly as one-token steps would: they are not narrow in that sense.
         self.narrow_weights = weight_dtype is not None and weight_dtype != dtype
@@ -75,7 +77,7 @@ class LocalEngine:
         )
         if not self.memory.fits:
             raise EngineError(self.memory.refusal(checkpoint.name))
-        self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype, integer)
+        self.model = load_model(checkpoint, config, dtype, self.device, weight_dtype)
         self.tokenizer = checkpoint.tokenizer()
         compute = str(dtype).removeprefix("torch.")
         self.info = EngineInfo(

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.fp8 import Fp8Linear, Fp8Parts
-from engine.kv_cache import READ_BLOCK, KVCache, writable_here
+from engine.kv_cache import READ_BLOCK, KVCache
+from engine.quantize import Int4Linear, Int8Linear, WeightFormat, int_mode
 from engine.rope import RopeScaling, rope_inv_freq
+from engine.scratch import NARROW_ROWS, SCRATCH
 
 
 class RMSNorm(nn.Module):
@@ -153,31 +155,6 @@ def _merged(
     return out * torch.exp(lse - total) + part_out * torch.exp(part_lse - total), total
 
 
-# Up to this many rows (tokens) a matmul with narrow weights runs in the weights' dtype: it is bound by reading the
-# weights, so fewer bytes win. Beyond it, CPUs without bf16 arithmetic (AVX2) are faster upcasting the weight to fp32.
-NARROW_ROWS = 16
-
-
-class Scratch:
-    """Reusable buffers for weights converted on the fly, one per use site, shared by all layers (which run one
-    after another). A fresh allocation of many megabytes page-faults on every call, which on these CPUs costs
-    several times the conversion itself."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def converted(self, site: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        buffer = self._buffers.get(site)
-        fits = buffer is not None and buffer.numel() >= tensor.numel() and buffer.dtype == dtype
-        if not fits or not writable_here(buffer) or buffer.device != tensor.device:
-            buffer = torch.empty(tensor.numel(), dtype=dtype, device=tensor.device)
-            self._buffers[site] = buffer
-        return buffer[: tensor.numel()].view(tensor.shape).copy_(tensor)
-
-
-SCRATCH = Scratch()
-
-
 class Linear(nn.Linear):
     """nn.Linear whose weight may be stored narrower than the activations (bf16 weights, fp32 activations)."""
 
@@ -191,27 +168,34 @@ class Linear(nn.Linear):
         return F.linear(x, SCRATCH.converted("linear", w, x.dtype), bias)
 
 
-def linear(in_features: int, out_features: int, bias: bool = False, fp8: bool = False) -> nn.Module:
-    """A projection whose weight is held as loaded (full or half precision), in block FP8 when quantized so, or in
-    int8/int4 when the model is built by `engine.quantize.build`."""
-    if fp8:
+def linear(in_features: int, out_features: int, bias: bool = False, weights: WeightFormat = "full") -> nn.Module:
+    """A projection whose weight is held as `weights` says: as loaded, in block FP8, or in int8/int4 (int8 where the
+    inputs are not whole groups of 32)."""
+    if weights == "fp8":
         return Fp8Linear(in_features, out_features, bias=bias)
-    from engine.quantize import quantized_linear  # imported here: engine.quantize builds on this module
+    if weights in ("int8", "int4"):
+        layer = Int4Linear if int_mode(weights, in_features) == "int4" else Int8Linear
+        return layer(in_features, out_features, bias=bias)
+    return Linear(in_features, out_features, bias=bias)
 
-    integer = quantized_linear(in_features, out_features, bias)
-    return integer if integer is not None else Linear(in_features, out_features, bias=bias)
+
+def output_weights(weights: WeightFormat) -> WeightFormat:
+    """How the output head is held. FP8 checkpoints keep it in full precision. An int4 model holds it in int8:
+    logits are what the sampler reads, and a 4-bit head put SmolLM2's logits 5-8% off fp32 where an 8-bit one
+    leaves 1-2.5% (the projections themselves requantize its Q4_1 blocks)."""
+    return {"fp8": "full", "int4": "int8"}.get(weights, weights)
 
 
-def fused_linear(in_features: int, parts: Sequence[int], bias: bool = False, fp8: bool = False) -> nn.Module:
+def fused_linear(in_features: int, parts: Sequence[int], bias: bool = False, weights: WeightFormat = "full") -> nn.Module:
     """One projection standing for several of the checkpoint's on the same input (q, k and v; gate and up), their
     outputs side by side: a decode step on a CPU pays per matmul, not only per byte of weights. A module that holds
     one declares which checkpoint projections it joins in a `fused` mapping, which `engine.weights` loads by.
 
     Block FP8 keeps the parts apart: a part that is not a whole number of 128-row blocks (SmolLM2's q, 576 rows)
     would share blocks with the next, and a checkpoint's own FP8 scales could not be reused."""
-    if fp8:
+    if weights == "fp8":
         return Fp8Parts(in_features, parts, bias)
-    return linear(in_features, sum(parts), bias)
+    return linear(in_features, sum(parts), bias, weights)
 
 
 class GatedMLP(nn.Module):
@@ -219,10 +203,10 @@ class GatedMLP(nn.Module):
 
     fused = {"gate_up_proj": ("gate_proj", "up_proj")}
 
-    def __init__(self, hidden: int, intermediate: int, fp8: bool = False):
+    def __init__(self, hidden: int, intermediate: int, weights: WeightFormat = "full"):
         super().__init__()
-        self.gate_up_proj = fused_linear(hidden, (intermediate, intermediate), fp8=fp8)
-        self.down_proj = linear(intermediate, hidden, fp8=fp8)
+        self.gate_up_proj = fused_linear(hidden, (intermediate, intermediate), weights=weights)
+        self.down_proj = linear(intermediate, hidden, weights=weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)

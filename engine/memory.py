@@ -107,8 +107,8 @@ def weight_bytes(shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, quantiz
                 total += count * head_bytes
         elif _is_head(name):
             total += count * head_bytes
-        elif len(shape) < 2 or (quantize in ("int8", "int4") and _is_routed_expert(name)):
-            total += count * compute  # int8 and int4 hold no routed experts yet: they stay in `dtype`
+        elif len(shape) < 2 or _is_router(name):
+            total += count * compute
         else:
             total += count * _PROJECTION_BYTES.get(quantize or "", compute)
     return int(total)
@@ -144,11 +144,12 @@ def available_bytes(device: torch.device) -> int:
 
 
 def _is_embedding(name: str) -> bool:
-    return "embed_tokens" in name or name.startswith("token_embd")
+    return "embed_tokens" in name or "word_embeddings" in name or name.startswith("token_embd")
 
 
-def _is_routed_expert(name: str) -> bool:
-    return ".experts." in name or "_exps." in name  # HF per-expert tensors; GGUF's stacked ffn_*_exps
+def _is_router(name: str) -> bool:
+    """The MoE router's weight, which chooses experts and stays in the compute dtype (engine/moe.py)."""
+    return name.endswith(".mlp.gate.weight") or "ffn_gate_inp" in name
 
 
 def _is_head(name: str) -> bool:

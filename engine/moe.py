@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from torch import nn
 
 from engine.fp8 import BLOCK, FP8, dequantize_block_fp8
-from engine.layers import NARROW_ROWS, SCRATCH
+from engine.quantize import IntMode, WeightFormat, dequantized, int_mode, register_integer
+from engine.scratch import NARROW_ROWS, SCRATCH
 
 
 class MoEConfig(BaseModel):
@@ -62,23 +63,31 @@ class SigmoidRouter(nn.Module):
 class StackedExperts(nn.Module):
     """All routed experts of a layer as three tensors: gate_proj, up_proj [E, I, H] and down_proj [E, H, I].
 
-    With FP8, each holds block-quantized e4m3 values plus `*_scale_inv`, and only the experts that received
-    tokens are dequantized, one step at a time, so the weights stay at one byte per parameter.
+    They are held as loaded (full or half precision), in block FP8 (e4m3 values plus `*_scale_inv`), or in int8/int4
+    (engine/quantize.py: `*_scale`, and `*_low` for int4). FP8 and integer experts are dequantized in PyTorch only
+    for the experts that received tokens, one step at a time, so the weights stay narrow; a compiled decode step
+    (engine/cpu_decoder.py) reads integer experts as they are.
     """
 
-    def __init__(self, hidden: int, cfg: MoEConfig, fp8: bool = False):
+    integer_weights = ("gate_proj", "up_proj", "down_proj")
+
+    def __init__(self, hidden: int, cfg: MoEConfig, weights: WeightFormat = "full"):
         super().__init__()
-        self.num_experts, self.fp8 = cfg.num_experts, fp8
+        self.num_experts, self.fp8 = cfg.num_experts, weights == "fp8"
+        integer = weights in ("int8", "int4")
+        self.integer: IntMode | None = int_mode(weights, hidden, cfg.intermediate_size) if integer else None
         shapes = {
             "gate_proj": (cfg.num_experts, cfg.intermediate_size, hidden),
             "up_proj": (cfg.num_experts, cfg.intermediate_size, hidden),
             "down_proj": (cfg.num_experts, hidden, cfg.intermediate_size),
         }
         for name, shape in shapes.items():
-            if fp8:
+            if self.fp8:
                 self.register_buffer(name, torch.empty(shape, dtype=FP8))
                 blocks = (shape[0], -(-shape[1] // BLOCK), -(-shape[2] // BLOCK))
                 self.register_buffer(name + "_scale_inv", torch.empty(blocks, dtype=torch.float32))
+            elif self.integer:
+                register_integer(self, name, shape, self.integer)
             else:
                 self.register_parameter(name, nn.Parameter(torch.empty(shape), requires_grad=False))
 
@@ -108,21 +117,24 @@ class StackedExperts(nn.Module):
         CPUs do fast only in fp32: narrow weights are then upcast. FP8 experts are dequantized, only those that
         received tokens.
         """
-        names = ("gate_proj", "up_proj", "down_proj")
+        names = self.integer_weights
         stored = self.gate_proj.dtype
-        if stored == dtype or (stored != FP8 and tokens <= NARROW_ROWS):
+        narrow = self.fp8 or self.integer
+        if not narrow and (stored == dtype or tokens <= NARROW_ROWS):
             return self.gate_proj, self.up_proj, self.down_proj, counts
-        if stored != FP8:
+        if not narrow:
             return (*(SCRATCH.converted(f"experts.{n}", getattr(self, n), dtype) for n in names), counts)
         active = counts.nonzero().flatten()
-        dequantized = [
-            torch.stack([
-                dequantize_block_fp8(w, s, dtype)
-                for w, s in zip(getattr(self, name)[active], getattr(self, name + "_scale_inv")[active])
-            ])
-            for name in names
-        ]
-        return (*dequantized, counts[active])
+        return (*(self._dequantized(name, active, dtype) for name in names), counts[active])
+
+    def _dequantized(self, name: str, active: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The `active` experts' weight `name` in `dtype`."""
+        if self.fp8:
+            pairs = zip(getattr(self, name)[active], getattr(self, name + "_scale_inv")[active])
+            return torch.stack([dequantize_block_fp8(w, s, dtype) for w, s in pairs])
+        low = getattr(self, name + "_low")[active] if self.integer == "int4" else None
+        q, scale = getattr(self, name)[active], getattr(self, name + "_scale")[active]
+        return dequantized(q, scale, low, dtype, f"experts.{name}")
 
 
 def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -133,10 +145,10 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
 class MoEBlock(nn.Module):
     """Routed experts plus always-on shared experts, whose output is added unscaled."""
 
-    def __init__(self, hidden: int, cfg: MoEConfig, shared_expert: nn.Module, fp8: bool = False):
+    def __init__(self, hidden: int, cfg: MoEConfig, shared_expert: nn.Module, weights: WeightFormat = "full"):
         super().__init__()
         self.gate = SigmoidRouter(hidden, cfg)
-        self.experts = StackedExperts(hidden, cfg, fp8)
+        self.experts = StackedExperts(hidden, cfg, weights)
         self.shared_experts = shared_expert
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ projections into one (`engine.layers.fused_linear`) names them in a `fused` mapp
 mapping does: {"qkv_proj": ("q_proj", "k_proj", "v_proj")} loads q, k and v as consecutive rows of qkv_proj.
 Where the model holds a weight in block FP8, int8 or int4 and the checkpoint has it in full precision, the weight
 is quantized as it arrives (`--quantize fp8`, `int8`, `int4`), so the full-precision copy never exists beside the
-model.
+model. A module that holds weights in integers says so in `integer` (its format) and `integer_weights` (their
+names); an FP8 checkpoint loaded into such a model is dequantized one tensor at a time first (`dequantized_fp8`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from engine.fp8 import FP8, Fp8Parts, quantize_block_fp8
-from engine.quantize import Int4Linear, Int8Linear
+from engine.fp8 import FP8, Fp8Parts, dequantize_block_fp8, quantize_block_fp8
+from engine.quantize import quantized as quantized_buffers
 from engine.types import EngineError
 
 SCALE_SUFFIX = "_scale_inv"
-INTEGER_LINEARS = (Int8Linear, Int4Linear)
 
 
 def load_weights(
@@ -37,8 +37,8 @@ def load_weights(
     projections = _projection_tensors(model)
     keep_fp32: tuple[str, ...] = getattr(model, "keep_fp32", ())
     stacked_name = getattr(model, "stacked_name", lambda name: (name, None))
-    # int8/int4 layers by name; their weight buffers keep the types the layer declares.
-    quantized = {name: module for name, module in model.named_modules() if isinstance(module, INTEGER_LINEARS)}
+    # Modules holding int8/int4 weights, by name; their buffers keep the types the module declares.
+    quantized = {name: module for name, module in model.named_modules() if getattr(module, "integer", None)}
     stacks: dict[str, torch.Tensor] = {}
     filled: dict[str, set[int]] = defaultdict(set)
 
@@ -68,8 +68,8 @@ def load_weights(
         if name not in targets:
             continue  # e.g. rotary tables some exporters save; the engine computes its own
         module_name, _, attr = name.rpartition(".")
-        if module_name in quantized and attr == "weight":
-            _put_quantized(put, name, quantized[module_name], tensor.to(device))
+        if module_name in quantized and attr in quantized[module_name].integer_weights:
+            _put_quantized(put, name, quantized[module_name], tensor.to(device), index)
             continue
         if targets[name].dtype == FP8 and tensor.dtype != FP8:
             tensor, scale = quantize_block_fp8(tensor.to(device))
@@ -128,11 +128,37 @@ def _joined(
 
 
 def _put_quantized(
-    put: Callable[[str, torch.Tensor, int | None], None], name: str, layer: Int8Linear | Int4Linear, weight: torch.Tensor
+    put: Callable[[str, torch.Tensor, int | None], None],
+    name: str,
+    module: nn.Module,
+    weight: torch.Tensor,
+    index: int | None = None,
 ) -> None:
-    """Quantize a full-precision weight into the buffers of its int8/int4 layer."""
-    for suffix, tensor in layer.quantized(weight).items():
-        put(name + suffix, tensor, None)
+    """Quantize a full-precision weight (or one expert's slice of it, `index`) into its module's int8/int4 buffers."""
+    for suffix, tensor in quantized_buffers(weight, module.integer).items():
+        put(name + suffix, tensor, index)
+
+
+def dequantized_fp8(
+    tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """A block-FP8 checkpoint's tensors with each FP8 weight dequantized (to `dtype`) by its `*_scale_inv`, for a
+    model that holds them otherwise (int8/int4). Each waits only for its partner, which checkpoints store beside it."""
+    waiting: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors:
+        is_scale = name.endswith(SCALE_SUFFIX)
+        if not is_scale and tensor.dtype != FP8:
+            yield name, tensor
+            continue
+        weight_name = name.removesuffix(SCALE_SUFFIX)
+        partner = waiting.pop(name + SCALE_SUFFIX if not is_scale else weight_name, None)
+        if partner is None:
+            waiting[name] = tensor
+            continue
+        weight, scale = (partner, tensor) if is_scale else (tensor, partner)
+        yield weight_name, dequantize_block_fp8(weight, scale, dtype)
+    if waiting:
+        raise EngineError(f"The checkpoint's FP8 weights and scales do not pair up, e.g. {sorted(waiting)[:2]}.")
 
 
 def _input_embedding(model: nn.Module) -> nn.Embedding:

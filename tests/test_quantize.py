@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from engine import ChatMessage, GenerationParams, LocalEngine, Stats
 from engine.kernels import cpu_kernels
-from engine.layers import NARROW_ROWS
+from engine.scratch import NARROW_ROWS
 from engine.quantize import (
     INT4_GROUP,
     Int4Linear,
@@ -19,6 +19,7 @@ from engine.quantize import (
     pack_int4,
     quantize_int4,
     quantize_int8,
+    quantized,
     unpack_int4,
 )
 from engine.weights import resident_bytes
@@ -81,7 +82,7 @@ def test_integer_linear_against_fp32(layer_class, tolerance, out_features, in_fe
     fp32 matmul on the original weight; the tolerances are the quantization's own error on random weights."""
     w = _weight(out_features, in_features)
     layer = layer_class(in_features, out_features)
-    for name, tensor in layer.quantized(w).items():
+    for name, tensor in quantized(w, layer.integer).items():
         getattr(layer, "weight" + name).copy_(tensor)
     dequantized = (
         dequantize_int8(layer.weight, layer.weight_scale)
@@ -102,7 +103,7 @@ def test_rows_get_what_they_get_alone(layer_class):
     """Each row of a matmul of up to NARROW_ROWS rows is bitwise what that row gets alone: a drafted step
     verifies (and a batched step decodes) exactly as one-token steps would, so these weights are not narrow."""
     layer = layer_class(576, 1536)
-    for name, tensor in layer.quantized(_weight(1536, 576)).items():
+    for name, tensor in quantized(_weight(1536, 576), layer.integer).items():
         getattr(layer, "weight" + name).copy_(tensor)
     x = torch.randn(NARROW_ROWS, 576)
     alone = torch.cat([layer(x[r : r + 1]) for r in range(NARROW_ROWS)])

@@ -16,7 +16,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, rotary_for
+from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for
 from engine.moe import MoEBlock
 
 
@@ -25,10 +25,10 @@ class Attention(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         qkv_out = (self.heads + 2 * self.kv_heads) * self.head_dim
-        self.query_key_value = linear(cfg.hidden_size, qkv_out, cfg.attention_bias, cfg.fp8)
+        self.query_key_value = linear(cfg.hidden_size, qkv_out, cfg.attention_bias, cfg.weights)
         self.query_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.key_layernorm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.dense = linear(self.heads * self.head_dim, cfg.hidden_size, fp8=cfg.fp8)
+        self.dense = linear(self.heads * self.head_dim, cfg.hidden_size, weights=cfg.weights)
 
     def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -49,9 +49,9 @@ class DecoderLayer(nn.Module):
         self.attention = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if layer < moe.first_k_dense_replace:
-            self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
+            self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.weights)
         else:
-            self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size, cfg.fp8), cfg.fp8)
+            self.mlp = MoEBlock(cfg.hidden_size, moe, GatedMLP(cfg.hidden_size, moe.shared_size, cfg.weights), cfg.weights)
 
     def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
         x = x + self.attention(self.input_layernorm(x), rotate, step, layer)
@@ -66,7 +66,8 @@ class MTPLayer(DecoderLayer):
         super().__init__(cfg, layer)
         self.enorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.eh_proj = linear(2 * cfg.hidden_size, cfg.hidden_size)
+        # FP8 checkpoints keep the MTP projection in full precision.
+        self.eh_proj = linear(2 * cfg.hidden_size, cfg.hidden_size, weights=cfg.integer or "full")
         self.final_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
@@ -88,7 +89,7 @@ class BailingMoeV2ForCausalLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.model = BailingMoeV2Body(cfg)
-        self.lm_head = linear(cfg.hidden_size, cfg.vocab_size)
+        self.lm_head = linear(cfg.hidden_size, cfg.vocab_size, weights=output_weights(cfg.weights))
         self.rope = rotary_for(cfg)
 
     def hidden(self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]) -> torch.Tensor:

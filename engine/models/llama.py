@@ -16,7 +16,9 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.cpu_decoder import CompiledDecoder, compiled_decoder
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, rotary_for
+from engine.layers import (
+    GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, output_weights, rotary_for,
+)
 
 
 class Attention(nn.Module):
@@ -26,8 +28,8 @@ class Attention(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        self.qkv_proj = fused_linear(cfg.hidden_size, (q_out, kv_out, kv_out), cfg.attention_bias, cfg.fp8)
-        self.o_proj = linear(q_out, cfg.hidden_size, fp8=cfg.fp8)
+        self.qkv_proj = fused_linear(cfg.hidden_size, (q_out, kv_out, kv_out), cfg.attention_bias, cfg.weights)
+        self.o_proj = linear(q_out, cfg.hidden_size, weights=cfg.weights)
         self.qk_norm = cfg.qk_norm
         if cfg.qk_norm:
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
@@ -52,7 +54,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.fp8)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.weights)
 
     def forward(self, x: torch.Tensor, rotate: Rotation, step: Step, layer: int) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rotate, step, layer)
@@ -72,7 +74,7 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.model = LlamaBody(cfg)
-        self.lm_head = linear(cfg.hidden_size, cfg.vocab_size)
+        self.lm_head = linear(cfg.hidden_size, cfg.vocab_size, weights=output_weights(cfg.weights))
         self.rope = rotary_for(cfg)
         self.compiled: CompiledDecoder | None = None
 
