@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from engine.fp8 import BLOCK, FP8, dequantize_block_fp8
-from engine.quantize import IntMode, WeightFormat, dequantized, int_mode, register_integer
+from engine.quantize import INT4_GROUP, IntMode, WeightFormat, dequantized, int_mode, kernel_matmul, kernels_for, register_integer
 from engine.scratch import NARROW_ROWS, SCRATCH
 
 
@@ -73,7 +73,7 @@ class StackedExperts(nn.Module):
 
     def __init__(self, hidden: int, cfg: MoEConfig, weights: WeightFormat = "full"):
         super().__init__()
-        self.num_experts, self.fp8 = cfg.num_experts, weights == "fp8"
+        self.num_experts, self.intermediate, self.fp8 = cfg.num_experts, cfg.intermediate_size, weights == "fp8"
         integer = weights in ("int8", "int4")
         self.integer: IntMode | None = int_mode(weights, hidden, cfg.intermediate_size) if integer else None
         shapes = {
@@ -98,16 +98,33 @@ class StackedExperts(nn.Module):
         order = flat.argsort(stable=True)
         token_of = order // k
         counts = torch.bincount(flat, minlength=self.num_experts)
-        gate, up, down, counts = self._weights(counts, x.dtype, tokens=x.shape[0])
-        offsets = counts.cumsum(0).to(torch.int32)
-
-        xs = x[token_of].to(gate.dtype)
-        h = F.silu(grouped_mm(xs, gate, offsets)) * grouped_mm(xs, up, offsets)
-        ys = grouped_mm(h, down, offsets)
+        # The kernels take whole blocks of 32 inputs: the hidden size (kernels_for checks it) and the experts' own.
+        kernels = kernels_for(x) if self.integer and self.intermediate % INT4_GROUP == 0 else None
+        if kernels is not None:
+            ys = self._in_kernels(kernels, x[token_of].float(), counts).to(x.dtype)
+        else:
+            gate, up, down, counts = self._weights(counts, x.dtype, tokens=x.shape[0])
+            offsets = counts.cumsum(0).to(torch.int32)
+            xs = x[token_of].to(gate.dtype)
+            h = F.silu(grouped_mm(xs, gate, offsets)) * grouped_mm(xs, up, offsets)
+            ys = grouped_mm(h, down, offsets)
         # The reference sums the weighted expert outputs in fp32 before casting back.
         ys = ys.float() * weights.flatten()[order, None]
         out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
         return out.index_add_(0, token_of, ys).to(x.dtype)
+
+    def _in_kernels(self, kernels, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The experts of a few tokens' rows (xs, sorted by expert) in the int8/int4 kernels, as integer linears run a
+        few rows: each expert's weights are read as they are, and each row comes out as it would alone."""
+        outputs = []
+        for expert, rows in zip(counts.nonzero().flatten().tolist(), xs.split(counts[counts > 0].tolist())):
+            gate, up = (self._kernel_matmul(kernels, rows, name, expert) for name in ("gate_proj", "up_proj"))
+            outputs.append(self._kernel_matmul(kernels, F.silu(gate) * up, "down_proj", expert))
+        return torch.cat(outputs)
+
+    def _kernel_matmul(self, kernels, x: torch.Tensor, name: str, expert: int) -> torch.Tensor:
+        low = getattr(self, name + "_low")[expert] if self.integer == "int4" else None
+        return kernel_matmul(kernels, x, getattr(self, name)[expert], getattr(self, name + "_scale")[expert], low)
 
     def _weights(self, counts: torch.Tensor, dtype: torch.dtype, tokens: int):
         """(gate, up, down, tokens per expert) for the grouped matmuls, in the dtype they should run in.

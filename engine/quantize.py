@@ -63,6 +63,15 @@ def quantized(weight: torch.Tensor, mode: IntMode) -> dict[str, torch.Tensor]:
     return {"": q, "_scale": scale}
 
 
+def kernel_matmul(
+    kernels, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor | None
+) -> torch.Tensor:
+    """x [rows, in] fp32 times the integer weight's transpose, in the compiled kernels (int4 when `low` is given)."""
+    if low is None:
+        return kernels.int8_matmul(x, q, scale)
+    return kernels.int4_matmul(x, q, scale, low)
+
+
 def dequantized(
     q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor | None, dtype: torch.dtype, site: str
 ) -> torch.Tensor:
@@ -148,19 +157,16 @@ class _IntegerLinear(nn.Module):
         register_integer(self, "weight", (out_features, in_features), self.integer, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernels = _kernels_for(x)
+        kernels = kernels_for(x)
         x2 = x.reshape(-1, self.in_features)
+        low = getattr(self, "weight_low", None)
         if kernels is not None:
-            out = self._kernel_matmul(kernels, x2.float().contiguous()).to(x.dtype)
+            out = kernel_matmul(kernels, x2.float().contiguous(), self.weight, self.weight_scale, low).to(x.dtype)
         else:
-            low = getattr(self, "weight_low", None)
             out = F.linear(x2, dequantized(self.weight, self.weight_scale, low, x.dtype, "linear"))
         if self.bias is not None:
             out += self.bias
         return out.view(*x.shape[:-1], self.out_features)
-
-    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -171,9 +177,6 @@ class Int8Linear(_IntegerLinear):
 
     integer = "int8"
 
-    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
-        return kernels.int8_matmul(x, self.weight, self.weight_scale)
-
 
 class Int4Linear(_IntegerLinear):
     """W held as packed 4-bit `weight` (`pack_int4`) and fp16 `weight_scale` and `weight_low` per block of 32
@@ -181,11 +184,8 @@ class Int4Linear(_IntegerLinear):
 
     integer = "int4"
 
-    def _kernel_matmul(self, kernels, x: torch.Tensor) -> torch.Tensor:
-        return kernels.int4_matmul(x, self.weight, self.weight_scale, self.weight_low)
 
-
-def _kernels_for(x: torch.Tensor):
+def kernels_for(x: torch.Tensor):
     """The compiled kernels when they take this input: a few rows, on the CPU, inputs in whole blocks of 32."""
     if _rows(x) > NARROW_ROWS or x.device.type != "cpu" or x.shape[-1] % INT4_GROUP:
         return None

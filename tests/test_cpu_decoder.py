@@ -1,7 +1,7 @@
 """The compiled CPU decoder (engine/cpu_decoder.py, engine/kernels/decoder.cpp): the same logits as the PyTorch
-pass on tiny random Llama, Qwen2 (biases) and Qwen3 (QK-norm) checkpoints with int8 and int4 weights, past one
-attention chunk of context; rows and drafts bitwise independent of what runs beside them; and which models and
-caches take it."""
+pass on tiny random Llama, Qwen2 (biases), Qwen3 (QK-norm) and BailingMoeV2 (partial RoPE, QK-norm, a dense layer,
+then routed and shared experts) checkpoints with int8 and int4 weights, past one attention chunk of context; rows
+and drafts bitwise independent of what runs beside them; and which models and caches take it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from engine import ChatMessage, GenerationParams, LocalEngine, Stats
 from engine.kernels import cpu_kernels
+from conftest import tiny_bailing_checkpoint
 from test_engine import tiny_checkpoint
 
 pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="the CPU kernels need AVX2 and a C++ compiler")
@@ -30,7 +31,10 @@ def tiny_engines(tmp_path_factory, local_engine):
     def load(kind: str, mode: str) -> LocalEngine:
         if kind not in directories:
             directories[kind] = tmp_path_factory.mktemp(kind)
-            tiny_checkpoint(kind, directories[kind], local_engine.tokenizer)
+            if kind == "bailing":
+                tiny_bailing_checkpoint(directories[kind], local_engine)
+            else:
+                tiny_checkpoint(kind, directories[kind], local_engine.tokenizer)
         if (kind, mode) not in engines:
             engines[kind, mode] = LocalEngine(directories[kind], quantize=mode)
         return engines[kind, mode]
@@ -51,7 +55,7 @@ def _decode(engine: LocalEngine, ids: list[int], compiled: bool) -> torch.Tensor
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "bailing"])
 def test_compiled_steps_match_the_pytorch_steps(kind, mode, tiny_engines):
     """Both passes quantize the same activations to int8 for the same kernels; what differs is the order of float
     sums, which leaves about 1e-7 relative and only rarely moves an activation across a rounding step."""
@@ -65,10 +69,12 @@ def test_compiled_steps_match_the_pytorch_steps(kind, mode, tiny_engines):
     assert torch.equal(compiled.argmax(-1), eager.argmax(-1))
 
 
-def test_rows_and_drafts_get_what_one_token_steps_get(tiny_engines):
+@pytest.mark.parametrize("kind", ["qwen3", "bailing"])
+def test_rows_and_drafts_get_what_one_token_steps_get(kind, tiny_engines):
     """Two sequences at different positions, decoded as a batch of 3-token drafts, give bitwise the logits that
-    each gets one token at a time alone: drafting is lossless and batching changes no answer."""
-    engine = tiny_engines("qwen3", "int4")
+    each gets one token at a time alone: drafting is lossless and batching changes no answer. With experts, the
+    rows of a batch choose different experts and share some."""
+    engine = tiny_engines(kind, "int4")
     generator = torch.Generator().manual_seed(4)
     prompts = [torch.randint(0, 49152, (n,), generator=generator).tolist() for n in (PROMPT, 20)]
     drafts = [torch.randint(0, 49152, (3,), generator=generator).tolist() for _ in prompts]

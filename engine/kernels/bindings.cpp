@@ -15,11 +15,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<clinidoc::IntWeight>(m, "IntWeight")
       .def(py::init<torch::Tensor, torch::Tensor, c10::optional<torch::Tensor>, c10::optional<torch::Tensor>>(),
            py::arg("weight"), py::arg("scale"), py::arg("low"), py::arg("bias"));
+  py::class_<clinidoc::RoutedExperts>(m, "RoutedExperts")
+      .def(py::init<torch::Tensor, torch::Tensor, std::vector<clinidoc::IntWeight>, std::vector<clinidoc::IntWeight>,
+                    std::vector<clinidoc::IntWeight>, int64_t, int64_t, int64_t, bool, double>(),
+           py::arg("router"), py::arg("bias"), py::arg("gate"), py::arg("up"), py::arg("down"), py::arg("top_k"),
+           py::arg("groups"), py::arg("top_groups"), py::arg("normalize"), py::arg("scaling"));
   py::class_<clinidoc::DecoderLayer>(m, "DecoderLayer")
       .def(py::init<torch::Tensor, torch::Tensor, c10::optional<torch::Tensor>, c10::optional<torch::Tensor>,
-                    clinidoc::IntWeight, clinidoc::IntWeight, clinidoc::IntWeight, clinidoc::IntWeight>(),
+                    clinidoc::IntWeight, clinidoc::IntWeight, clinidoc::IntWeight, clinidoc::IntWeight,
+                    std::optional<clinidoc::RoutedExperts>>(),
            py::arg("input_norm"), py::arg("post_norm"), py::arg("q_norm"), py::arg("k_norm"), py::arg("qkv"),
-           py::arg("o"), py::arg("gate_up"), py::arg("down"));
+           py::arg("o"), py::arg("gate_up"), py::arg("down"), py::arg("experts"));
   py::class_<clinidoc::Decoder>(m, "Decoder")
       .def(py::init<torch::Tensor, std::vector<clinidoc::DecoderLayer>, torch::Tensor, clinidoc::IntWeight,
                     torch::Tensor, torch::Tensor, int64_t, int64_t, int64_t, double>(),

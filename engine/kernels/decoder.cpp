@@ -1,9 +1,10 @@
-// A Llama-family forward pass of a few tokens (a decode step, a draft to verify, a short batch) in one call.
+// A decoder's forward pass of a few tokens (a decode step, a draft to verify, a short batch) in one call: the Llama
+// family, and BailingMoeV2's MoE layers with their router and routed experts.
 //
 // In eager PyTorch a decode step of SmolLM2-135M is some 600 small ops (norms, rotary, cache writes, attention,
-// SwiGLU, residuals, the projections), and each costs more in dispatch than in arithmetic. Here the whole pass is
-// plain loops over the weights and the KV cache that engine/models/llama.py holds, with the int8/int4 projections
-// of int_matmul.cpp. Every token is computed alone, with the same operations whatever the number of tokens or rows
+// SwiGLU, residuals, the projections), and each costs more in dispatch than in arithmetic; a MoE layer adds the
+// routing and a matmul per chosen expert. Here the whole pass is plain loops over the weights and the KV cache that
+// engine/models holds, with the int8/int4 projections of int_matmul.cpp. Every token is computed alone, with the same operations whatever the number of tokens or rows
 // beside it, so a draft verifies exactly as one-token steps would decode and a batched row equals the row alone.
 
 #include "decoder.h"
@@ -99,11 +100,114 @@ void check_vector(const at::Tensor& t, int64_t n, const char* name) {
 
 }  // namespace
 
+RoutedExperts::RoutedExperts(at::Tensor router_, at::Tensor bias_, std::vector<IntWeight> gate_,
+                             std::vector<IntWeight> up_, std::vector<IntWeight> down_, int64_t top_k_, int64_t groups_,
+                             int64_t top_groups_, bool normalize_, double scaling_)
+    : router(std::move(router_)), bias(std::move(bias_)), gate(std::move(gate_)), up(std::move(up_)),
+      down(std::move(down_)), top_k(top_k_), groups(groups_), top_groups(top_groups_), normalize(normalize_),
+      scaling(static_cast<float>(scaling_)) {
+  TORCH_CHECK(router.dtype() == at::kFloat && router.is_contiguous() && router.dim() == 2,
+              "router: contiguous fp32 [experts, hidden]");
+  const int64_t experts = router.size(0), hidden = router.size(1);
+  check_vector(bias, experts, "expert bias");
+  TORCH_CHECK(static_cast<int64_t>(gate.size()) == experts && up.size() == gate.size() && down.size() == gate.size(),
+              "one gate, up and down projection per expert");
+  TORCH_CHECK(groups > 0 && experts % groups == 0 && experts / groups >= 2 && top_groups >= 1 &&
+                  top_groups <= groups && top_k >= 1 && top_k <= top_groups * (experts / groups),
+              "expert groups: whole groups of two or more, enough kept for top_k");
+  for (int64_t e = 0; e < experts; ++e) {
+    const int64_t I = down[e].in_features;
+    TORCH_CHECK(gate[e].in_features == hidden && up[e].in_features == hidden && gate[e].out_features == I &&
+                    up[e].out_features == I && down[e].out_features == hidden && I % 8 == 0,
+                "expert ", e, ": gate and up [I, hidden], down [hidden, I]");
+  }
+}
+
+void RoutedExperts::route(const float* x, int64_t* ids, float* weights) const {
+  const int64_t experts = router.size(0), hidden = router.size(1), per_group = experts / groups;
+  const float* w = router.data_ptr<float>();
+  const float* b = bias.data_ptr<float>();
+  std::vector<float> scores(experts), choice(experts);
+  for (int64_t e = 0; e < experts; ++e) {
+    scores[e] = 1.f / (1.f + std::exp(-dot(x, w + e * hidden, hidden)));
+    choice[e] = scores[e] + b[e];
+  }
+  // Rank by score, the lower index first among equals.
+  auto better = [](const std::vector<float>& by) {
+    return [&by](int64_t i, int64_t j) { return by[i] > by[j] || (by[i] == by[j] && i < j); };
+  };
+  std::vector<float> group_score(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    float first = -std::numeric_limits<float>::infinity(), second = first;
+    for (int64_t e = g * per_group; e < (g + 1) * per_group; ++e) {
+      if (choice[e] > first) {
+        second = first;
+        first = choice[e];
+      } else if (choice[e] > second) {
+        second = choice[e];
+      }
+    }
+    group_score[g] = first + second;
+  }
+  std::vector<int64_t> kept(groups);
+  for (int64_t g = 0; g < groups; ++g) kept[g] = g;
+  std::partial_sort(kept.begin(), kept.begin() + top_groups, kept.end(), better(group_score));
+  std::vector<int64_t> candidates;
+  for (int64_t i = 0; i < top_groups; ++i)
+    for (int64_t e = kept[i] * per_group; e < (kept[i] + 1) * per_group; ++e) candidates.push_back(e);
+  std::partial_sort(candidates.begin(), candidates.begin() + top_k, candidates.end(), better(choice));
+  float total = 0.f;
+  for (int64_t j = 0; j < top_k; ++j) {
+    ids[j] = candidates[j];
+    weights[j] = scores[candidates[j]];
+    total += weights[j];
+  }
+  for (int64_t j = 0; j < top_k; ++j) weights[j] = (normalize ? weights[j] / (total + 1e-20f) : weights[j]) * scaling;
+}
+
+void RoutedExperts::apply(const float* x, int64_t rows, float* out) const {
+  const int64_t experts = router.size(0), H = router.size(1), k = top_k;
+  std::vector<int64_t> ids(rows * k);
+  std::vector<float> weights(rows * k);
+  for (int64_t r = 0; r < rows; ++r) route(x + r * H, ids.data() + r * k, weights.data() + r * k);
+  // Each expert's slots (row · k + rank) among the rows that chose it.
+  std::vector<std::vector<int64_t>> slots(experts);
+  for (int64_t s = 0; s < rows * k; ++s) slots[ids[s]].push_back(s);
+  std::vector<float> results(rows * k * H), inputs, gate_out, up_out, act, expert_out;
+  QuantizedRows quantized;
+  for (int64_t e = 0; e < experts; ++e) {
+    const int64_t n = static_cast<int64_t>(slots[e].size()), I = down[e].in_features;
+    if (n == 0) continue;
+    inputs.resize(n * H);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(x + slots[e][i] / k * H, H, inputs.data() + i * H);
+    quantized.quantize(inputs.data(), n, H);
+    gate_out.resize(n * I);
+    up_out.resize(n * I);
+    gate[e].multiply(quantized, gate_out.data());
+    up[e].multiply(quantized, up_out.data());
+    act.resize(n * I);
+    for (int64_t i = 0; i < n; ++i) silu_times(gate_out.data() + i * I, up_out.data() + i * I, I, act.data() + i * I);
+    quantized.quantize(act.data(), n, I);
+    expert_out.resize(n * H);
+    down[e].multiply(quantized, expert_out.data());
+    for (int64_t i = 0; i < n; ++i) std::copy_n(expert_out.data() + i * H, H, results.data() + slots[e][i] * H);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * H;
+    std::fill(o, o + H, 0.f);
+    for (int64_t j = 0; j < k; ++j) {
+      const float w = weights[r * k + j];
+      const float* y = results.data() + (r * k + j) * H;
+      for (int64_t d = 0; d < H; ++d) o[d] += w * y[d];
+    }
+  }
+}
+
 DecoderLayer::DecoderLayer(at::Tensor input_norm_, at::Tensor post_norm_, c10::optional<at::Tensor> q_norm_,
                            c10::optional<at::Tensor> k_norm_, IntWeight qkv_, IntWeight o_, IntWeight gate_up_,
-                           IntWeight down_)
+                           IntWeight down_, std::optional<RoutedExperts> experts_)
     : input_norm(std::move(input_norm_)), post_norm(std::move(post_norm_)), qkv(std::move(qkv_)), o(std::move(o_)),
-      gate_up(std::move(gate_up_)), down(std::move(down_)) {
+      gate_up(std::move(gate_up_)), down(std::move(down_)), experts(std::move(experts_)) {
   if (q_norm_.has_value()) q_norm = *q_norm_;
   if (k_norm_.has_value()) k_norm = *k_norm_;
 }
@@ -135,6 +239,7 @@ Decoder::Decoder(at::Tensor embedding_, std::vector<DecoderLayer> layers_, at::T
     TORCH_CHECK(layer.gate_up.in_features == hidden && layer.gate_up.out_features % 16 == 0, "gate_up: [2 I, hidden]");
     TORCH_CHECK(layer.down.in_features * 2 == layer.gate_up.out_features && layer.down.out_features == hidden,
                 "down: [hidden, I]");
+    if (layer.experts) TORCH_CHECK(layer.experts->router.size(1) == hidden, "router: [experts, hidden]");
   }
 }
 
@@ -223,7 +328,7 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, const std::vector<at::Tens
   const int64_t R = batch.rows, H = hidden, D = head_dim, width = (heads + 2 * kv_heads) * D;
   const int64_t vocab = embedding.size(0);
   std::vector<float> x(R * H), normed(R * H), delta(R * H), qkv(R * width), attended(R * heads * D);
-  std::vector<float> gate_up, act, partial;
+  std::vector<float> gate_up, act, partial, routed;
   QuantizedRows quantized;
 
   const int64_t* ids = batch.tokens.data_ptr<int64_t>();
@@ -264,6 +369,11 @@ at::Tensor Decoder::forward(const at::Tensor& tokens, const std::vector<at::Tens
     for (int64_t r = 0; r < R; ++r) silu_times(gate_up.data() + r * 2 * I, gate_up.data() + r * 2 * I + I, I, act.data() + r * I);
     quantized.quantize(act.data(), R, I);
     layer.down.multiply(quantized, delta.data());
+    if (layer.experts) {  // delta is the shared expert's; the routed experts' sum is added to it, as in PyTorch
+      routed.resize(R * H);
+      layer.experts->apply(normed.data(), R, routed.data());
+      add(delta.data(), routed.data(), R * H);
+    }
     add(x.data(), delta.data(), R * H);
   }
 

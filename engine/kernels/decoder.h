@@ -1,4 +1,5 @@
-// A Llama-family forward pass of a few tokens in one call, over int8/int4 weights and an fp32 KV cache.
+// A decoder's forward pass of a few tokens in one call, over int8/int4 weights and an fp32 KV cache: the Llama
+// family, and BailingMoeV2 with its routed experts.
 #pragma once
 
 #include "int_matmul.h"
@@ -6,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace clinidoc {
@@ -14,13 +16,40 @@ namespace clinidoc {
 // depends only on the position, never on the number of threads, so the sums come out the same on any machine.
 constexpr int64_t kAttentionChunk = 128;
 
-// One decoder layer's weights, as engine/models/llama.py holds them (q/k/v and gate/up fused).
+// A MoE layer's routed experts, as engine/moe.py holds them: a sigmoid router whose bias steers only which experts
+// are chosen, from the `top_groups` groups whose two best biased scores sum highest, and each expert's gate, up and
+// down projections (slices of the layer's stacked int8/int4 tensors, not copies).
+struct RoutedExperts {
+  at::Tensor router, bias;  // fp32 [experts, hidden], [experts]
+  std::vector<IntWeight> gate, up, down;
+  int64_t top_k, groups, top_groups;
+  bool normalize;
+  float scaling;
+
+  RoutedExperts(at::Tensor router, at::Tensor bias, std::vector<IntWeight> gate, std::vector<IntWeight> up,
+                std::vector<IntWeight> down, int64_t top_k, int64_t groups, int64_t top_groups, bool normalize,
+                double scaling);
+
+  // out [rows, hidden] = Σ weight · expert(x) over each row's chosen experts. Only the chosen experts' weights are
+  // read, once for all the rows that chose them; each row is summed over its own experts in its own order, so it
+  // comes out the same whatever rows are beside it.
+  void apply(const float* x, int64_t rows, float* out) const;
+
+ private:
+  // One row's chosen experts (best first) and their weights.
+  void route(const float* x, int64_t* ids, float* weights) const;
+};
+
+// One decoder layer's weights (q/k/v and gate/up fused). In a MoE layer gate_up and down are the shared expert's,
+// and `experts` the routed ones.
 struct DecoderLayer {
   at::Tensor input_norm, post_norm, q_norm, k_norm;  // q_norm, k_norm: undefined without QK-norm
   IntWeight qkv, o, gate_up, down;
+  std::optional<RoutedExperts> experts;
 
   DecoderLayer(at::Tensor input_norm, at::Tensor post_norm, c10::optional<at::Tensor> q_norm,
-               c10::optional<at::Tensor> k_norm, IntWeight qkv, IntWeight o, IntWeight gate_up, IntWeight down);
+               c10::optional<at::Tensor> k_norm, IntWeight qkv, IntWeight o, IntWeight gate_up, IntWeight down,
+               std::optional<RoutedExperts> experts);
 };
 
 class Decoder;

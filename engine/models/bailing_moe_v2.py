@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for
 from engine.moe import MoEBlock
@@ -91,6 +92,7 @@ class BailingMoeV2ForCausalLM(nn.Module):
         self.model = BailingMoeV2Body(cfg)
         self.lm_head = linear(cfg.hidden_size, cfg.vocab_size, weights=output_weights(cfg.weights))
         self.rope = rotary_for(cfg)
+        self.compiled: CompiledDecoder | None = None
 
     def hidden(self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]) -> torch.Tensor:
         """The final normed hidden states [B, T, H]: what lm_head and the MTP layer read.
@@ -105,6 +107,10 @@ class BailingMoeV2ForCausalLM(nn.Module):
     def forward(
         self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = False
     ) -> torch.Tensor:
+        """fp32 logits [B, T, vocab] (the last position's only with `last_only`). A pass of a few tokens over int8/int4
+        weights runs in one compiled call (engine/cpu_decoder.py)."""
+        if self.compiled is not None and self.compiled.takes(tokens, caches):
+            return self.compiled(tokens, caches, starts, last_only)
         h = self.hidden(tokens, caches, starts)
         if last_only:
             h = h[:, -1:]
@@ -131,7 +137,17 @@ class BailingMoeV2ForCausalLM(nn.Module):
             self.lm_head.weight = self.model.word_embeddings.weight
 
     def materialize_buffers(self, device: torch.device | str) -> None:
+        """Rotary tables are computed, not loaded: rebuild them on the weights' device. Then the compiled decoder over
+        the main layers (not the MTP layer), where it takes this model."""
         self.rope = rotary_for(self.config).to(device)
+        layers = [
+            LayerWeights(
+                layer.input_layernorm, layer.post_attention_layernorm, layer.attention.query_layernorm,
+                layer.attention.key_layernorm, layer.attention.query_key_value, layer.attention.dense, layer.mlp,
+            )
+            for layer in list(self.model.layers)[: self.config.num_hidden_layers]
+        ]
+        self.compiled = compiled_decoder(self, self.model.word_embeddings, layers, self.model.norm)
 
     @staticmethod
     def stacked_name(name: str) -> tuple[str, int | None]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
-from engine.cpu_decoder import CompiledDecoder, compiled_decoder
+from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import (
     GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, output_weights, rotary_for,
@@ -102,7 +102,14 @@ class LlamaForCausalLM(nn.Module):
         """Rotary tables are computed, not loaded: rebuild them on the weights' device. Then the compiled decoder,
         which reads the loaded weights and those tables, where it takes this model."""
         self.rope = rotary_for(self.config).to(device)
-        self.compiled = compiled_decoder(self)
+        layers = [
+            LayerWeights(
+                layer.input_layernorm, layer.post_attention_layernorm, getattr(layer.self_attn, "q_norm", None),
+                getattr(layer.self_attn, "k_norm", None), layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp,
+            )
+            for layer in self.model.layers
+        ]
+        self.compiled = compiled_decoder(self, self.model.embed_tokens, layers, self.model.norm)
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:
