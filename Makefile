@@ -49,7 +49,8 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	touch $@
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m engine.bench
+	$(BIN)/python -m bench.speed
+	$(BIN)/python -m bench.moe
 
 # The screenshots of docs/screens/ and their accessibility table, from the real server in Chromium.
 screens: install-dev

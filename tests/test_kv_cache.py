@@ -117,7 +117,7 @@ def test_attending_a_long_narrow_cache_widens_one_block_not_the_context():
     earlier tests freed, from Linux's resident high-water mark reset before the read."""
     script = f"""
 import torch
-from engine.bench import reset_peak_rss, rss_and_peak
+from bench.serving import reset_peak_rss, rss_and_peak
 from engine.kv_cache import KVCache
 from engine.layers import cached_attention
 

@@ -52,7 +52,8 @@ void int8_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
   for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) * row_scales[r];
 }
 
-// Rows n .. n + R of an int4 weight times one quantized activation row.
+// Rows n .. n + R of an int4 weight times one quantized activation row. The fp16 scales and lows are widened eight
+// blocks at a time (F16C), so the loop over a block's 32 weights holds no scalar conversion.
 template <int64_t R>
 void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, float* y) {
   const int64_t K = x.cols, blocks = K / kBlock;
@@ -63,24 +64,44 @@ void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
   const uint16_t* w_scales = w.block_scales + n * blocks;
   const uint16_t* w_lows = w.block_lows + n * blocks;
   const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-  __m256 acc[R];
-  float offset[R];  // the lows' share: Σ over blocks of low · x's scale · Σ x's values
-  for (int64_t r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    offset[r] = 0.f;
-  }
-  for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
+  __m256 acc[R], offset[R];  // offset: the lows' share, Σ over blocks of low · x's scale · Σ x's values
+  for (int64_t r = 0; r < R; ++r) acc[r] = offset[r] = _mm256_setzero_ps();
+  alignas(32) float both[R][8];  // x's scale times each row's weight scale, for eight blocks
+  for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
+    const int64_t count = std::min<int64_t>(8, blocks - b0);
+    __m256 xs, xsum;
+    if (count == 8) {
+      xs = _mm256_loadu_ps(x_scales + b0);
+      xsum = _mm256_loadu_ps(x_sums + b0);
+    } else {  // the last few blocks of a row whose block count is not a multiple of eight; the rest lanes are zero
+      alignas(32) float s[8] = {}, t[8] = {};
+      std::copy_n(x_scales + b0, count, s);
+      std::copy_n(x_sums + b0, count, t);
+      xs = _mm256_load_ps(s);
+      xsum = _mm256_load_ps(t);
+    }
     for (int64_t r = 0; r < R; ++r) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(weights + r * (K / 2) + b * kBlock / 2));
-      const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
-                                          _mm_and_si128(bytes, low_nibbles));
-      const __m256 both = _mm256_set1_ps(x_scales[b] * _cvtsh_ss(w_scales[r * blocks + b]));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), both, acc[r]);
-      offset[r] += _cvtsh_ss(w_lows[r * blocks + b]) * x_sums[b];
+      alignas(16) uint16_t s[8] = {}, l[8] = {};
+      std::copy_n(w_scales + r * blocks + b0, count, s);
+      std::copy_n(w_lows + r * blocks + b0, count, l);
+      const __m256 scales = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(s)));
+      const __m256 lows = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(l)));
+      _mm256_store_ps(both[r], _mm256_mul_ps(scales, xs));
+      offset[r] = _mm256_fmadd_ps(lows, xsum, offset[r]);
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t b = b0 + i;
+      const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
+      for (int64_t r = 0; r < R; ++r) {
+        const __m128i bytes =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(weights + r * (K / 2) + b * kBlock / 2));
+        const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
+                                            _mm_and_si128(bytes, low_nibbles));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), _mm256_broadcast_ss(&both[r][i]), acc[r]);
+      }
     }
   }
-  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) + offset[r];
+  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(_mm256_add_ps(acc[r], offset[r]));
 }
 
 // y = x · Wᵀ, kRowsAtOnce weight rows at a time (one at a time for a range's last few), each read once for all of

@@ -1,0 +1,230 @@
+"""BailingMoeV2 (AntAngelMed's architecture) on this machine: the engine against transformers and llama.cpp on the
+same random weights, and narrower weights against full ones.
+
+    python -m bench.moe [--device cuda --dtype bfloat16]    engine vs transformers Glm4Moe (and llama.cpp)
+    python -m bench.moe --fp8 [--device cuda]               FP8 weights vs BF16 weights
+
+A tiny-but-wide random BailingMoeV2 (hidden 1024, 64 experts, top-8, 1 shared, 8 layers) runs in the engine and in
+transformers' Glm4MoeForCausalLM, with its per-expert loop ("eager") and its grouped matmul. `--fp8` loads SmolLM2
+(when installed) and the tiny-but-wide MoE with BF16 weights and with block FP8 weights (quantized at load), and
+reports weight memory, logit error and decode speed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.runners import (
+    DEFAULT_PROMPT, arguments, bench_engine, bench_llama_cpp, bench_transformers, isolated, median_runs, tokenizer_of,
+)
+from engine import EngineError, LocalEngine
+from engine.checkpoint import default_model_path
+from engine.kv_cache import KVCache
+from engine.tokenizer import Tokenizer
+
+WIDE_MOE = dict(
+    hidden_size=1024, intermediate_size=2816, moe_intermediate_size=512, num_hidden_layers=8,
+    num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
+    n_routed_experts=64, num_experts_per_tok=8, n_group=8, topk_group=4, n_shared_experts=1,
+    routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=None,
+)
+
+
+def wide_moe_checkpoint(directory: Path, tokenizer: Tokenizer):
+    """Write the tiny-but-wide random BailingMoeV2 to `directory`; returns its transformers twin."""
+    from engine.reference import random_glm4_moe, save_as_bailing
+
+    reference = random_glm4_moe(len(tokenizer.hf), **WIDE_MOE)
+    save_as_bailing(reference, directory)
+    tokenizer.hf.save_pretrained(directory)
+    return reference
+
+
+def bench_moe(args, tokenizer: Tokenizer) -> None:
+    """Each runner alone in a process of its own, on the same weights and prompt ids, greedy, without drafting. With
+    --dtype bfloat16 the engine holds bf16 weights (on a CPU it still computes in fp32, as it serves); on a CPU it
+    also runs with int8 and int4 weights, and each of its rows is set beside the memory roofline: the bytes one
+    decode step reads (attention, router, shared expert, the chosen experts, head, KV) at the read bandwidth
+    measured here."""
+    dtype = getattr(torch, args.dtype)
+    ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
+    formats = ["bf16" if dtype == torch.bfloat16 else None] + (["int8", "int4"] if args.device == "cpu" else [])
+    with tempfile.TemporaryDirectory() as directory:
+        bailing, glm4 = Path(directory, "bailing"), Path(directory, "glm4")
+        wide_moe_checkpoint(bailing, tokenizer).save_pretrained(glm4)
+        rows = [isolated(_engine_row, args, bailing, quantize, ids) for quantize in formats]
+        peers = [isolated(_transformers_row, args, glm4, experts, ids) for experts in ("eager", "grouped_mm")]
+        if args.device == "cpu" and importlib.util.find_spec("llama_cpp") is not None:
+            from engine.reference import gguf_vocabulary, save_as_bailing_gguf
+
+            # Q8_0 and Q4_1 hold as many bytes per weight as the engine's int8 (per row) and int4 (groups of 32).
+            vocabulary = gguf_vocabulary(default_model_path(), len(tokenizer.hf))
+            for block_type in ("Q8_0", "Q4_1"):
+                gguf = Path(directory, f"wide-moe.{block_type}.gguf")
+                save_as_bailing_gguf(bailing, gguf, vocabulary, block_type)
+                peers.append(isolated(_llama_row, gguf, block_type, ids, args.new_tokens, args.runs))
+        accuracy = isolated(_accuracy, bailing, ids, formats[1:]) if args.device == "cpu" else []
+    bandwidth = isolated(read_bandwidth) if args.device == "cpu" else None
+
+    print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers; {args.dtype} weights on "
+          f"{args.device}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
+    print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, greedy, no drafting, median of {args.runs} runs "
+          f"after a warm-up, each runner in a process of its own")
+    if bandwidth:
+        print(f"memory read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s")
+    if args.device == "cpu" and importlib.util.find_spec("llama_cpp") is None:
+        print("llama.cpp: skipped (llama_cpp is not installed: pip install -e '.[bench]')")
+    header = "\n| runner | prefill tokens/s | decode tokens/s |"
+    header += "".join(f" decode vs {name} |" for name, *_ in peers)
+    header += " bytes read per token (MB) | share of the memory roofline |" if bandwidth else ""
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for name, ttft, decode, *read in rows + peers:
+        line = f"| {name} | {len(ids) / ttft:.0f} | {decode:.1f} |"
+        line += "".join(f" {decode / peer_decode:.2f}x |" for _, _, peer_decode, *_ in peers)
+        if bandwidth:
+            line += f" {read[0] / 1e6:.0f} | {decode * read[0] / bandwidth:.0%} |" if read else " — | — |"
+        print(line)
+    if accuracy:
+        print("\nint8/int4 weights against fp32 on the same prompt: logits of a prefill (PyTorch, experts dequantized) "
+              "and of one-token steps (the compiled pass)\n")
+        print("| weights | pass | relative logit error | top-1 agreement |")
+        print("|---|---|---|---|")
+        for quantize, kind, error, agreement in accuracy:
+            print(f"| {quantize} | {kind} | {error:.4f} | {agreement:.3f} |")
+
+
+def _engine_row(args, path: Path, quantize: str | None, ids: list[int]) -> tuple[str, float, float, float]:
+    compute = torch.float32 if args.device == "cpu" else getattr(torch, args.dtype)
+    engine = LocalEngine(path, device=args.device, dtype=compute, quantize=quantize)
+
+    def uncached() -> tuple[float, float]:
+        engine.prefix_cache.clear()  # every run prefills the whole prompt, as the peers do
+        return bench_engine(engine, ids, args.new_tokens, draft_tokens=0)
+
+    ttft, decode = median_runs(uncached, args.runs)
+    label = engine.info.precision.split("→ ")[-1]
+    return f"clinidoc engine, {label}", ttft, decode, step_bytes(engine, len(ids) + args.new_tokens // 2)
+
+
+def _transformers_row(args, path: Path, experts: str, ids: list[int]) -> tuple[str, float, float]:
+    from transformers import Glm4MoeForCausalLM
+
+    dtype = getattr(torch, args.dtype)
+    reference = Glm4MoeForCausalLM.from_pretrained(path, dtype=dtype).to(args.device).eval()
+    reference.set_experts_implementation(experts)
+    timing = median_runs(lambda: bench_transformers(reference, ids, args.new_tokens), args.runs)
+    return (f"transformers {experts}", *timing)
+
+
+def _llama_row(path: Path, block_type: str, ids: list[int], new_tokens: int, runs: int) -> tuple[str, float, float]:
+    return (f"llama.cpp {block_type}", *bench_llama_cpp(path, ids, new_tokens, runs))
+
+
+def step_bytes(engine: LocalEngine, position: int) -> float:
+    """Bytes one decode step reads at `position`: every weight of the main layers and the head, but of the routed
+    experts only the chosen share (top-k of the experts) and of the embedding one row; and the cached keys and
+    values up to the position."""
+    cfg = engine.config
+    moe = cfg.moe
+    mtp = f"model.layers.{cfg.num_hidden_layers}."
+    total = 0.0
+    for name, tensor in engine.model.state_dict().items():
+        if name.startswith(mtp):
+            continue
+        share = 1.0
+        if ".mlp.experts." in name:
+            share = moe.experts_per_token / moe.num_experts
+        elif "word_embeddings" in name or "embed_tokens" in name:
+            share = 1 / cfg.vocab_size
+        total += tensor.nbytes * share
+    kv = engine.new_cache(1)
+    per_position = kv.keys.nbytes + kv.values.nbytes
+    return total + per_position * position
+
+
+def read_bandwidth() -> float:
+    """Bytes per second of summing a tensor far larger than the caches, with torch's threads: what a decode step that
+    only reads its weights could reach at best."""
+    big = torch.ones(2**28)  # 1 GiB of fp32
+    big.sum()
+    started = time.perf_counter()
+    runs = 5
+    for _ in range(runs):
+        big.sum()
+    return big.nbytes * runs / (time.perf_counter() - started)
+
+
+def _accuracy(path: Path, ids: list[int], formats: list[str]) -> list[tuple[str, str, float, float]]:
+    """(weights, pass, relative logit error, top-1 agreement) against the fp32 engine on the same weights."""
+    full = _logits(LocalEngine(path), ids)
+    results = []
+    for quantize in formats:
+        quantized = _logits(LocalEngine(path, quantize=quantize), ids)
+        for kind, got, want in zip(("prefill", "one-token steps"), quantized, full):
+            error = ((got - want).norm() / want.norm()).item()
+            results.append((quantize, kind, error, (got.argmax(-1) == want.argmax(-1)).float().mean().item()))
+    return results
+
+
+def _logits(engine: LocalEngine, ids: list[int], steps: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the prompt's positions in one prefill, and of its first `steps` positions fed one token at a time."""
+    whole = engine.forward([ids], [engine.new_cache(len(ids))], [0], last_only=False)[0]
+    cache = engine.new_cache(steps)
+    stepwise = torch.stack([engine.forward([[token]], [cache], [i])[0] for i, token in enumerate(ids[:steps])])
+    return whole, stepwise
+
+
+def bench_fp8(args, tokenizer: Tokenizer) -> None:
+    from engine.weights import resident_bytes
+
+    print(f"FP8 (block 128x128 e4m3, quantized at load) against BF16 weights on {args.device}, torch {torch.__version__}")
+    print(f"logits over the same {args.prompt_tokens}-token prompt; decode: {args.new_tokens} new tokens, "
+          f"median of {args.runs} runs after a warm-up\n")
+    print("| model | weights BF16 (MiB) | weights FP8 (MiB) | relative logit error | max abs logit error "
+          "| top-1 agreement | decode tok/s BF16 | decode tok/s FP8 |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as directory:
+        wide_moe_checkpoint(Path(directory), tokenizer)
+        models = [("tiny-but-wide BailingMoeV2 (random)", directory)]
+        try:
+            models.insert(0, ("SmolLM2-135M-Instruct", str(default_model_path())))
+        except EngineError:  # the default model is not installed on this machine
+            pass
+        for label, path in models:
+            bf16 = LocalEngine(path, device=args.device, dtype=torch.bfloat16)
+            fp8 = LocalEngine(path, device=args.device, dtype=torch.bfloat16, quantize="fp8")
+            ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
+            full, quantized = _prompt_logits(bf16, ids), _prompt_logits(fp8, ids)
+            relative = ((quantized - full).norm() / full.norm()).item()
+            agreement = (quantized.argmax(-1) == full.argmax(-1)).float().mean().item()
+            speed = [median_runs(lambda e=e: bench_engine(e, ids, args.new_tokens), args.runs)[1] for e in (bf16, fp8)]
+            print(f"| {label} | {resident_bytes(bf16.model) / 2**20:.0f} | {resident_bytes(fp8.model) / 2**20:.0f} "
+                  f"| {relative:.4f} | {(quantized - full).abs().max().item():.3f} | {agreement:.3f} "
+                  f"| {speed[0]:.1f} | {speed[1]:.1f} |")
+            del bf16, fp8
+
+
+def _prompt_logits(engine: LocalEngine, ids: list[int]) -> torch.Tensor:
+    cfg = engine.config
+    cache = KVCache(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, len(ids), torch.bfloat16, engine.device)
+    with torch.inference_mode():
+        tokens = torch.tensor([ids], device=engine.device)
+        return engine.model(tokens, [cache], [0])[0].float().cpu()
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--fp8", action="store_true", help="FP8 weights against BF16 weights")
+    parser.add_argument("--dtype", default="float32", help="weight dtype (float32 or bfloat16)")
+    args = parser.parse_args()
+    (bench_fp8 if args.fp8 else bench_moe)(args, tokenizer_of(args))
+
+
+if __name__ == "__main__":
+    main()
