@@ -46,9 +46,10 @@ from prompts import PromptMessage, RenderedPrompt, disclaimer, render
 from storage import (
     Database,
     DocumentInfo,
+    NewDocument,
     SessionInfo,
     SessionNotFound,
-    add_document,
+    add_documents,
     create_session,
     delete_document,
     delete_session,
@@ -66,6 +67,8 @@ UNSUPPORTED_ANSWER = (
     "Nothing this answer states could be found in the record: rely on the lines quoted from the record above, and "
     "check the record itself."
 )
+# Said when a session holds no document, so that nothing is answered from nothing.
+NO_RECORD = "This session holds no document, so there is nothing to answer from: upload the patient's record."
 # The evidence lines given to the model beside the question are kept out of the record's budget.
 EVIDENCE_TOKENS = 256
 # How many tokens an answer may take, by what the question asks for: a date or a value is a sentence, a list of
@@ -97,6 +100,16 @@ class Upload(BaseModel):
     failures: list[FileFailure]
     # The user stopped the reading: nothing of the upload is kept, not even the files read before the stop.
     cancelled: bool = False
+
+
+def not_stored(upload: Upload, error: Exception) -> Upload:
+    """The upload as the clinician should see it when storing it failed: every document it read listed as not
+    kept, with why and what to do."""
+    failures = [
+        FileFailure(name=document.name, reason=f"not stored: {error} Nothing of this upload was kept; upload it again.")
+        for document in upload.documents
+    ]
+    return Upload(documents=[], failures=upload.failures + failures)
 
 
 class RecordStatus(BaseModel):
@@ -272,12 +285,15 @@ class Assistant:
         return list_sessions(self.db, user.name)
 
     def start_session(self, user: User, upload: Upload) -> SessionView | None:
-        """Store the readable documents of `upload` as a new session; None when no file was readable."""
+        """Store the readable documents of `upload` as a new session; None when no file was readable. The session
+        and its documents are stored together or not at all (a crash or a failing token count leaves nothing)."""
         self._audit_failures(user, upload, None)
         if not upload.documents:
             return None
-        session = create_session(self.db, user.name, _title(upload.documents))
-        return self.add_documents(user, session.id, upload.documents)
+        stored = self._stored_documents(upload.documents)
+        session = create_session(self.db, user.name, _title(upload.documents), stored)
+        self._audit_uploads(user, session.id, stored)
+        return self.view(user, session.id)
 
     def add_upload(self, user: User, session_id: int, upload: Upload) -> SessionView:
         """Add the readable documents of `upload` to an open session: a patient's record grows as it arrives."""
@@ -293,17 +309,29 @@ class Assistant:
             self._audit(user, "upload_rejected", session_id, detail=failure.reason)
 
     def add_documents(self, user: User, session_id: int, documents: Sequence[Document]) -> SessionView:
-        """Store `documents` in an open session: a PDF opened with its password after the rest of its upload."""
+        """Store `documents` in an open session, all of them or none: a PDF opened with its password after the rest
+        of its upload."""
+        stored = self._stored_documents(documents)
+        add_documents(self.db, user.name, session_id, stored)
+        self._audit_uploads(user, session_id, stored)
+        return self.view(user, session_id)
+
+    def _stored_documents(self, documents: Sequence[Document]) -> list[NewDocument]:
+        """The documents as storage keeps them, their tokens counted first: counting may fail (a remote server
+        gone), and then nothing of the upload is stored."""
+        stored = []
         for document in documents:
             document = with_tokens(document, self.engine.count_tokens)
             tokens = assemble([document], self.record_budget, self.engine.count_tokens).tokens
-            pages = [page.text for page in document.pages]
-            add_document(
-                self.db, user.name, session_id, document.name, document.sha256, document.kind, pages, tokens,
-                content=document.model_dump_json(),
-            )
+            stored.append(NewDocument(
+                name=document.name, sha256=document.sha256, kind=document.kind,
+                page_texts=[page.text for page in document.pages], tokens=tokens, content=document.model_dump_json(),
+            ))
+        return stored
+
+    def _audit_uploads(self, user: User, session_id: int, stored: list[NewDocument]) -> None:
+        for document in stored:
             self._audit(user, "upload", session_id, detail=f"{document.kind} sha256:{document.sha256}")
-        return self.view(user, session_id)
 
     def open_session(self, user: User, session_id: int) -> SessionView:
         view = self.view(user, session_id)
@@ -360,6 +388,10 @@ class Assistant:
         """
         session = self._session_record(user, session_id)  # first: another user's session is refused unaudited as asked
         self._audit(user, "question", session_id)
+        if not session.documents:  # left by an upload that an earlier version did not store whole
+            yield Notice(text=NO_RECORD)
+            self._audit(user, "question_unanswered", session_id, detail="no record")
+            return
         if (boundary := scope_boundary(question)) is not None:
             yield Notice(text=boundary)
             self._audit(user, "question_unanswered", session_id, detail="outside the record's scope")
@@ -435,9 +467,14 @@ class Assistant:
         """
         session = self._session_record(user, session_id)
         self._audit(user, "summary", session_id)
+        if not session.documents:
+            yield Notice(text=NO_RECORD)
+            self._audit(user, "summary_failed", session_id, detail="no record")
+            return
         assembled, prompt = self._summary_prompt(session.documents)
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
             yield Notice(text=f"The model can read only {assembled.budget:,} tokens at once, too few for this record.")
+            self._audit(user, "summary_failed", session_id, detail="record too long")
             return
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
         try:

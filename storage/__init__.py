@@ -1,13 +1,15 @@
 """Clinidoc's SQLite store: accounts, sessions, their documents and messages, and the audit log."""
 
 from storage.database import Database, DatabaseLocked, open_database
-from storage.models import AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo, UserInfo, UserRole
+from storage.models import (
+    AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewDocument, NewMessage, SessionInfo, UserInfo, UserRole,
+)
 from storage.queries import (
     DocumentNotFound,
     SessionNotFound,
     UserExists,
     UserNotFound,
-    add_document,
+    add_documents,
     add_message,
     add_messages,
     add_user,
@@ -37,6 +39,7 @@ __all__ = [
     "DocumentNotFound",
     "DocumentInfo",
     "MessageInfo",
+    "NewDocument",
     "NewMessage",
     "SessionInfo",
     "SessionNotFound",
@@ -44,7 +47,7 @@ __all__ = [
     "UserInfo",
     "UserNotFound",
     "UserRole",
-    "add_document",
+    "add_documents",
     "add_message",
     "add_messages",
     "add_user",

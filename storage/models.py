@@ -37,6 +37,18 @@ class DocumentInfo(_Record):
     created_at: datetime
 
 
+class NewDocument(BaseModel):
+    """A document to store; `create_session` and `add_documents` write all of an upload's documents in one
+    transaction, so a session never holds half an upload."""
+
+    name: str
+    sha256: str
+    kind: str
+    page_texts: list[str]
+    tokens: int
+    content: str | None = None  # the whole document as the caller serialised it, kept as the string it is
+
+
 class MessageInfo(_Record):
     id: int
     session_id: int

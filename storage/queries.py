@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from storage import audit
 from storage.database import Database
-from storage.models import AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewMessage, SessionInfo, UserInfo, UserRole
+from storage.models import (
+    AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewDocument, NewMessage, SessionInfo, UserInfo, UserRole,
+)
 from storage.schema import AuditEventRow, DocumentRow, MessageRow, SessionRow, UserRow, utc_now
 
 
@@ -44,9 +46,13 @@ class UserNotFound(KeyError):
         return f"No user named {self.args[0]!r}"
 
 
-def create_session(db: Database, user: str, title: str) -> SessionInfo:
-    """A new session owned by `user`. A user the database does not know yet (the command line's own) becomes a
-    clinician account without a password, which cannot sign in through the browser."""
+def create_session(db: Database, user: str, title: str, documents: Sequence[NewDocument]) -> SessionInfo:
+    """A new session owned by `user`, holding `documents`: the session and its documents are written in one
+    transaction, so a session without its record never exists, even after a crash. A user the database does not
+    know yet (the command line's own) becomes a clinician account without a password, which cannot sign in through
+    the browser."""
+    if not documents:
+        raise ValueError("A session starts with the documents of its record; none were given.")
     now = utc_now()
     with db.writing() as s:
         owner = s.scalar(select(UserRow).where(UserRow.name == user))
@@ -57,38 +63,26 @@ def create_session(db: Database, user: str, title: str) -> SessionInfo:
         row = SessionRow(owner=owner, title=title, created_at=now, updated_at=now)
         s.add(row)
         s.flush()
+        _add_documents(s, row.id, documents, now)
         return _session_info(row)
 
 
-def add_document(
-    db: Database,
-    user: str,
-    session_id: int,
-    name: str,
-    sha256: str,
-    kind: str,
-    page_texts: list[str],
-    tokens: int,
-    content: str | None = None,
-) -> DocumentInfo:
-    """`content`: the whole document serialised by the caller, kept as the string it is."""
+def add_documents(db: Database, user: str, session_id: int, documents: Sequence[NewDocument]) -> list[DocumentInfo]:
+    """Adds `documents` to the user's session, all of them or, if anything fails, none."""
     with db.writing() as s:
         now = _touch(s, user, session_id)
-        row = DocumentRow(
-            session_id=session_id,
-            name=name,
-            sha256=sha256,
-            kind=kind,
-            pages=len(page_texts),
-            tokens=tokens,
-            page_texts=page_texts,
-            content=content,
-            created_at=now,
-        )
-        s.add(row)
-        s.flush()
-        # Validated before the commit, so a value the model rejects is never stored.
-        return DocumentInfo.model_validate(row)
+        return _add_documents(s, session_id, documents, now)
+
+
+def _add_documents(s: Session, session_id: int, documents: Sequence[NewDocument], now: datetime) -> list[DocumentInfo]:
+    rows = [
+        DocumentRow(session_id=session_id, pages=len(document.page_texts), created_at=now, **document.model_dump())
+        for document in documents
+    ]
+    s.add_all(rows)
+    s.flush()
+    # Validated before the commit, so a value the model rejects is never stored.
+    return [DocumentInfo.model_validate(row) for row in rows]
 
 
 def add_message(db: Database, user: str, session_id: int, role: str, text: str, **fields: Any) -> MessageInfo:

@@ -28,7 +28,7 @@ from app.safety import DECISION_BOUNDARY
 from app.settings import Settings
 from documents import Document
 from conftest import RecordingEngine
-from engine import LocalEngine
+from engine import EngineError, LocalEngine
 from prompts import PromptMessage, disclaimer, render
 from storage import SessionNotFound, add_message, list_events, list_messages, open_database
 from conftest import CLINICIAN
@@ -437,3 +437,43 @@ def test_a_record_grows_and_shrinks_and_answers_read_what_it_holds_now(
     with pytest.raises(SessionNotFound):
         assistant.remove_document(User(name="dr.other"), view.session.id, shrunk.documents[0].id)
     assert [event.action for event in list_events(assistant.db, session_id=view.session.id)].count("upload") == 2
+
+
+class CountingFails(RecordingEngine):
+    """The real engine, whose token counting fails after `working` calls: a remote server gone mid-upload."""
+
+    def __init__(self, engine: LocalEngine, working: int) -> None:
+        super().__init__(engine)
+        self.working = working
+
+    def count_tokens(self, text: str) -> int:
+        self.working -= 1
+        if self.working < 0:
+            raise EngineError("The model server did not answer.")
+        return super().count_tokens(text)
+
+
+def test_an_upload_that_fails_midway_stores_nothing_and_an_empty_session_is_never_answered(
+    local_engine: LocalEngine, tmp_path: Path, corpus: Path
+) -> None:
+    """Counting a record's tokens fails after its first document: no session appears, and adding to an open session
+    adds none of the upload. A session that holds no document (an earlier version's half-stored upload) is refused
+    with what to do, not answered from nothing."""
+    failing = CountingFails(local_engine, working=1)
+    assistant = make_assistant(failing, tmp_path)
+    with pytest.raises(EngineError):
+        assistant.start_session(CLINICIAN, read(corpus / RHINITIS, corpus / FHIR))
+    assert assistant.sessions(CLINICIAN) == []
+    failing.working = 10**6
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
+    failing.working = 1
+    with pytest.raises(EngineError):
+        assistant.add_upload(CLINICIAN, view.session.id, read(corpus / FHIR, corpus / CCDA))
+    failing.working = 10**6
+    assert [d.name for d in assistant.view(CLINICIAN, view.session.id).documents] == [RHINITIS]
+
+    assistant.remove_document(CLINICIAN, view.session.id, assistant.view(CLINICIAN, view.session.id).documents[0].id)
+    events = list(assistant.ask(CLINICIAN, view.session.id, "What medications does the patient take?"))
+    assert [type(e).__name__ for e in events] == ["Notice"] and "no document" in events[0].text
+    assert list(assistant.summarize(CLINICIAN, view.session.id))[0].text == events[0].text
+    assert failing.prompts == []

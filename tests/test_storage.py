@@ -20,6 +20,20 @@ from storage.schema import SCHEMA_VERSION
 DISCLAIMER = "Not a substitute for clinical judgement."
 
 
+def _doc(
+    name: str = "note.txt", sha256: str = "0" * 64, kind: str = "txt", page_texts: list[str] | None = None,
+    tokens: int = 3, content: str | None = None,
+) -> storage.NewDocument:
+    return storage.NewDocument(
+        name=name, sha256=sha256, kind=kind, page_texts=page_texts or ["A note."], tokens=tokens, content=content
+    )
+
+
+def _session(db: storage.Database, user: str, title: str) -> storage.SessionInfo:
+    """A session whose one document does not matter to the test."""
+    return storage.create_session(db, user, title, [_doc()])
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "clinidoc.db"
@@ -50,7 +64,7 @@ def test_open_creates_parent_dirs_and_records_schema_version(db_path: Path) -> N
 
 def test_open_twice_is_idempotent(db_path: Path) -> None:
     first = open_database(db_path)
-    session = storage.create_session(first, "local", "Discharge summary")
+    session = _session(first, "local", "Discharge summary")
     second = open_database(db_path)
     assert storage.list_sessions(second, "local") == [session]
     first.close()
@@ -114,14 +128,15 @@ def test_foreign_keys_are_enforced(db: storage.Database) -> None:
 
 
 def test_round_trip(db: storage.Database) -> None:
-    session = storage.create_session(db, "dr.jones", "Mrs Smith, cardiology")
+    documents = [
+        _doc("letter.pdf", "a" * 64, "pdf", ["page one", "page two"], 120), _doc("labs.docx", "b" * 64, "docx", ["K+ 4.1"], 12)
+    ]
+    session = storage.create_session(db, "dr.jones", "Mrs Smith, cardiology", documents)
     assert session.user == "dr.jones"
     assert session.created_at == session.updated_at
     assert session.created_at.utcoffset() == timedelta(0)
-
-    letter = storage.add_document(db, "dr.jones", session.id, "letter.pdf", "a" * 64, "pdf", ["page one", "page two"], 120)
-    labs = storage.add_document(db, "dr.jones", session.id, "labs.docx", "b" * 64, "docx", ["K+ 4.1"], 12)
-    assert (letter.pages, labs.pages) == (2, 1)
+    letter, labs = storage.list_documents(db, "dr.jones", session.id)
+    assert (letter.name, letter.pages, labs.name, labs.pages) == ("letter.pdf", 2, "labs.docx", 1)
 
     question = storage.add_message(db, "dr.jones", session.id, "user", "What is the potassium?")
     answer = storage.add_message(
@@ -155,14 +170,14 @@ def test_get_session_unknown_is_none(db: storage.Database) -> None:
 
 @pytest.mark.parametrize("disclaimer", [None, "", "   \n"])
 def test_assistant_message_without_disclaimer_is_rejected(db: storage.Database, disclaimer: str | None) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     with pytest.raises(ValueError, match="disclaimer"):
         storage.add_message(db, "local", session.id, "assistant", "An answer.", disclaimer=disclaimer)
     assert storage.list_messages(db, "local", session.id) == []
 
 
 def test_the_file_itself_rejects_an_assistant_message_without_disclaimer(db: storage.Database, db_path: Path) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     with _raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute(
             "INSERT INTO messages (session_id, role, text, created_at) VALUES (?, 'assistant', 'x', '2025-01-01')",
@@ -171,14 +186,14 @@ def test_the_file_itself_rejects_an_assistant_message_without_disclaimer(db: sto
 
 
 def test_unknown_role_is_rejected(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     with pytest.raises(ValueError, match="role"):
         storage.add_message(db, "local", session.id, "system", "You are a helpful assistant.")
 
 
 def test_adding_bumps_updated_at_and_orders_sessions(db: storage.Database) -> None:
-    older = storage.create_session(db, "local", "older")
-    newer = storage.create_session(db, "local", "newer")
+    older = _session(db, "local", "older")
+    newer = _session(db, "local", "newer")
     assert [s.id for s in storage.list_sessions(db, "local")] == [newer.id, older.id]
 
     message = storage.add_message(db, "local", older.id, "user", "hello")
@@ -188,22 +203,21 @@ def test_adding_bumps_updated_at_and_orders_sessions(db: storage.Database) -> No
     assert bumped.created_at == older.created_at
     assert [s.id for s in storage.list_sessions(db, "local")] == [older.id, newer.id]
 
-    document = storage.add_document(db, "local", newer.id, "a.txt", "c" * 64, "txt", ["text"], 1)
+    document = storage.add_documents(db, "local", newer.id, [_doc("a.txt", "c" * 64, "txt", ["text"], 1)])[0]
     assert storage.list_sessions(db, "local")[0].updated_at == document.created_at
     assert [s.id for s in storage.list_sessions(db, "local")] == [newer.id, older.id]
 
 
 def test_a_session_is_found_only_by_its_owner(db: storage.Database) -> None:
     """Another user's session is not found, whatever the call: the same answer as an id that never existed."""
-    alices = storage.create_session(db, "alice", "Mrs Smith")
-    storage.add_document(db, "alice", alices.id, "a.txt", "a" * 64, "txt", ["Warfarin 5 mg"], 3)
-    storage.create_session(db, "bob", "Mr Jones")
+    alices = storage.create_session(db, "alice", "Mrs Smith", [_doc("a.txt", "a" * 64, "txt", ["Warfarin 5 mg"], 3)])
+    _session(db, "bob", "Mr Jones")
 
     assert storage.get_session(db, "bob", alices.id) is None
     for call in (
         lambda: storage.list_documents(db, "bob", alices.id),
         lambda: storage.list_messages(db, "bob", alices.id),
-        lambda: storage.add_document(db, "bob", alices.id, "b.txt", "b" * 64, "txt", ["x"], 1),
+        lambda: storage.add_documents(db, "bob", alices.id, [_doc("b.txt", "b" * 64, "txt", ["x"], 1)])[0],
         lambda: storage.add_message(db, "bob", alices.id, "user", "What does she take?"),
         lambda: storage.rename_session(db, "bob", alices.id, "mine now"),
         lambda: storage.delete_session(db, "bob", alices.id),
@@ -221,13 +235,13 @@ def test_only_an_active_clinician_holds_sessions(db: storage.Database) -> None:
     storage.update_user(db, "carl", disabled=True)
     for name in ("audrey", "carl"):
         with pytest.raises(PermissionError):
-            storage.create_session(db, name, "s")
+            _session(db, name, "s")
 
 
 def test_a_deleted_session_leaves_no_text_in_the_file(db: storage.Database, db_path: Path) -> None:
     marker = "Zebulon Quixote-Farnsworth"
-    session = storage.create_session(db, "local", marker)
-    storage.add_document(db, "local", session.id, "n.txt", "c" * 64, "txt", [f"Patient {marker}, warfarin"], 5)
+    session = _session(db, "local", marker)
+    storage.add_documents(db, "local", session.id, [_doc("n.txt", "c" * 64, "txt", [f"Patient {marker}, warfarin"], 5)])[0]
     storage.add_message(db, "local", session.id, "user", f"Does {marker} take warfarin?")
     storage.delete_session(db, "local", session.id)
     db.close()
@@ -236,8 +250,8 @@ def test_a_deleted_session_leaves_no_text_in_the_file(db: storage.Database, db_p
 
 
 def test_retention_deletes_only_sessions_untouched_since_the_cutoff(db: storage.Database) -> None:
-    old = storage.create_session(db, "alice", "old")
-    new = storage.create_session(db, "bob", "new")
+    old = _session(db, "alice", "old")
+    new = _session(db, "bob", "new")
     cutoff = new.updated_at
     assert storage.delete_sessions_before(db, cutoff) == [old.id]
     assert storage.list_sessions(db, "alice") == []
@@ -271,8 +285,8 @@ def test_the_audit_log_shows_an_edited_or_deleted_row(db_path: Path) -> None:
 def test_an_encrypted_database_holds_no_plain_text_and_needs_its_key(db_path: Path) -> None:
     marker = "Zebulon Quixote-Farnsworth"
     db = open_database(db_path, key="correct horse battery staple")
-    session = storage.create_session(db, "local", marker)
-    storage.add_document(db, "local", session.id, "n.txt", "c" * 64, "txt", [f"Patient {marker}"], 5)
+    session = _session(db, "local", marker)
+    storage.add_documents(db, "local", session.id, [_doc("n.txt", "c" * 64, "txt", [f"Patient {marker}"], 5)])[0]
     assert db.encrypted
     db.close()
     for path in db_path.parent.iterdir():
@@ -291,7 +305,7 @@ def test_a_plain_database_is_encrypted_in_place(db_path: Path) -> None:
 
     marker = "Zebulon Quixote-Farnsworth"
     db = open_database(db_path)
-    storage.create_session(db, "local", marker)
+    _session(db, "local", marker)
     db.close()
     with pytest.raises(storage.DatabaseLocked, match="plain SQLite"):
         open_database(db_path, key="k")
@@ -301,8 +315,8 @@ def test_a_plain_database_is_encrypted_in_place(db_path: Path) -> None:
 
 
 def test_rename_keeps_position(db: storage.Database) -> None:
-    first = storage.create_session(db, "local", "first")
-    storage.create_session(db, "local", "second")
+    first = _session(db, "local", "first")
+    _session(db, "local", "second")
     renamed = storage.rename_session(db, "local", first.id, "Renamed")
     assert renamed.title == "Renamed"
     assert renamed.updated_at == first.updated_at
@@ -310,9 +324,9 @@ def test_rename_keeps_position(db: storage.Database) -> None:
 
 
 def test_list_sessions_by_user(db: storage.Database) -> None:
-    mine = storage.create_session(db, "alice", "mine")
-    theirs = storage.create_session(db, "bob", "theirs")
-    storage.create_session(db, "alice", "mine too")
+    mine = _session(db, "alice", "mine")
+    theirs = _session(db, "bob", "theirs")
+    _session(db, "alice", "mine too")
     assert [s.title for s in storage.list_sessions(db, "alice")] == ["mine too", "mine"]
     assert storage.list_sessions(db, "bob") == [theirs]
     assert storage.list_sessions(db, "nobody") == []
@@ -320,10 +334,9 @@ def test_list_sessions_by_user(db: storage.Database) -> None:
 
 
 def test_delete_cascades_but_keeps_audit_events(db: storage.Database, db_path: Path) -> None:
-    doomed = storage.create_session(db, "local", "doomed")
-    kept = storage.create_session(db, "local", "kept")
+    doomed = storage.create_session(db, "local", "doomed", [_doc("d.pdf", "d" * 64, "pdf", ["p"], 1)])
+    kept = storage.create_session(db, "local", "kept", [_doc("d.pdf", "d" * 64, "pdf", ["p"], 1)])
     for session in (doomed, kept):
-        storage.add_document(db, "local", session.id, "d.pdf", "d" * 64, "pdf", ["p"], 1)
         storage.add_message(db, "local", session.id, "user", "q")
         storage.add_message(db, "local", session.id, "assistant", "a", disclaimer=DISCLAIMER)
     storage.record_event(db, "local", "upload", session_id=doomed.id, detail="d.pdf")
@@ -343,11 +356,11 @@ def test_delete_cascades_but_keeps_audit_events(db: storage.Database, db_path: P
     assert len(storage.list_messages(db, "local", kept.id)) == 2
 
     # A new session must not inherit the deleted one's id, or it would inherit its audit trail.
-    assert storage.create_session(db, "local", "after").id > kept.id
+    assert _session(db, "local", "after").id > kept.id
 
 
 def test_audit_events(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     storage.record_event(db, "local", "open_app")
     storage.record_event(db, "local", "ask", session_id=session.id, detail="question 1")
     events = storage.list_events(db)
@@ -366,7 +379,7 @@ def test_unknown_session_ids_raise_session_not_found(db: storage.Database) -> No
     assert excinfo.value.session_id == 42
     assert isinstance(excinfo.value, LookupError)
     with pytest.raises(SessionNotFound):
-        storage.add_document(db, "local", 42, "a.pdf", "e" * 64, "pdf", ["p"], 1)
+        storage.add_documents(db, "local", 42, [_doc("a.pdf", "e" * 64, "pdf", ["p"], 1)])[0]
     with pytest.raises(SessionNotFound):
         storage.rename_session(db, "local", 42, "x")
     with pytest.raises(SessionNotFound):
@@ -379,8 +392,7 @@ def test_unknown_session_ids_raise_session_not_found(db: storage.Database) -> No
 
 def test_unicode_round_trips(db: storage.Database, db_path: Path) -> None:
     clinical = "Café patient: digoxin 62.5 µg daily 💊 — naïve ✓ 漢字"
-    session = storage.create_session(db, "médecin", clinical)
-    storage.add_document(db, "médecin", session.id, "lettre é.pdf", "f" * 64, "pdf", [clinical, "µg/L 🩺"], 30)
+    session = storage.create_session(db, "médecin", clinical, [_doc("lettre é.pdf", "f" * 64, "pdf", [clinical, "µg/L 🩺"], 30)])
     storage.add_message(db, "médecin", session.id, "user", clinical)
     storage.add_message(
         db, "médecin", session.id, "assistant", clinical, disclaimer=f"Avis ⚠️ {clinical}", stats={"note": clinical}
@@ -402,7 +414,7 @@ def test_unicode_round_trips(db: storage.Database, db_path: Path) -> None:
 
 
 def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "busy")
+    session = _session(db, "local", "busy")
     threads_n, per_thread = 4, 50
     barrier = threading.Barrier(threads_n)
     errors: list[Exception] = []
@@ -436,8 +448,8 @@ def test_concurrent_writes_from_threads_all_land(db: storage.Database) -> None:
 
 def test_data_survives_close_and_reopen(db_path: Path) -> None:
     db = open_database(db_path)
-    session = storage.create_session(db, "local", "persisted")
-    document = storage.add_document(db, "local", session.id, "a.pdf", "0" * 64, "pdf", ["one", "two", "three"], 9)
+    session = storage.create_session(db, "local", "persisted", [_doc("a.pdf", "0" * 64, "pdf", ["one", "two", "three"], 9)])
+    [document] = storage.list_documents(db, "local", session.id)
     message = storage.add_message(db, "local", session.id, "assistant", "answer", disclaimer=DISCLAIMER)
     storage.record_event(db, "local", "ask", session.id)
     db.close()
@@ -454,15 +466,15 @@ def test_data_survives_close_and_reopen(db_path: Path) -> None:
 
 
 def test_results_are_detached_snapshots(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     assert type(session) is storage.SessionInfo
     with pytest.raises(ValidationError):
         session.title = "changed"
     page_texts = ["original"]
-    document = storage.add_document(db, "local", session.id, "a.txt", "1" * 64, "txt", page_texts, 1)
+    document = storage.add_documents(db, "local", session.id, [_doc("a.txt", "1" * 64, "txt", page_texts, 1)])[0]
     page_texts.append("added later")
     assert document.page_texts == ["original"]
-    assert storage.list_documents(db, "local", session.id)[0].page_texts == ["original"]
+    assert storage.list_documents(db, "local", session.id)[-1].page_texts == ["original"]
 
 
 # The tables as schema version 1 made them: documents without their `content`.
@@ -490,7 +502,7 @@ PRAGMA user_version = 1;
 
 
 def test_an_answer_keeps_its_citations_and_support_checks(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "s")
+    session = _session(db, "local", "s")
     citations = [{"number": 1, "document": "note.txt", "page": 2, "start": 10, "end": 24, "quote": "Allegra 60 mg"}]
     grounding = {"sentences": [{"text": "She takes Allegra.", "label": "supported", "citations": [1]}]}
     stored = storage.add_message(
@@ -507,10 +519,10 @@ def test_an_answer_keeps_its_citations_and_support_checks(db: storage.Database) 
 
 
 def test_the_whole_document_is_kept_beside_its_page_texts(db: storage.Database) -> None:
-    session = storage.create_session(db, "local", "s")
     content = '{"name": "a.json", "sections": [{"title": "Allergies"}]}'
-    stored = storage.add_document(db, "local", session.id, "a.json", "2" * 64, "fhir", ["page"], 3, content=content)
-    without = storage.add_document(db, "local", session.id, "b.txt", "3" * 64, "txt", ["page"], 1)
+    documents = [_doc("a.json", "2" * 64, "fhir", ["page"], 3, content=content), _doc("b.txt", "3" * 64, "txt", ["page"], 1)]
+    session = storage.create_session(db, "local", "s", documents)
+    stored, without = storage.list_documents(db, "local", session.id)
 
     assert stored.content == content
     assert without.content is None
@@ -526,7 +538,7 @@ def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_p
     db = open_database(db_path)
     [old] = storage.list_documents(db, "local", 1)
     assert (old.name, old.page_texts, old.content) == ("old.txt", ["one", "two"], None)
-    new = storage.add_document(db, "local", 1, "new.txt", "5" * 64, "txt", ["three"], 1, content="{}")
+    new = storage.add_documents(db, "local", 1, [_doc("new.txt", "5" * 64, "txt", ["three"], 1, content="{}")])[0]
     assert storage.list_documents(db, "local", 1) == [old, new]
     [message] = storage.list_messages(db, "local", 1)
     assert (message.text, message.kind, message.citations, message.grounding) == ("Rest.", "chat", [], None)
@@ -537,3 +549,18 @@ def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_p
     conn.close()
     # Opening the migrated file again migrates nothing twice.
     open_database(db_path).close()
+
+
+def test_a_session_and_its_documents_are_stored_together_or_not_at_all(db: storage.Database) -> None:
+    """A document the database refuses (here one without a name) takes the whole upload with it: no session
+    without its record, and no half of an upload added to an open session."""
+    with pytest.raises(ValueError, match="documents"):
+        storage.create_session(db, "local", "empty", [])
+    broken = _doc("b.txt", "b" * 64).model_copy(update={"name": None})
+    with pytest.raises(IntegrityError):
+        storage.create_session(db, "local", "half", [_doc(), broken])
+    assert storage.list_sessions(db, "local") == []
+    session = _session(db, "local", "whole")
+    with pytest.raises(IntegrityError):
+        storage.add_documents(db, "local", session.id, [_doc("a.txt", "a" * 64), broken])
+    assert [d.name for d in storage.list_documents(db, "local", session.id)] == ["note.txt"]

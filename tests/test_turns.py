@@ -12,15 +12,17 @@ from app.evidence import find_evidence
 from app.turns import AnswerTurn
 from engine import Stats
 from prompts import disclaimer
-from storage import add_message, create_session, list_messages, open_database
+from storage import NewDocument, add_message, create_session, list_messages, open_database
 from conftest import CLINICIAN
+
+NOTE = NewDocument(name="note.txt", sha256="0" * 64, kind="txt", page_texts=["A note."], tokens=3)
 
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 
 
 def test_an_answer_turn_is_stored_whole_and_rebuilt(corpus: Path, tmp_path: Path) -> None:
     db = open_database(tmp_path / "t.sqlite3")
-    session = create_session(db, CLINICIAN.name, "s")
+    session = create_session(db, CLINICIAN.name, "s", [NOTE])
     note = documents.load(corpus / RHINITIS)
     text = "She takes Ortho Tri-Cyclen and Allegra. She takes warfarin."
     turn = AnswerTurn(
@@ -42,7 +44,7 @@ def test_an_answer_turn_is_stored_whole_and_rebuilt(corpus: Path, tmp_path: Path
 
 def test_answers_stored_before_the_three_labels_are_read_with_them(tmp_path: Path) -> None:
     db = open_database(tmp_path / "t.sqlite3")
-    session = create_session(db, CLINICIAN.name, "s")
+    session = create_session(db, CLINICIAN.name, "s", [NOTE])
     older = {"sentences": [
         {"text": "She takes Allegra.", "start": 0, "end": 18, "label": "supported", "citations": [1]},
         {"text": "The record does not say.", "start": 19, "end": 43, "label": "no_claim", "citations": []},

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import gradio as gr
 
 from app.accounts import User
-from app.assistant import Assistant, SessionView, Upload, UploadProgress, read_upload
+from app.assistant import Assistant, SessionView, Upload, UploadProgress, not_stored, read_upload
 from app.ui.chat_panel import ChatPanel
 from app.ui.check_panel import CheckPanel
 from app.ui.documents_panel import DocumentsPanel, LockedFile
@@ -19,6 +19,7 @@ from app.ui.sessions_panel import SessionsPanel
 from app.ui.signed_in import signed_in_html
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
 from app.ui.trends_panel import TrendsPanel
+from engine import EngineError
 
 HEADER = """
 <header class="page-header">
@@ -165,10 +166,14 @@ class Page:
         locked = [[path, name] for (path, name) in files if _needs_password(upload, name)]
         # Read, the originals go: only an encrypted PDF waiting for its password stays, until it is opened.
         _remove([path for path, name in files if [path, name] not in locked])
-        if session_id is None:
-            view = self.assistant.start_session(user, upload)
-        else:
-            view = self.assistant.add_upload(user, session_id, upload)
+        try:
+            if session_id is None:
+                view = self.assistant.start_session(user, upload)
+            else:
+                view = self.assistant.add_upload(user, session_id, upload)
+        except EngineError as error:  # the model server could not count the record: nothing of it was stored
+            view = None if session_id is None else self.assistant.view(user, session_id)
+            upload = not_stored(upload, error)
         return self._show(user, view, upload, locked)
 
     def _remove_document(self, session_id: int | None, document_id: int | None, request: gr.Request) -> list[Any]:
