@@ -15,9 +15,8 @@ from torch import nn
 from engine import config as config_mod
 from engine.chat_templates import DEFAULT_TEMPLATES
 from engine.config import ModelConfig
-from engine.models import ARCHITECTURES
-from engine.models.llama import gguf_to_hf
 from engine.kernels import cpu_kernels
+from engine.models import ARCHITECTURES, GGUF_READERS
 from engine.tokenizer import Tokenizer
 from engine.types import EngineError
 from engine.weights import dequantized_fp8, load_weights
@@ -58,9 +57,11 @@ class Checkpoint:
                 for name, field in self._reader.fields.items()
                 if name not in _GGUF_VOCAB_FIELDS
             }
-            self.config = config_mod.from_gguf_metadata(
-                meta, {t.name: tuple(int(d) for d in t.shape) for t in self._reader.tensors}
-            )
+            architecture = meta["general.architecture"]
+            if architecture not in GGUF_READERS:
+                raise EngineError(f"GGUF architecture '{architecture}' is not supported by the embedded engine.")
+            read_config, self._gguf_to_hf = GGUF_READERS[architecture]
+            self.config = read_config(meta, {t.name: tuple(int(d) for d in t.shape) for t in self._reader.tensors})
             self.name = path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1: what the user downloaded, not the training run
             self.precision = _gguf_precision(self._reader)
         elif (path / "config.json").exists():
@@ -72,14 +73,13 @@ class Checkpoint:
             raise EngineError(f"{path} is neither a .gguf file nor a directory with config.json.")
 
     def tokenizer(self) -> Tokenizer:
+        template = DEFAULT_TEMPLATES.get(self.config.architecture)
         if self.is_gguf:
-            return Tokenizer.from_gguf(self.path, self.config.eos_token_ids)
+            return Tokenizer.from_gguf(self.path, self.config.eos_token_ids, template)
         generation = self.path / "generation_config.json"
         # generation_config.json may list more stop ids than config.json (Ling: <|endoftext|> and <|role_end|>).
         extra = config_mod.eos_list(json.loads(generation.read_text()).get("eos_token_id")) if generation.exists() else []
-        return Tokenizer.from_directory(
-            self.path, [*self.config.eos_token_ids, *extra], DEFAULT_TEMPLATES.get(self.config.architecture)
-        )
+        return Tokenizer.from_directory(self.path, [*self.config.eos_token_ids, *extra], template)
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         """Each stored tensor's shape, read from the file's header without reading its data."""
@@ -101,6 +101,14 @@ class Checkpoint:
             yield from self._safetensors()
 
     def _gguf_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor in fp32, whatever its block type: the engine has no kernel that reads GGUF blocks, so the
+        blocks are dequantized here, K-quants (Q4_K/Q5_K/Q6_K, as Q4_K_M files hold them) and Q4_0/Q4_1/Q8_0 alike.
+        Loaded in fp32, the model computes with exactly the values the blocks encode. `--quantize int4` and `int8`
+        then requantize the projections (engine/quantize.py), and only Q4_1 blocks are sure to come back as they
+        were: int4 is Q4_1's layout (16 levels up from a low value per 32 inputs, step and low in fp16). A Q4_0 block
+        (levels around zero) comes back nearly so where it uses its lowest and highest level (its low value rounds
+        to fp16), else up to half a step off; int8 keeps one scale per output row where Q8_0 keeps one per 32
+        inputs, and int4 holds Q8_0's 8 bits in 4: those lose precision (tests/test_gguf_bailing.py)."""
         from gguf import GGMLQuantizationType, dequantize
 
         for t in self._reader.tensors:
@@ -108,10 +116,11 @@ class Checkpoint:
                 array = np.array(t.data, dtype=np.float32)  # copy: the memory map is read-only
             else:
                 array = dequantize(t.data, t.tensor_type)
-            # GGUF lists dims innermost first; numpy's shape is the reverse, which is nn.Linear's [out, in].
+            # GGUF lists dims innermost first; numpy's shape is the reverse, which is nn.Linear's [out, in] (and a
+            # stack of experts' [experts, out, in]).
             shape = tuple(int(d) for d in reversed(t.shape))
             tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(shape))
-            yield gguf_to_hf(t.name, tensor, self.config)
+            yield self._gguf_to_hf(t.name, tensor, self.config)
 
     def _safetensors_files(self) -> list[Path]:
         files = sorted(self.path.glob("*.safetensors"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -133,35 +133,34 @@ def _hf_common(raw: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def from_gguf_metadata(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
-    """`tensor_shapes` are GGUF's own (innermost dim first)."""
+def gguf_keys(meta: dict[str, Any]) -> Callable[..., Any]:
+    """`key("block_count")` reads `{architecture}.block_count`: llama.cpp prefixes a model's keys with its
+    architecture's name (`llama`, `bailingmoe2`)."""
     arch = meta["general.architecture"]
-    if arch != "llama":
-        raise EngineError(f"GGUF architecture '{arch}' is not supported by the embedded engine.")
 
     def key(name: str, default: Any = None) -> Any:
         return meta.get(f"{arch}.{name}", default)
 
-    # llama.cpp's YaRN has its own knobs (attn_factor, yarn_log_multiplier) with no exact HF counterpart; refusing
-    # beats running a long-context model with the wrong positions.
-    if key("rope.scaling.type", "none") != "none":
-        raise EngineError(
-            f"This GGUF uses '{key('rope.scaling.type')}' rope scaling, which the engine reads only from HF configs."
-        )
+    return key
+
+
+def gguf_common(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """The ModelConfig fields that every llama.cpp architecture writes under the same keys. `tensor_shapes` are
+    GGUF's own (innermost dim first)."""
+    key = gguf_keys(meta)
     hidden = key("embedding_length")
     heads = key("attention.head_count")
     head_dim = key("attention.key_length") or hidden // heads
-    return ModelConfig(
-        architecture="llama",
+    return dict(
         vocab_size=key("vocab_size") or tensor_shapes["token_embd.weight"][1],
         hidden_size=hidden,
-        intermediate_size=key("feed_forward_length"),
         num_hidden_layers=key("block_count"),
         num_attention_heads=heads,
         num_key_value_heads=key("attention.head_count_kv", heads),
         head_dim=head_dim,
         rms_norm_eps=key("attention.layer_norm_rms_epsilon", 1e-6),
         rope_theta=key("rope.freq_base", 10000.0),
+        rope_scaling=_gguf_yarn(meta),
         partial_rotary_factor=key("rope.dimension_count", head_dim) / head_dim,
         max_position_embeddings=key("context_length", 2048),
         # llama.cpp omits `output.weight` when the embedding is shared with the output head.
@@ -169,6 +168,35 @@ def from_gguf_metadata(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int,
         bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
         eos_token_ids=eos_list(meta.get("tokenizer.ggml.eos_token_id")),
     )
+
+
+# The rope.scaling keys whose meaning transformers' YaRN shares; `finetuned` is a note that changes nothing.
+_GGUF_YARN_KEYS = {"type", "factor", "original_context_length", "yarn_beta_fast", "yarn_beta_slow", "finetuned"}
+
+
+def _gguf_yarn(meta: dict[str, Any]) -> RopeScaling | None:
+    """llama.cpp's YaRN with only these keys is transformers' (engine/rope.py): the same ramp between the beta_fast
+    and beta_slow dims, cos and sin scaled by 0.1·ln(factor) + 1. Its further knobs (attn_factor,
+    yarn_log_multiplier, yarn_ext_factor) have no exact HF counterpart; refusing a file that sets them beats running
+    a long-context model with the wrong positions."""
+    key = gguf_keys(meta)
+    kind = key("rope.scaling.type", "none")
+    if kind == "none":
+        return None
+    prefix = f"{meta['general.architecture']}.rope.scaling."
+    knobs = {name.removeprefix(prefix) for name in meta if name.startswith(prefix)} - _GGUF_YARN_KEYS
+    if kind != "yarn" or knobs:
+        raise EngineError(
+            f"This GGUF uses '{kind}' rope scaling{' with ' + ', '.join(sorted(knobs)) if knobs else ''}, "
+            "which the engine cannot reproduce exactly."
+        )
+    params = {
+        "factor": key("rope.scaling.factor"),
+        "original_max_position_embeddings": key("rope.scaling.original_context_length"),
+        "beta_fast": key("rope.scaling.yarn_beta_fast"),
+        "beta_slow": key("rope.scaling.yarn_beta_slow"),
+    }
+    return _yarn(params, key("context_length", 2048))
 
 
 def _bailing_moe_v2(raw: dict[str, Any]) -> ModelConfig:
@@ -194,11 +222,16 @@ def _bailing_moe_v2(raw: dict[str, Any]) -> ModelConfig:
             n_group=raw.get("n_group") or 1,
             topk_group=raw.get("topk_group") or 1,
             routed_scaling_factor=raw.get("routed_scaling_factor", 1.0),
-            # HF's BailingMoeV2 normalises whenever top_k > 1, whatever the flag says.
-            norm_topk_prob=raw.get("num_experts_per_tok", 1) > 1 or raw.get("norm_topk_prob", True),
+            norm_topk_prob=bailing_norm_topk(raw.get("num_experts_per_tok", 1), raw.get("norm_topk_prob", True)),
             first_k_dense_replace=raw.get("first_k_dense_replace", 0),
         ),
     )
+
+
+def bailing_norm_topk(experts_per_token: int, flag: bool) -> bool:
+    """HF's BailingMoeV2 normalises the chosen experts' weights whenever it chooses more than one, whatever its
+    `norm_topk_prob` flag (GGUF: `expert_weights_norm`) says."""
+    return experts_per_token > 1 or flag
 
 
 def _fp8_block_size(quant: dict[str, Any] | None) -> list[int] | None:

@@ -3,15 +3,21 @@
 transformers has no BailingMoeV2 class, but Glm4Moe implements the same router (sigmoid scores, correction
 bias for selection, group-limited top-k, normalised weights × routed_scaling_factor), shared experts, partial
 NeoX rotary and per-head QK-norm. Its weights written under BailingMoeV2's names (q/k/v fused, stacked experts
-split per expert) give a checkpoint whose correct outputs transformers can compute.
+split per expert) give a checkpoint whose correct outputs transformers can compute. `save_as_bailing_gguf` writes
+the same checkpoint as llama.cpp's converter would, as a GGUF file whose outputs llama.cpp can compute.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import gguf
 import torch
+
+# GGUF metadata as (value, type, type of an array's items).
+GgufKeys = dict[str, tuple[Any, gguf.GGUFValueType, gguf.GGUFValueType | None]]
 
 # The first MoE layers of the tiny model route with a bias this wide, so that it changes which experts win.
 _BIAS_STD = 0.5
@@ -126,3 +132,123 @@ def add_random_mtp_layer(directory: Path, seed: int = 1) -> None:
             else:
                 tensors[name] = t
     save_file({f"model.layers.{index}.{k}": v.contiguous() for k, v in tensors.items()}, directory / "mtp.safetensors")
+
+
+def save_as_bailing_gguf(directory: Path, path: Path, vocabulary: GgufKeys, block_type: str = "F32") -> None:
+    """Write the BailingMoeV2 checkpoint in `directory` (config.json and safetensors, as `save_as_bailing` writes
+    them) as a `bailingmoe2` GGUF file, with the metadata and tensor names llama.cpp's converter gives a Ling-2.0
+    checkpoint, and the tokenizer keys `vocabulary` (`gguf_vocabulary`).
+
+    Tensor names come from gguf-py's own mapping (llama.cpp's), not from the engine's, so that the engine's reading
+    is checked against what llama.cpp writes. `block_type` is a GGUF block type gguf-py can quantize (F32, Q8_0,
+    Q4_0, Q4_1, …): the projections and embeddings take it where their rows are whole blocks; the router and the
+    1-D tensors stay F32, as llama.cpp keeps them.
+    """
+    from safetensors.torch import load_file
+
+    hparams = json.loads((directory / "config.json").read_text())
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(file))
+    layers = hparams["num_hidden_layers"]
+    mtp_layers = int(f"model.layers.{layers}.eh_proj.weight" in tensors)  # found by its weights, as the engine does
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BAILINGMOE2])
+    _write_bailing_metadata(writer, hparams, layers + mtp_layers, mtp_layers, block_type)
+    for name, (value, kind, item) in vocabulary.items():
+        writer.add_key_value(name, value, kind, item)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BAILINGMOE2, layers + mtp_layers)
+    quantization = gguf.GGMLQuantizationType[block_type]
+    block_size = gguf.GGML_QUANT_SIZES[quantization][0]
+    for name, tensor in _stacked_experts(tensors, hparams["num_experts"]).items():
+        # The converter names the router's bias as a bias, so that the mapping finds it.
+        gguf_name = names.get_name(name.replace(".expert_bias", ".expert_bias.bias"), try_suffixes=(".weight", ".bias"))
+        array = tensor.float().numpy()
+        whole_blocks = array.ndim >= 2 and array.shape[-1] % block_size == 0
+        if quantization == gguf.GGMLQuantizationType.F32 or not whole_blocks or "ffn_gate_inp" in gguf_name:
+            writer.add_tensor(gguf_name, array)
+        else:
+            writer.add_tensor(gguf_name, gguf.quantize(array, quantization), raw_dtype=quantization)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def gguf_vocabulary(path: Path, size: int) -> GgufKeys:
+    """The `tokenizer.ggml.*` keys of the GGUF file at `path` (not its chat template), cut to its first `size` tokens
+    and the merges among them. A byte-level BPE vocabulary lists its bytes first and each merge's token after its
+    parts, so its head is a smaller vocabulary of the same kind: a small model written with it opens in a moment,
+    where reading SmolLM2's 49,152 tokens and their merges takes seconds."""
+    fields = gguf.GGUFReader(path).fields
+    array = gguf.GGUFValueType.ARRAY
+    keys = {
+        name: (field.contents(), field.types[0], field.types[-1] if field.types[0] == array else None)
+        for name, field in fields.items()
+        if name.startswith("tokenizer.ggml.")
+    }
+    tokens = keys["tokenizer.ggml.tokens"][0][:size]
+    kept = set(tokens)
+    cut = {
+        "tokens": tokens,
+        "token_type": keys["tokenizer.ggml.token_type"][0][:size],
+        "merges": [m for m in keys["tokenizer.ggml.merges"][0] if {*m.split(" "), m.replace(" ", "")} <= kept],
+    }
+    for name, value in cut.items():
+        _, kind, item = keys[f"tokenizer.ggml.{name}"]
+        keys[f"tokenizer.ggml.{name}"] = (value, kind, item)
+    return keys
+
+
+def _stacked_experts(tensors: dict[str, torch.Tensor], experts: int) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors with each layer's per-expert projections stacked into one [experts, out, in] tensor
+    per projection (`model.layers.{i}.mlp.experts.{proj}.weight`), as the converter stacks them."""
+    out = {name: t for name, t in tensors.items() if ".mlp.experts." not in name}
+    prefixes = {name.split(".mlp.experts.")[0] for name in tensors if ".mlp.experts." in name}
+    for prefix in prefixes:
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            parts = [tensors[f"{prefix}.mlp.experts.{e}.{proj}.weight"] for e in range(experts)]
+            out[f"{prefix}.mlp.experts.{proj}.weight"] = torch.stack(parts)
+    return out
+
+
+def _write_bailing_metadata(
+    writer: gguf.GGUFWriter, hparams: dict, blocks: int, mtp_layers: int, block_type: str
+) -> None:
+    """The keys llama.cpp's converter writes for BailingMoeV2ForCausalLM."""
+    head_dim = hparams["head_dim"]
+    writer.add_name("tiny-bailing")
+    writer.add_file_type(gguf.LlamaFileType["ALL_F32" if block_type == "F32" else f"MOSTLY_{block_type}"])
+    writer.add_block_count(blocks)
+    writer.add_context_length(hparams["max_position_embeddings"])
+    writer.add_embedding_length(hparams["hidden_size"])
+    writer.add_feed_forward_length(hparams["intermediate_size"])
+    writer.add_head_count(hparams["num_attention_heads"])
+    writer.add_head_count_kv(hparams["num_key_value_heads"])
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(hparams["rope_theta"])
+    writer.add_rope_dimension_count(int(head_dim * hparams["partial_rotary_factor"]))
+    scaling = hparams.get("rope_scaling") or {}
+    if scaling.get("rope_type", scaling.get("type")) == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(scaling["factor"])
+        writer.add_rope_scaling_orig_ctx_len(scaling["original_max_position_embeddings"])
+    else:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.NONE)
+    writer.add_layer_norm_rms_eps(hparams["rms_norm_eps"])
+    writer.add_vocab_size(hparams["vocab_size"])
+    writer.add_leading_dense_block_count(hparams["first_k_dense_replace"])
+    writer.add_expert_count(hparams["num_experts"])
+    writer.add_expert_used_count(hparams["num_experts_per_tok"])
+    writer.add_expert_group_count(hparams["n_group"])
+    writer.add_expert_group_used_count(hparams["topk_group"])
+    writer.add_expert_feed_forward_length(hparams["moe_intermediate_size"])
+    shared = hparams["moe_intermediate_size"] * hparams["num_shared_experts"]
+    writer.add_expert_shared_feed_forward_length(hparams.get("moe_shared_expert_intermediate_size") or shared)
+    writer.add_expert_shared_count(hparams["num_shared_experts"])
+    writer.add_expert_weights_scale(hparams["routed_scaling_factor"])
+    writer.add_expert_weights_norm(hparams["norm_topk_prob"])
+    writer.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+    if mtp_layers:
+        writer.add_nextn_predict_layers(mtp_layers)

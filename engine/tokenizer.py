@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from platformdirs import user_cache_dir
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from engine.types import ChatMessage
 
@@ -34,13 +34,15 @@ class Tokenizer:
         return cls(AutoTokenizer.from_pretrained(path), eos_ids, fallback_template)
 
     @classmethod
-    def from_gguf(cls, path: Path, eos_ids: Sequence[int]) -> "Tokenizer":
-        # Converting a GGUF vocabulary takes seconds; keep the converted tokenizer beside the user's cache.
+    def from_gguf(cls, path: Path, eos_ids: Sequence[int], fallback_template: str | None = None) -> "Tokenizer":
+        # Converting a GGUF vocabulary takes a while; keep the converted tokenizer beside the user's cache. The
+        # generic class reads only the tokenizer's keys: AutoTokenizer would first read the file as a transformers
+        # model config, which it refuses for architectures transformers does not run from GGUF (bailingmoe2).
         cache = _gguf_tokenizer_cache(path)
         if not (cache / "tokenizer_config.json").exists():
-            hf = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            hf = PreTrainedTokenizerFast.from_pretrained(path.parent, gguf_file=path.name)
             hf.save_pretrained(cache)
-        return cls(AutoTokenizer.from_pretrained(cache), eos_ids)
+        return cls(AutoTokenizer.from_pretrained(cache), eos_ids, fallback_template)
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False)

@@ -97,18 +97,26 @@ class RecordingEngine:
         self._engine.forget()
 
 
+def tiny_bailing_reference(vocab_size: int, **dims):
+    """A tiny random Glm4Moe to write out as BailingMoeV2 (engine/reference.py): one dense layer, one MoE layer of
+    8 experts in 2 groups; `dims` change its Glm4MoeConfig fields."""
+    from engine.reference import random_glm4_moe
+
+    tiny = dict(
+        hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=2048, n_routed_experts=8, num_experts_per_tok=2,
+        n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1,
+        eos_token_id=2,
+    )
+    return random_glm4_moe(vocab_size, **tiny | dims)
+
+
 def tiny_bailing_checkpoint(directory: Path, engine: LocalEngine) -> Path:
     """A tiny BailingMoeV2 checkpoint with random weights and `engine`'s tokenizer, written to `directory`."""
-    from engine.reference import random_glm4_moe, save_as_bailing
+    from engine.reference import save_as_bailing
 
     directory.mkdir(parents=True, exist_ok=True)
-    reference = random_glm4_moe(
-        engine.config.vocab_size, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        max_position_embeddings=2048, n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1,
-        n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1, eos_token_id=2,
-    )
-    save_as_bailing(reference, directory)
+    save_as_bailing(tiny_bailing_reference(engine.config.vocab_size), directory)
     engine.tokenizer.hf.save_pretrained(directory)
     return directory
 

@@ -11,8 +11,9 @@ from transformers.modeling_rope_utils import _compute_yarn_parameters
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 from transformers.models.stablelm.modeling_stablelm import StableLmRotaryEmbedding
 
-from engine.config import from_gguf_metadata, from_hf_config, with_yarn
+from engine.config import from_hf_config, with_yarn
 from engine.layers import RotaryEmbedding
+from engine.models.llama import gguf_config
 from engine.rope import RopeScaling, rope_inv_freq
 from engine.types import EngineError
 
@@ -139,8 +140,9 @@ def test_unsupported_rope_scaling_is_refused():
         from_hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0]}})
     with pytest.raises(EngineError, match="YaRN rope scaling settings are invalid"):
         from_hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "yarn"}})  # no factor
-    with pytest.raises(EngineError, match="'yarn' rope scaling"):
-        from_gguf_metadata({"general.architecture": "llama", "llama.rope.scaling.type": "yarn"}, {})
+    gguf = {"general.architecture": "llama", "llama.embedding_length": 576, "llama.attention.head_count": 9}
+    with pytest.raises(EngineError, match="'linear' rope scaling"):
+        gguf_config(gguf | {"llama.rope.scaling.type": "linear"}, {"token_embd.weight": (576, 49152)})
 
 
 def test_with_yarn_extends_only_when_needed():

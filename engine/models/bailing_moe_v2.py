@@ -3,22 +3,24 @@ layers, then MoE layers with a sigmoid group-limited router and shared experts; 
 
 Module names follow the checkpoint (`model.word_embeddings`, `attention.query_key_value`, …) so most
 tensors load by their own names. Per-expert tensors `mlp.experts.{e}.{gate,up,down}_proj.weight` are
-stacked into `mlp.experts.gate_up` / `mlp.experts.down` by `load_weights` below.
+slotted into the stacked `mlp.experts.{gate,up,down}_proj` by `load_weights` (`stacked_name` below). At the end,
+`gguf_config` and `gguf_to_hf` read llama.cpp's GGUF files of the model.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
+from engine.config import ModelConfig, bailing_norm_topk, gguf_common, gguf_keys
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for
-from engine.moe import MoEBlock
+from engine.moe import MoEBlock, MoEConfig
+from engine.types import EngineError
 
 
 class Attention(nn.Module):
@@ -160,3 +162,94 @@ class BailingMoeV2ForCausalLM(nn.Module):
 
 
 _EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(\w+_proj)\.(weight|weight_scale_inv)")
+
+
+# GGUF files of BailingMoeV2, as llama.cpp's converter writes them (architecture `bailingmoe2`): q/k/v stay fused and
+# unpermuted (the rotation is NeoX-style in both), the experts of a layer come as three [experts, out, in] stacks,
+# and an MTP layer is counted among the blocks, after the main ones.
+
+
+def gguf_config(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
+    """The config of a `bailingmoe2` GGUF file from its metadata; `tensor_shapes` are GGUF's own (innermost first)."""
+    key = gguf_keys(meta)
+    if key("expert_gating_func") != _SIGMOID:
+        raise EngineError("BailingMoeV2 GGUF files whose router is not a sigmoid are not supported.")
+    if "blk.0.attn_q_norm.weight" not in tensor_shapes:
+        raise EngineError("BailingMoeV2 GGUF files without QK-norm are not supported.")
+    common = gguf_common(meta, tensor_shapes)
+    mtp_layers = key("nextn_predict_layers", 0)
+    first_moe = key("leading_dense_block_count", 0)
+    top_k = key("expert_used_count")
+    # The shared experts' width is read from their tensor: llama.cpp multiplies the stated width by the number of
+    # shared experts where transformers does not, so the key alone is ambiguous.
+    shared_size = tensor_shapes[f"blk.{first_moe}.ffn_gate_shexp.weight"][1]
+    return ModelConfig(
+        architecture="bailing_moe_v2",
+        **common | {"num_hidden_layers": common["num_hidden_layers"] - mtp_layers},
+        intermediate_size=key("feed_forward_length"),
+        attention_bias="blk.0.attn_qkv.bias" in tensor_shapes,
+        qk_norm=True,
+        mtp_layers=mtp_layers,
+        moe=MoEConfig(
+            num_experts=key("expert_count"),
+            experts_per_token=top_k,
+            intermediate_size=key("expert_feed_forward_length"),
+            num_shared_experts=key("expert_shared_count"),
+            shared_intermediate_size=shared_size,
+            n_group=key("expert_group_count") or 1,
+            topk_group=key("expert_group_used_count") or 1,
+            routed_scaling_factor=key("expert_weights_scale", 1.0),
+            norm_topk_prob=bailing_norm_topk(top_k, key("expert_weights_norm", False)),
+            first_k_dense_replace=first_moe,
+        ),
+    )
+
+
+_SIGMOID = 2  # llama.cpp's expert_gating_func: 1 softmax, 2 sigmoid
+
+# llama.cpp's tensor names → the checkpoint names above.
+_GGUF_GLOBAL = {
+    "token_embd.weight": "model.word_embeddings.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_GGUF_LAYER = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn_qkv.weight": "attention.query_key_value.weight",
+    "attn_qkv.bias": "attention.query_key_value.bias",
+    "attn_q_norm.weight": "attention.query_layernorm.weight",
+    "attn_k_norm.weight": "attention.key_layernorm.weight",
+    "attn_output.weight": "attention.dense.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    # The first, dense layers.
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+    # MoE layers: the router, its selection bias, the routed experts stacked whole, the shared experts.
+    "ffn_gate_inp.weight": "mlp.gate.weight",
+    "exp_probs_b.bias": "mlp.gate.expert_bias",
+    "ffn_gate_exps.weight": "mlp.experts.gate_proj",
+    "ffn_up_exps.weight": "mlp.experts.up_proj",
+    "ffn_down_exps.weight": "mlp.experts.down_proj",
+    "ffn_gate_shexp.weight": "mlp.shared_experts.gate_proj.weight",
+    "ffn_up_shexp.weight": "mlp.shared_experts.up_proj.weight",
+    "ffn_down_shexp.weight": "mlp.shared_experts.down_proj.weight",
+    # The MTP layer's own parts. llama.cpp also allows it an embedding and a head of its own (nextn.embed_tokens,
+    # nextn.shared_head_*), which this model's MTP layer has not: it reads the main model's.
+    "nextn.eh_proj.weight": "eh_proj.weight",
+    "nextn.enorm.weight": "enorm.weight",
+    "nextn.hnorm.weight": "hnorm.weight",
+    "layer_output_norm.weight": "final_layernorm.weight",
+}
+_GGUF_BLOCK = re.compile(r"blk\.(\d+)\.(.+)")
+
+
+def gguf_to_hf(name: str, tensor: torch.Tensor, cfg: ModelConfig) -> tuple[str, torch.Tensor]:
+    """A `bailingmoe2` GGUF tensor under its checkpoint name; the values need no change."""
+    if name in _GGUF_GLOBAL:
+        return _GGUF_GLOBAL[name], tensor
+    match = _GGUF_BLOCK.fullmatch(name)
+    if not match or match.group(2) not in _GGUF_LAYER:
+        raise EngineError(f"The GGUF file holds a tensor the engine does not know for BailingMoeV2: {name}.")
+    layer, part = match.groups()
+    return f"model.layers.{layer}.{_GGUF_LAYER[part]}", tensor

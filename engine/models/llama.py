@@ -1,19 +1,19 @@
 """Llama-family dense decoder (Llama, SmolLM2, Mistral; Qwen2 with q/k/v biases; Qwen3 with QK-norm).
 
 Module names follow the Hugging Face checkpoints, so HF tensors load by their own names, except that q/k/v and
-gate/up are fused into one projection each (the `fused` mappings name the checkpoint's parts); `gguf_to_hf` below
-maps llama.cpp's names onto HF's.
+gate/up are fused into one projection each (the `fused` mappings name the checkpoint's parts); `gguf_config` and
+`gguf_to_hf` below read llama.cpp's GGUF files: their config, and their tensor names mapped onto HF's.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
+from engine.config import ModelConfig, gguf_common, gguf_keys
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import (
@@ -114,6 +114,12 @@ class LlamaForCausalLM(nn.Module):
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+
+
+def gguf_config(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
+    """The config of a `llama` GGUF file from its metadata; `tensor_shapes` are GGUF's own (innermost dim first)."""
+    intermediate_size = gguf_keys(meta)("feed_forward_length")
+    return ModelConfig(architecture="llama", intermediate_size=intermediate_size, **gguf_common(meta, tensor_shapes))
 
 
 # llama.cpp's tensor names → the HF names above.
