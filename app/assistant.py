@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +56,7 @@ from storage import (
     delete_session,
     delete_sessions_before,
     get_session,
+    interrupt_turns,
     list_documents,
     list_sessions,
     record_event,
@@ -370,6 +372,15 @@ class Assistant:
                 record_event(self.db, "clinidoc", "session_delete", session_id, detail=f"retention: {days} days")
         return deleted
 
+    def recover_interrupted(self) -> int:
+        """At start-up: marks "interrupted" every turn that the last run left being answered (it ended mid-answer),
+        each with its outcome in the audit log under the clinician who asked; returns how many."""
+        cut = interrupt_turns(self.db)
+        for owner, session_id, kind in cut:
+            action = "summary_interrupted" if kind == "summary" else "question_interrupted"
+            record_event(self.db, owner, action, session_id, detail="found unanswered at start-up")
+        return len(cut)
+
     def _forget(self, session_ids: list[int]) -> None:
         with self._records_lock:
             for key in [key for key in self._records if key[0] in session_ids]:
@@ -380,32 +391,60 @@ class Assistant:
         record_event(self.db, user.name, action, session_id, detail=detail, address=user.address)
 
     def ask(self, user: User, session_id: int, question: str) -> Iterator[AskEvent]:
-        """Find the record's lines for `question`, stream the model's answer, check each of its sentences against
-        the record, then store the question and the answer together.
+        """Store the question, find the record's lines for it, stream the model's answer, check each of its
+        sentences against the record, then store the answer in the transaction that ends the question's turn.
 
-        Yields EvidenceFound, AnswerDelta pieces and then one Answer; or a single Notice when the question cannot
-        be put to the model. An answer abandoned mid-stream is not stored.
+        Yields EvidenceFound, AnswerDelta pieces and then one Answer; or a Notice when the question cannot be put to
+        the model (the turn ends "failed", with the notice as its reason). An answer abandoned mid-stream ends its
+        turn "stopped", without the unchecked words; one cut off by a crash is found "answering" at the next start.
         """
         session = self._session_record(user, session_id)  # first: another user's session is refused unaudited as asked
         self._audit(user, "question", session_id)
+        question_id = turns.begin(self.db, user.name, session_id, question)
+        with self._turn(user, session_id, question_id, "question"):
+            outcome = yield from self._answer(user, session_id, session, question, question_id)
+        yield outcome
+
+    @contextmanager
+    def _turn(self, user: User, session_id: int, question_id: int, asked: str) -> Iterator[None]:
+        """Ends a turn the code inside leaves open: "stopped" when the clinician closed the stream, "failed" when an
+        error escaped; each with its outcome in the audit log after the `asked` event."""
+        try:
+            yield
+        except GeneratorExit:
+            turns.end_unanswered(self.db, user.name, session_id, question_id, "stopped")
+            self._audit(user, f"{asked}_stopped", session_id)
+            raise
+        except Exception:
+            turns.end_unanswered(self.db, user.name, session_id, question_id, "failed", reason="an error in Clinidoc")
+            self._audit(user, f"{asked}_unanswered" if asked == "question" else "summary_failed", session_id,
+                        detail="error")
+            raise
+
+    def _unanswered(self, user: User, session_id: int, question_id: int, text: str, detail: str) -> Notice:
+        """Ends the question's turn "failed" with what the clinician is told, and notes it in the audit log."""
+        turns.end_unanswered(self.db, user.name, session_id, question_id, "failed", reason=text)
+        self._audit(user, "question_unanswered", session_id, detail=detail)
+        return Notice(text=text)
+
+    def _answer(
+        self, user: User, session_id: int, session: _SessionRecord, question: str, question_id: int
+    ) -> Iterator[AskEvent] | Answer | Notice:
+        """The work of `ask` once the question is stored; returns the event that ends it, its turn ended."""
         if not session.documents:  # left by an upload that an earlier version did not store whole
-            yield Notice(text=NO_RECORD)
-            self._audit(user, "question_unanswered", session_id, detail="no record")
-            return
+            return self._unanswered(user, session_id, question_id, NO_RECORD, "no record")
         if (boundary := scope_boundary(question)) is not None:
-            yield Notice(text=boundary)
-            self._audit(user, "question_unanswered", session_id, detail="outside the record's scope")
-            return
+            return self._unanswered(user, session_id, question_id, boundary, "outside the record's scope")
         # Over the budget, the record is cut to the passages that rank best against the question.
         assembled = self._assemble(session.documents, query=question)
         # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
-            yield Notice(
-                text=f"This record has {assembled.record_tokens:,} tokens; the model can read only "
+            text = (
+                f"This record has {assembled.record_tokens:,} tokens; the model can read only "
                 f"{assembled.budget:,} at once, too few for even one passage of it."
             )
-            self._audit(user, "question_unanswered", session_id, detail="record too long")
-            return
+            return self._unanswered(user, session_id, question_id, text, "record too long")
+
         search = find_evidence(question, session.evidence)
         numbers = CitationNumbers()
         evidence_citations = numbers.add_all([_evidence_place(evidence) for evidence in search.evidence])
@@ -427,13 +466,10 @@ class Assistant:
         try:
             generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
         except PromptTooLong as err:
-            yield Notice(text=f"{err} Ask a shorter question, or start a new session.")
-            self._audit(user, "question_unanswered", session_id, detail="prompt too long")
-            return
+            text = f"{err} Ask a shorter question, or start a new session."
+            return self._unanswered(user, session_id, question_id, text, "prompt too long")
         except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
-            yield Notice(text=str(err))
-            self._audit(user, "question_unanswered", session_id, detail="engine error")
-            return
+            return self._unanswered(user, session_id, question_id, str(err), "engine error")
         checked = check_text(generated.text, session.record, numbers)
         notes += _ending_notes(generated.ending, budget)
         if wholly_unsupported(checked):
@@ -444,9 +480,9 @@ class Assistant:
                 "prompt_version": prompt.version, "stats": generated.stats,
             }
         )
-        turn = turns.save(self.db, user.name, session_id, turn)
+        turn = turns.save(self.db, user.name, session_id, question_id, turn)
         self._audit(user, "answer", session_id, detail=f"{turn.model} {turn.prompt_version}")
-        yield Answer(turn=turn)
+        return Answer(turn=turn)
 
     def check(self, user: User, session_id: int, text: str) -> CheckedText:
         """Each sentence of a text written elsewhere, checked against the session's record; nothing is stored but
@@ -460,29 +496,40 @@ class Assistant:
         return trends(self._session_record(user, session_id).documents)
 
     def summarize(self, user: User, session_id: int) -> Iterator[SummaryEvent]:
-        """Draft, check and store the structured summary of the session's record.
+        """Draft, check and store the structured summary of the session's record, its request stored first and its
+        turn ended as `ask`'s is.
 
         Yields SummaryProgress while the model drafts, then one Summary; a Notice when the record cannot be put to
         the model at all.
         """
         session = self._session_record(user, session_id)
         self._audit(user, "summary", session_id)
+        request_id = turns.begin(self.db, user.name, session_id, None)
+        with self._turn(user, session_id, request_id, "summary"):
+            outcome = yield from self._summary(user, session_id, session, request_id)
+        yield outcome
+
+    def _summary(
+        self, user: User, session_id: int, session: _SessionRecord, request_id: int
+    ) -> Iterator[SummaryEvent] | Summary | Notice:
+        """The work of `summarize` once the request is stored; returns the event that ends it, its turn ended."""
+
+        def failed(text: str, detail: str) -> Notice:
+            turns.end_unanswered(self.db, user.name, session_id, request_id, "failed", reason=text)
+            self._audit(user, "summary_failed", session_id, detail=detail)
+            return Notice(text=text)
+
         if not session.documents:
-            yield Notice(text=NO_RECORD)
-            self._audit(user, "summary_failed", session_id, detail="no record")
-            return
+            return failed(NO_RECORD, "no record")
         assembled, prompt = self._summary_prompt(session.documents)
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
-            yield Notice(text=f"The model can read only {assembled.budget:,} tokens at once, too few for this record.")
-            self._audit(user, "summary_failed", session_id, detail="record too long")
-            return
+            return failed(f"The model can read only {assembled.budget:,} tokens at once, too few for this record.",
+                          "record too long")
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
         try:
             generated = yield from self._generate(prompt, params, stream=False)
         except EngineError as err:
-            yield Notice(text=str(err))
-            self._audit(user, "summary_failed", session_id, detail="engine error")
-            return
+            return failed(str(err), "engine error")
         notes = []
         if assembled.retrieval is not None:
             notes.append(
@@ -502,9 +549,9 @@ class Assistant:
             summary=chart, disclaimer=disclaimer(), model=self.engine.info.model_name, prompt_version=prompt.version,
             stats=generated.stats,
         )
-        turn = turns.save(self.db, user.name, session_id, turn)
+        turn = turns.save(self.db, user.name, session_id, request_id, turn)
         self._audit(user, "summary_done", session_id, detail=f"{turn.model} {prompt.version}")
-        yield Summary(turn=turn)
+        return Summary(turn=turn)
 
     def _generate(
         self, prompt: RenderedPrompt, params: GenerationParams, stream: bool

@@ -110,7 +110,9 @@ def _inline(text: str) -> str:
 
 def _turn(turn: Turn) -> list[str]:
     when = f"{turn.created_at:%Y-%m-%d %H:%M} UTC" if turn.created_at else "time not kept"
-    question = turn.question if turn.kind == "answer" else SUMMARY_REQUEST
+    question = SUMMARY_REQUEST if turn.kind == "summary" else turn.question
+    if turn.kind == "unanswered":
+        return [f"## Question ({when})", "", question, "", markdown(layout(turn))]
     heading = "Summary" if turn.kind == "summary" else "Answer"
     return [
         f"## Question ({when})", "", question, "",

@@ -17,7 +17,7 @@ from typing import Literal
 from app.citations import Citation
 from app.claims import CheckedSentence, CheckedText, Label
 from app.summary import ChartSummary, SummaryItem
-from app.turns import AnswerTurn, SummaryTurn, Turn
+from app.turns import AnswerTurn, SummaryTurn, Turn, UnansweredTurn
 from app.words import fold_spaces
 
 # Page texts by (document name, page number): what a source opens on.
@@ -94,7 +94,23 @@ Block = Heading | Evidence | Checked | Items | Note | Unverified | Sources | Dis
 
 
 def layout(turn: Turn) -> list[Block]:
+    if isinstance(turn, UnansweredTurn):
+        return [Note(unanswered_text(turn), "warning")]
     return answer_layout(turn) if isinstance(turn, AnswerTurn) else summary_layout(turn)
+
+
+# What the conversation says in place of an answer that never came, by how its turn ended.
+_UNANSWERED = {
+    "answering": "Being answered.",
+    "stopped": "Stopped before the answer was complete: not answered.",
+    "interrupted": "Interrupted — not answered: Clinidoc stopped while the model was writing. Ask again.",
+    "failed": "Not answered.",
+}
+
+
+def unanswered_text(turn: UnansweredTurn) -> str:
+    text = _UNANSWERED.get(turn.state, "Not answered.")
+    return f"{text} {turn.reason}" if turn.reason else text
 
 
 def answer_layout(turn: AnswerTurn) -> list[Block]:
@@ -284,7 +300,7 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
 
 def turn_html(turn: Turn, pages: Pages) -> str:
     """A turn as the chat shows it, in a block that says which kind it is."""
-    kind = "answer-turn" if isinstance(turn, AnswerTurn) else "summary"
+    kind = {"answer": "answer-turn", "summary": "summary", "unanswered": "unanswered"}[turn.kind]
     return f'<div class="{kind}">{html(layout(turn), pages)}</div>'
 
 

@@ -2,9 +2,11 @@
 
 A turn is a question and what answered it: an answer (the model's own words, each sentence checked against the
 record, the evidence found before the model wrote, the app's notes on what the model did not read or where it
-stopped) or a structured summary. Storage keeps each turn as two message rows, the question and the answer,
-written in one transaction; the answer row's JSON holds the checks, the evidence and the notes apart from the
-model's words, so the history given to the model holds only questions and the model's own text.
+stopped) or a structured summary; or nothing, when the turn was stopped, failed or was interrupted. Storage keeps
+the question when it is asked (`begin`, state "answering"), and the answer in the same transaction that ends the
+turn (`save`; `end_unanswered` for a turn without one). The answer row's JSON holds the checks, the evidence and
+the notes apart from the model's words, so the history given to the model holds only questions and the model's
+own text, and never a turn that was not answered.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from app.evidence import EvidenceSearch
 from app.summary import ChartSummary, PatientSummary, SummaryItem, SummarySection
 from engine import Stats
 from prompts import PromptMessage
-from storage import Database, MessageInfo, NewMessage, add_messages, list_messages
+from storage import Database, MessageInfo, NewMessage, TurnState, add_message, end_turn, list_messages
 
 # What the stored conversation shows for the request of a summary.
 SUMMARY_REQUEST = "Summarise this record."
@@ -56,17 +58,42 @@ class SummaryTurn(BaseModel):
     created_at: datetime | None = None
 
 
-Turn = AnswerTurn | SummaryTurn
+class UnansweredTurn(BaseModel):
+    """A question that has no answer: being answered now, stopped, failed (with the reason said to the clinician),
+    or interrupted when Clinidoc stopped while the model was writing."""
+
+    kind: Literal["unanswered"] = "unanswered"
+    question: str
+    request: Literal["answer", "summary"]
+    state: TurnState
+    reason: str | None = None
+    created_at: datetime | None = None
 
 
-def save(db: Database, user: str, session_id: int, turn: Turn) -> Turn:
-    """Stores the turn's question and answer together; returns the turn with its time."""
+Turn = AnswerTurn | SummaryTurn | UnansweredTurn
+
+
+def begin(db: Database, user: str, session_id: int, question: str | None) -> int:
+    """Stores a question as it is asked (None: the request of a summary), its turn "answering"; returns its id."""
+    kind = "chat" if question is not None else "summary"
+    stored = add_message(db, user, session_id, "user", question or SUMMARY_REQUEST, kind=kind, state="answering")
+    return stored.id
+
+
+def end_unanswered(
+    db: Database, user: str, session_id: int, question_id: int, state: TurnState, reason: str | None = None
+) -> None:
+    """Ends the question's turn without an answer: "stopped" by the clinician, or "failed" for `reason`."""
+    end_turn(db, user, session_id, question_id, state, reason=reason)
+
+
+def save(db: Database, user: str, session_id: int, question_id: int, turn: AnswerTurn | SummaryTurn) -> Turn:
+    """Stores the answer and ends its question's turn, in one transaction; returns the turn with its time."""
     common = {
         "disclaimer": turn.disclaimer, "model": turn.model, "prompt_version": turn.prompt_version,
         "stats": None if turn.stats is None else turn.stats.model_dump(exclude={"kind"}),
     }
     if isinstance(turn, AnswerTurn):
-        question = NewMessage(role="user", text=turn.question)
         details = turn.model_dump(include={"checked", "evidence", "evidence_citations", "notes", "ending"})
         details["checked"].pop("citations")
         answer = NewMessage(
@@ -74,26 +101,37 @@ def save(db: Database, user: str, session_id: int, turn: Turn) -> Turn:
             grounding=details, **common,
         )
     else:
-        question = NewMessage(role="user", text=SUMMARY_REQUEST, kind="summary")
         answer = NewMessage(
             role="assistant", text="", kind="summary", citations=[c.model_dump() for c in turn.summary.citations],
             grounding=turn.summary.model_dump(exclude={"citations"}), **common,
         )
-    stored = add_messages(db, user, session_id, [question, answer])
-    return turn.model_copy(update={"created_at": stored[-1].created_at})
+    state = "stopped" if isinstance(turn, AnswerTurn) and turn.ending == "stopped" else "answered"
+    stored = end_turn(db, user, session_id, question_id, state, answer)
+    return turn.model_copy(update={"created_at": stored.created_at})
 
 
 def load(db: Database, user: str, session_id: int) -> list[Turn]:
     """The session's turns in conversation order."""
-    turns = []
+    turns: list[Turn] = []
     question: MessageInfo | None = None
     for message in list_messages(db, user, session_id):
         if message.role == "user":
+            if question is not None:
+                turns.append(_unanswered(question))
             question = message
         elif question is not None:
             turns.append(_rebuilt(question, message))
             question = None
+    if question is not None:
+        turns.append(_unanswered(question))
     return turns
+
+
+def _unanswered(question: MessageInfo) -> UnansweredTurn:
+    return UnansweredTurn(
+        question=question.text, request="summary" if question.kind == "summary" else "answer", state=question.state,
+        reason=(question.grounding or {}).get("reason"), created_at=question.created_at,
+    )
 
 
 def history(turns: list[Turn]) -> list[PromptMessage]:

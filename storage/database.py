@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from storage import audit
-from storage.schema import SCHEMA_VERSION, Base
+from storage.schema import SCHEMA_VERSION, TURN_STATES, Base
 
 # Seconds a writer waits for another writer's lock before failing. Writes take milliseconds, so
 # reaching this means something is stuck; until then a save should wait rather than fail.
@@ -58,6 +58,8 @@ MIGRATIONS: dict[int, list[str | Callable[[Connection, bytes], None]]] = {
         "CREATE TABLE audit_head (id INTEGER NOT NULL PRIMARY KEY, rows INTEGER NOT NULL, seal TEXT NOT NULL)",
         audit.seal_existing,
     ],
+    # The state of each question's turn, so that one interrupted by a crash is known as such.
+    4: [f"ALTER TABLE messages ADD COLUMN state TEXT NOT NULL DEFAULT 'answered' CHECK (state IN {TURN_STATES})"],
 }
 
 

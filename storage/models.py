@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 Role = Literal["user", "assistant"]
 MessageKind = Literal["chat", "summary"]
+TurnState = Literal["answering", "answered", "stopped", "interrupted", "failed"]
 
 
 class _Record(BaseModel):
@@ -62,10 +63,11 @@ class MessageInfo(_Record):
     citations: list[dict[str, Any]]
     grounding: dict[str, Any] | None
     created_at: datetime
+    state: TurnState
 
 
 class NewMessage(BaseModel):
-    """A message to store; `add_messages` writes a question and its answer in one transaction."""
+    """A message to store; `end_turn` writes an answer in the transaction that ends its question's turn."""
 
     role: Role
     text: str
@@ -76,6 +78,7 @@ class NewMessage(BaseModel):
     kind: MessageKind = "chat"
     citations: list[dict[str, Any]] = []
     grounding: dict[str, Any] | None = None
+    state: TurnState = "answered"
 
 
 class AuditEvent(_Record):

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from storage import audit
 from storage.database import Database
 from storage.models import (
-    AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewDocument, NewMessage, SessionInfo, UserInfo, UserRole,
+    AuditCheck, AuditEvent, DocumentInfo, MessageInfo, NewDocument, NewMessage, SessionInfo, TurnState, UserInfo,
+    UserRole,
 )
 from storage.schema import AuditEventRow, DocumentRow, MessageRow, SessionRow, UserRow, utc_now
 
@@ -86,21 +87,50 @@ def _add_documents(s: Session, session_id: int, documents: Sequence[NewDocument]
 
 
 def add_message(db: Database, user: str, session_id: int, role: str, text: str, **fields: Any) -> MessageInfo:
-    """One message on its own; `fields` as `NewMessage` has them."""
-    return add_messages(db, user, session_id, [NewMessage(role=role, text=text, **fields)])[0]
-
-
-def add_messages(db: Database, user: str, session_id: int, messages: Sequence[NewMessage]) -> list[MessageInfo]:
-    """Stores `messages` together, in one transaction: a question is never kept without its answer."""
-    for message in messages:
-        if message.role == "assistant" and not (message.disclaimer and message.disclaimer.strip()):
-            raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
+    """One message; `fields` as `NewMessage` has them. An answer goes with the end of its turn (`end_turn`)."""
+    message = _with_disclaimer(NewMessage(role=role, text=text, **fields))
     with db.writing() as s:
         now = _touch(s, user, session_id)
-        rows = [MessageRow(session_id=session_id, created_at=now, **message.model_dump()) for message in messages]
-        s.add_all(rows)
+        row = MessageRow(session_id=session_id, created_at=now, **message.model_dump())
+        s.add(row)
         s.flush()
-        return [MessageInfo.model_validate(row) for row in rows]
+        return MessageInfo.model_validate(row)
+
+
+def end_turn(
+    db: Database, user: str, session_id: int, question_id: int, state: TurnState, answer: NewMessage | None = None,
+    reason: str | None = None,
+) -> MessageInfo | None:
+    """Ends the turn of an "answering" question with `state`, and stores its answer (if any) in the same
+    transaction: an answer is never kept under a question still marked as being answered, nor the reverse. A turn
+    that ends without an answer may say why (`reason`, kept with the question)."""
+    if answer is not None:
+        _with_disclaimer(answer)
+    with db.writing() as s:
+        now = _touch(s, user, session_id)
+        stmt = (update(MessageRow)
+                .where(MessageRow.id == question_id, MessageRow.session_id == session_id,
+                       MessageRow.role == "user", MessageRow.state == "answering")
+                .values(state=state, grounding=None if reason is None else {"reason": reason}))
+        if s.connection().execute(stmt).rowcount == 0:
+            raise ValueError(f"Question {question_id} of session {session_id} is not being answered.")
+        if answer is None:
+            return None
+        row = MessageRow(session_id=session_id, created_at=now, **answer.model_dump())
+        s.add(row)
+        s.flush()
+        return MessageInfo.model_validate(row)
+
+
+def interrupt_turns(db: Database) -> list[tuple[str, int, str]]:
+    """At start-up: every turn still "answering" was cut off by the process ending; marks them "interrupted" and
+    returns (owner, session id, message kind) of each, for the audit log."""
+    stmt = (select(UserRow.name, SessionRow.id, MessageRow.kind).join(SessionRow.owner)
+            .join(MessageRow, MessageRow.session_id == SessionRow.id).where(MessageRow.state == "answering"))
+    with db.writing() as s:
+        cut = [(name, session_id, kind) for name, session_id, kind in s.execute(stmt)]
+        s.connection().execute(update(MessageRow).where(MessageRow.state == "answering").values(state="interrupted"))
+        return cut
 
 
 def get_session(db: Database, user: str, session_id: int) -> SessionInfo | None:
@@ -252,6 +282,12 @@ def update_user(db: Database, name: str, **changes: Any) -> UserInfo:
             setattr(row, column, value)
         s.flush()
         return _user_info(row)
+
+
+def _with_disclaimer(message: NewMessage) -> NewMessage:
+    if message.role == "assistant" and not (message.disclaimer and message.disclaimer.strip()):
+        raise ValueError("Every assistant answer is stored with its disclaimer; none was given.")
+    return message
 
 
 def _owned(user: str, session_id: int):

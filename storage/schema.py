@@ -9,7 +9,11 @@ from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Dialect, Foreig
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Raise together with a migration step in storage/database.py whenever a table changes shape.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+
+# The states of a turn (see MessageRow.state), as SQL's tuple.
+TURN_STATES = "('answering', 'answered', 'stopped', 'interrupted', 'failed')"
 
 
 def utc_now() -> datetime:
@@ -97,6 +101,7 @@ class MessageRow(Base):
             "role = 'user' OR (disclaimer IS NOT NULL AND trim(disclaimer) <> '')",
             name="assistant_has_disclaimer",
         ),
+        CheckConstraint(f"state IN {TURN_STATES}", name="turn_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,6 +119,10 @@ class MessageRow(Base):
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, server_default="[]")
     grounding: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A question's turn: stored as "answering" when asked, then ended with its answer ("answered", "stopped") or
+    # without one ("stopped", "failed"), or found "answering" at start-up and marked "interrupted". Answers, and
+    # rows older than schema version 5, are "answered".
+    state: Mapped[str] = mapped_column(Text, server_default="answered")
 
 
 class AuditEventRow(Base):

@@ -25,6 +25,8 @@ from app.evidence import find_evidence
 from app.citations import verify
 from app.claims import check_text
 from app.safety import DECISION_BOUNDARY
+from app import turns
+from app.render import turn_html
 from app.settings import Settings
 from documents import Document
 from conftest import RecordingEngine
@@ -144,7 +146,9 @@ def test_a_record_too_long_even_for_its_best_passage_is_not_put_to_the_model(
 
     assert isinstance(notice, Notice)
     assert engine.prompts == []
-    assert list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
+    # The question is kept, its turn ended "failed" with what the clinician was told.
+    [question] = list_messages(assistant.db, CLINICIAN.name, view.session.id)
+    assert (question.state, question.grounding) == ("failed", {"reason": notice.text})
 
 
 def test_structured_files_keep_their_sections_and_coverage_when_the_session_is_reopened(
@@ -291,7 +295,9 @@ def test_a_question_outside_the_record_gets_a_boundary_without_asking_the_model(
     events = list(assistant.ask(CLINICIAN, view.session.id, "Should I increase her Allegra dose?"))
 
     assert events == [Notice(text=DECISION_BOUNDARY)]
-    assert engine.prompts == [] and list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
+    assert engine.prompts == []
+    [question] = list_messages(assistant.db, CLINICIAN.name, view.session.id)
+    assert (question.state, question.grounding) == ("failed", {"reason": DECISION_BOUNDARY})
 
 
 def test_a_stored_summary_stays_out_of_the_conversation_the_model_reads(
@@ -477,3 +483,29 @@ def test_an_upload_that_fails_midway_stores_nothing_and_an_empty_session_is_neve
     assert [type(e).__name__ for e in events] == ["Notice"] and "no document" in events[0].text
     assert list(assistant.summarize(CLINICIAN, view.session.id))[0].text == events[0].text
     assert failing.prompts == []
+
+
+def test_a_stopped_answer_and_one_cut_off_by_a_crash_are_kept_as_unanswered_turns(
+    assistant: Assistant, engine: RecordingEngine, corpus: Path
+) -> None:
+    """The question is stored when asked. Closing the stream mid-answer ends the turn "stopped", without the
+    unchecked words; a turn left "answering" by a process that died is marked interrupted at the next start. Neither
+    reaches the model as an exchange, and every question's audit event has its outcome."""
+    view = assistant.start_session(CLINICIAN, read(corpus / RHINITIS))
+    session_id = view.session.id
+    stream = assistant.ask(CLINICIAN, session_id, "What medications does the patient take?")
+    next(event for event in stream if type(event).__name__ == "AnswerDelta")
+    stream.close()
+    crashed = turns.begin(assistant.db, CLINICIAN.name, session_id, "What did the examination find?")
+    assert assistant.recover_interrupted() == 1
+
+    stopped, interrupted = assistant.view(CLINICIAN, session_id).turns
+    assert (stopped.kind, stopped.state, interrupted.state) == ("unanswered", "stopped", "interrupted")
+    assert "Interrupted — not answered" in turn_html(interrupted, {})
+    asked = [m for m in list_messages(assistant.db, CLINICIAN.name, session_id) if m.role == "user"]
+    assert [m.id for m in asked][-1] == crashed and all(m.state != "answering" for m in asked)
+    list(assistant.ask(CLINICIAN, session_id, "Does she have allergies?"))
+    assert "What medications" not in "".join(m.content for m in engine.prompts[-1])
+    actions = [e.action for e in list_events(assistant.db, session_id=session_id)]
+    # The crash was simulated below `ask`, so its question has no event of its own; its outcome has one.
+    assert actions == ["upload", "question", "question_stopped", "question_interrupted", "question", "answer"]

@@ -35,7 +35,8 @@ def test_an_export_holds_the_documents_the_answers_with_their_sources_and_every_
         notes=["The answer reached its limit of 128 tokens and may be incomplete."], disclaimer=disclaimer(),
         model="m", prompt_version="answer-v2", stats=None,
     )
-    turns.save(assistant.db, CLINICIAN.name, view.session.id, turn)
+    question_id = turns.begin(assistant.db, CLINICIAN.name, view.session.id, turn.question)
+    turns.save(assistant.db, CLINICIAN.name, view.session.id, question_id, turn)
 
     markdown = session_markdown(assistant.view(CLINICIAN, view.session.id))
 

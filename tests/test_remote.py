@@ -324,7 +324,7 @@ def test_the_assistant_answers_through_the_server_and_stores_the_answer(
     assert stored.stats is not None and 1 <= stored.stats["generated_tokens"] <= 24
 
 
-def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_stores_nothing(
+def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_stores_no_answer(
     serve: Callable[..., ModelServer], corpus: Path, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path, max_new_tokens=24)
@@ -336,7 +336,8 @@ def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_st
     *_, last = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
     assert isinstance(last, Notice) and "broke off the answer" in last.text
-    assert list_messages(assistant.db, CLINICIAN.name, view.session.id) == []
+    [question] = list_messages(assistant.db, CLINICIAN.name, view.session.id)
+    assert (question.role, question.state, question.grounding) == ("user", "failed", {"reason": last.text})
 
 
 def test_clinidoc_ask_answers_through_the_server_when_the_backend_is_remote(

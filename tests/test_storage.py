@@ -545,7 +545,7 @@ def test_a_database_of_schema_version_1_is_migrated_and_its_rows_still_read(db_p
     db.close()
 
     with _raw(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     conn.close()
     # Opening the migrated file again migrates nothing twice.
     open_database(db_path).close()

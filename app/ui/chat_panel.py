@@ -147,7 +147,7 @@ class ChatPanel:
 
 
 def _bubbles(turn: Turn, pages: Pages) -> list[dict[str, str]]:
-    question = turn.question if turn.kind == "answer" else SUMMARY_REQUEST
+    question = SUMMARY_REQUEST if turn.kind == "summary" else turn.question
     return [{"role": "user", "content": question}, _assistant(turn_html(turn, pages))]
 
 

@@ -4,6 +4,7 @@ chores of a server that holds patients' records (retention, idle sign-outs)."""
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import threading
 import time
 
@@ -24,6 +25,7 @@ def serve(assistant: Assistant, accounts: Accounts, settings: Settings) -> None:
     """Serve until interrupted. Blocks the calling thread."""
     tls = check_transport(settings)
     record_settings(assistant, settings)
+    recover(assistant, settings)
     web = Web(assistant, accounts, settings)
     app = web.app()
     _every(IDLE_SWEEP_S, web.end_idle, "idle sign-outs")
@@ -38,6 +40,14 @@ def serve(assistant: Assistant, accounts: Accounts, settings: Settings) -> None:
         # Open pages hold streams that never end by themselves: a stop should not wait on them.
         timeout_graceful_shutdown=5,
     )
+
+
+def recover(assistant: Assistant, settings: Settings) -> None:
+    """What a crash may have left: turns still being answered are marked interrupted, and the files of uploads that
+    were being read are deleted (patient files, kept nowhere but under the data dir)."""
+    assistant.recover_interrupted()
+    if settings.uploads_dir.exists():
+        shutil.rmtree(settings.uploads_dir)
 
 
 def check_transport(settings: Settings) -> bool:

@@ -22,5 +22,5 @@ def last_answer_text(stats: Stats | None) -> str:
 
 def last_stats(turns: list[Turn]) -> Stats | None:
     """The stats of the newest answer in a session, so a reopened session shows where it left off."""
-    answered = [turn.stats for turn in turns if turn.stats is not None]
+    answered = [turn.stats for turn in turns if turn.kind != "unanswered" and turn.stats is not None]
     return answered[-1] if answered else None
