@@ -1,6 +1,6 @@
 """The remote backend against a real server: what Clinidoc adds to time to first token and decode speed.
 
-    python -m bench.remote [--model GGUF] [--prompt-file FILE] [--new-tokens 128] [--runs 5] [--n-ctx 2048]
+    python -m bench.remote [--model GGUF] [--prompt-file FILE] [--new-tokens 128] [--runs 15] [--n-ctx 2048]
 
 Starts llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`, installed by the `bench` extra) on
 a free port of 127.0.0.1 with the bundled SmolLM2 GGUF, and sends the same greedy chat requests two ways, in turns:
@@ -9,7 +9,9 @@ app does (its token count first, then the stream through httpx-sse). Time to fir
 first piece of text; decode tokens/s counts the tokens after the first over the time from the first piece to the
 end of the stream. Two cases: every request opens with a line of its own, so the server prefills the whole note;
 and every request the same, so the server's prefix cache holds the prompt and time to first token is little more
-than the two clients' own overhead. Prints medians and the ratios of Clinidoc to direct (the target is within 5%).
+than the two clients' own overhead. Prints medians and the ratios of Clinidoc to direct (the target is within 5%),
+and, as a measure that a busy machine disturbs less, the client's own CPU time per token of answer (the calling
+thread's, which does all of the client's work: httpx runs no threads of its own).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Run:
     ttft_s: float
     decode_s: float  # from the first piece of text to the end of the stream
     tokens: int
+    cpu_s: float  # the client's own work: this thread's CPU time over the request, the server's excluded
 
 
 def direct(
@@ -105,7 +108,7 @@ def direct(
         "model": engine.model, "messages": [m.model_dump() for m in messages], "stream": True,
         "max_tokens": new_tokens, "temperature": 0.0,
     }
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     first_at: float | None = None
     pieces: list[str] = []
     finish = None
@@ -122,17 +125,17 @@ def direct(
                     first_at = first_at or time.perf_counter()
                     pieces.append(piece)
                 finish = choice["finish_reason"] or finish
-    ended = time.perf_counter()
+    ended, cpu = time.perf_counter(), time.thread_time() - cpu_started
     assert first_at is not None, "the server answered with no text"
     text = "".join(pieces)
     # The tokens counted as RemoteEngine counts them when the server gives no usage: the limit, or the server's count.
     tokens = new_tokens if finish == "length" else engine.count_tokens(text)
-    return Run(text, first_at - started, ended - first_at, tokens)
+    return Run(text, first_at - started, ended - first_at, tokens, cpu)
 
 
 def through(engine: RemoteEngine, messages: list[ChatMessage], new_tokens: int) -> Run:
     """The same request through Clinidoc's remote backend, timed from outside as `direct` is."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     first_at: float | None = None
     pieces: list[str] = []
     stats: Stats | None = None
@@ -142,9 +145,9 @@ def through(engine: RemoteEngine, messages: list[ChatMessage], new_tokens: int) 
             pieces.append(event.text)
         else:
             stats = event
-    ended = time.perf_counter()
+    ended, cpu = time.perf_counter(), time.thread_time() - cpu_started
     assert first_at is not None and stats is not None, "the server answered with no text"
-    return Run("".join(pieces), first_at - started, ended - first_at, stats.generated_tokens)
+    return Run("".join(pieces), first_at - started, ended - first_at, stats.generated_tokens, cpu)
 
 
 def main() -> None:
@@ -152,29 +155,41 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--prompt-file", type=Path, default=CORPUS / "mtsamples_allergic_rhinitis.txt")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5, help="requests each way, per case")
+    parser.add_argument("--runs", type=int, default=15, help="requests each way, per case")
     parser.add_argument("--n-ctx", type=int, default=2048, help="the server's context window")
     args = parser.parse_args()
 
     model = args.model or default_model_path()
     note = args.prompt_file.read_text()
-    with tempfile.TemporaryDirectory() as tmp, LlamaServer(model, args.n_ctx, Path(tmp) / "server.log") as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LlamaServer(model, args.n_ctx, Path(tmp) / "server.log") as server,
+        httpx.Client(timeout=300) as client,
+    ):
         # llama-cpp-python reports neither its window nor a chat's tokens: both come from here, as an operator sets.
         engine = RemoteEngine(server.url, tokenizer=model, context_window=args.n_ctx)
-        client = httpx.Client(timeout=300)
         prompt_tokens = engine.count_prompt_tokens(chat(note, ""))
+        # What Clinidoc does before it sends a request, and a direct client does not: count the prompt's tokens.
+        counting = []
+        for _ in range(20):
+            started = time.perf_counter()
+            engine.count_prompt_tokens(chat(note, ""))
+            counting.append(time.perf_counter() - started)
         print(f"model: {model.name}, llama-cpp-python server on 127.0.0.1 (--n_ctx {args.n_ctx}), greedy, "
-              f"{prompt_tokens}-token prompt, {args.new_tokens} new tokens, median of {args.runs} each way\n")
+              f"{prompt_tokens}-token prompt, {args.new_tokens} new tokens, median of {args.runs} each way; "
+              f"counting the prompt's tokens takes Clinidoc {statistics.median(counting) * 1000:.1f} ms\n")
         print(markdown.table([
             "case", "TTFT direct (s)", "TTFT Clinidoc (s)", "TTFT ratio", "decode tok/s direct",
-            "decode tok/s Clinidoc", "decode ratio", "identical text",
+            "decode tok/s Clinidoc", "decode ratio", "client CPU per token direct (µs)",
+            "client CPU per token Clinidoc (µs)", "identical text",
         ]))
         request = 0
         for case, fresh in (("prompt prefilled", True), ("prompt cached by the server", False)):
             through(engine, chat(note, ""), 8)  # warm-up; for the cached case, the prompt the runs repeat
             runs: dict[str, list[Run]] = {"direct": [], "Clinidoc": []}
-            for _ in range(args.runs):
-                for way in runs:  # in turns, so that a busy moment of the machine falls on both
+            for turn in range(args.runs):
+                # In turns, so that a busy moment of the machine falls on both, each going first every other turn.
+                for way in sorted(runs, reverse=turn % 2 == 1):
                     request += 1
                     messages = chat(note, f"Request {request:04d}. " if fresh else "")
                     if way == "direct":
@@ -182,14 +197,18 @@ def main() -> None:
                     else:
                         runs[way].append(through(engine, messages, args.new_tokens))
             ttft = {way: statistics.median(run.ttft_s for run in done) for way, done in runs.items()}
+            cpu = {way: statistics.median(run.cpu_s / run.tokens for run in done) for way, done in runs.items()}
             decode = {
                 way: statistics.median((run.tokens - 1) / run.decode_s for run in done) for way, done in runs.items()
             }
-            identical = all(a.text == b.text for a, b in zip(runs["direct"], runs["Clinidoc"]))
+            # Only the cached case sends one prompt both ways; the prefilled case's prompts differ by their opening.
+            texts = {run.text for done in runs.values() for run in done}
+            identical = "—" if fresh else len(texts) == 1
             print(markdown.row([
                 case, f"{ttft['direct']:.3f}", f"{ttft['Clinidoc']:.3f}", f"{ttft['Clinidoc'] / ttft['direct']:.3f}",
                 f"{decode['direct']:.1f}", f"{decode['Clinidoc']:.1f}",
-                f"{decode['Clinidoc'] / decode['direct']:.3f}", identical,
+                f"{decode['Clinidoc'] / decode['direct']:.3f}", f"{cpu['direct'] * 1e6:.0f}",
+                f"{cpu['Clinidoc'] * 1e6:.0f}", identical,
             ]))
 
 
