@@ -321,11 +321,13 @@ class RemoteEngine:
         return count
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
-        with self._exchange(method, path, body) as response:
-            try:
-                answer = json.loads(response.read())
-            except ValueError as err:
-                raise self._error(f"sent an unreadable answer to {path}: {err}") from None
+        with self._reaching():
+            response = self._client.request(method, path, json=body)
+        self._check(response)
+        try:
+            answer = response.json()
+        except ValueError as err:
+            raise self._error(f"sent an unreadable answer to {path}: {err}") from None
         if not isinstance(answer, dict):
             raise self._error(f"answered {path} with something other than a JSON object.")
         return answer
@@ -337,14 +339,6 @@ class RemoteEngine:
             with connect_sse(self._client, "POST", path, json=body) as events:
                 self._check(events.response)
                 yield events
-
-    @contextmanager
-    def _exchange(self, method: str, path: str, body: dict | None = None) -> Iterator[httpx.Response]:
-        """The response to one request, its status checked, its body still to read."""
-        with self._reaching():
-            with self._client.stream(method, path, json=body) as response:
-                self._check(response)
-                yield response
 
     @contextmanager
     def _reaching(self) -> Iterator[None]:
@@ -359,6 +353,7 @@ class RemoteEngine:
             ) from None
 
     def _check(self, response: httpx.Response) -> None:
+        """An HTTP error status as a ServerError, in the server's own words."""
         if response.status_code < 400:
             return
         message = _message_of(response.read())
