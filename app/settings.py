@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     remote_model: str | None = None  # the served model's id; None takes the first the server lists
     # For a server started with --api-key; sent as a Bearer token. Secret, so printed settings do not show it.
     remote_api_key: SecretStr | None = None
-    # A local copy of the served model's tokenizer directory: tokens are then counted here, without a request to
-    # the server per count; needed when the server cannot count a chat's (SGLang's /tokenize takes text only).
+    # A local copy of the served model's tokenizer (its directory, or the GGUF file a llama.cpp server loaded), to
+    # count what the server cannot: a chat's tokens, on SGLang and llama-cpp-python, whose tokenizers take text only.
     remote_tokenizer: str | None = None
     # A long record's prefill on a busy server can take minutes; this bounds each wait, not the whole answer.
     remote_timeout_s: float = Field(300, gt=0)

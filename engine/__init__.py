@@ -64,8 +64,9 @@ def connect_engine(
     context: int | None = None,
     timeout_s: float = 300.0,
 ) -> Engine:
-    """The model of a vLLM or SGLang server at `url` (its OpenAI-compatible API, such as http://gpu-node:8000/v1);
-    see engine/remote.py. It fails at once, with the reason, when the server cannot be used."""
+    """The model of a vLLM, SGLang or llama.cpp server at `url` (its OpenAI-compatible API, such as
+    http://gpu-node:8000/v1); see engine/remote.py. It fails at once, with the reason, when the server cannot be
+    used."""
     return RemoteEngine(url, model, api_key, tokenizer, context, timeout_s)
 
 

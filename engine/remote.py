@@ -1,20 +1,23 @@
-"""A model served by another machine: vLLM or SGLang through their OpenAI-compatible HTTP API.
+"""A model served by another machine: vLLM, SGLang or llama.cpp's server, through their OpenAI-compatible HTTP API.
 
 For sites that outgrow one machine. The app sees the same `Engine` as with the embedded one: chat messages in,
 `TextDelta` pieces and one `Stats` out, and the served model's own token counts to budget the record with.
+HTTP is httpx's, the answer's server-sent events are read by httpx-sse; what is left here is what each server
+reports, and in which words.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+import httpx
+from httpx_sse import EventSource, SSEError, connect_sse
 from transformers import AutoTokenizer
 
 from engine.tokenizer import Tokenizer
@@ -30,9 +33,15 @@ from engine.types import (
     TextDelta,
 )
 
-# How vLLM and SGLang word a prompt that does not fit the model ("maximum context length", "the model's context
-# length"): such a refusal is a PromptTooLong, which the app answers by asking for a shorter question.
+# How vLLM, SGLang and llama-cpp-python word a prompt that does not fit the model ("maximum context length",
+# "the model's context length"): such a refusal is a PromptTooLong, which the app answers by asking for a shorter
+# question. vLLM and llama-cpp-python also state the window itself.
 _CONTEXT_EXCEEDED = re.compile(r"context length|context window", re.IGNORECASE)
+_STATED_WINDOW = re.compile(r"maximum context length is (\d+)")
+# What a clinician can do about an answer the server broke off (it stopped, restarted, or gave up on the request).
+_ASK_AGAIN = "Ask again; if it happens again, the server's log says why."
+# The statuses of an endpoint a server does not have (404, 405), or has but not for this request (400, 422).
+_NOT_SERVED = (400, 404, 405, 422)
 
 
 class ServerError(EngineError):
@@ -45,7 +54,8 @@ class ServerError(EngineError):
 
 
 class ServerPromptTooLong(PromptTooLong):
-    """The server refused a prompt our count let through: its tokenizer or chat template differs from ours."""
+    """The server refused a prompt our count let through: its tokenizer or chat template differs from ours, or its
+    window is smaller than the one configured here."""
 
     def __init__(self, text: str, prompt_tokens: int, max_new_tokens: int, context_window: int):
         super().__init__(prompt_tokens, max_new_tokens, context_window)
@@ -53,8 +63,8 @@ class ServerPromptTooLong(PromptTooLong):
 
 
 class RemoteEngine:
-    """A model behind an OpenAI-compatible server. Each call opens a connection of its own, so concurrent
-    clinicians need no locking here: the server batches their requests."""
+    """A model behind an OpenAI-compatible server. One httpx client, shared by the threads of concurrent clinicians
+    (httpx allows that), keeps connections open between requests; the server batches the requests."""
 
     def __init__(
         self,
@@ -66,42 +76,33 @@ class RemoteEngine:
         timeout_s: float = 300.0,
     ):
         """`url` is the API's base, such as http://gpu-node:8000/v1; `model` the served model's id (None takes the
-        first the server lists); `api_key` is sent as a Bearer token. Tokens are counted by the server's /tokenize;
-        a server without one that takes chats (SGLang's takes text only) needs `tokenizer`, a local directory
-        holding the served model's tokenizer. `context_window` overrides the window the server reports.
+        first the server lists); `api_key` is sent as a Bearer token. Tokens are counted by the server where it can
+        count them; a server that cannot count a chat (llama-cpp-python's, and SGLang's where its /tokenize takes text)
+        needs `tokenizer`, a local copy of the served model's tokenizer: a directory, or the GGUF file the server
+        loaded. `context_window` overrides the window the server reports, and stands in where it reports none.
         `timeout_s` bounds each wait for the server: the connection, and each piece of a streamed answer."""
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise EngineError(f"The model server's address {url!r} is not a URL such as http://gpu-node:8000/v1.")
-        https = parts.scheme == "https"
-        self._connection_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
-        self._netloc = parts.netloc
         self._api = parts.path  # "/v1"
-        # vLLM and SGLang serve /tokenize beside /v1, at the server's root.
-        self._root = parts.path.removesuffix("/v1")
-        self._headers = {"Content-Type": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Paths are the server's own: /v1/... for the API, and the tokenizers and /props beside /v1, at its root.
+        self._client = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", headers=headers, timeout=timeout_s)
         self.timeout_s = timeout_s
 
         card = self._model_card(model)
         self.model: str = card["id"]
-        window = context_window or card.get("max_model_len")
-        if not isinstance(window, int):
-            raise self._error(
-                f"does not report {self.model}'s context window: set it with CLINIDOC_CONTEXT (or --context)."
-            )
-        self._context_window = window
-        # A local tokenizer, when given, counts without a round trip per count: cutting a long record to fit the
-        # window counts hundreds of passages.
-        if tokenizer is None and self._server_tokenizes_chats():
-            self._tokenizer = None
-        else:
-            self._tokenizer = self._local_tokenizer(tokenizer)
+        self._context_window = context_window or self._reported_window(card)
+        hello = _chat_request([ChatMessage(role="user", content="Hi")])
+        self._counts_chats = self._probe_count("/tokenize", hello) is not None  # vLLM's /tokenize takes chats
+        self._count_text = self._text_counter()
+        # A local tokenizer counts only what the server cannot: the server's count is the one its window holds.
+        needs_local = self._count_text is None or not self._counts_chats
+        self._tokenizer = self._local_tokenizer(tokenizer) if needs_local else None
         self.info = EngineInfo(
-            model_name=self.model, architecture="remote", precision="server", device=self._netloc,
-            context_window=window,
+            model_name=self.model, architecture="remote", precision="server", device=parts.netloc,
+            context_window=self._context_window,
         )
 
     @property
@@ -109,19 +110,23 @@ class RemoteEngine:
         return self._context_window
 
     def count_tokens(self, text: str) -> int:
-        if self._tokenizer is not None:
-            return len(self._tokenizer.encode(text))
-        return self._tokenize({"prompt": text, "add_special_tokens": False})
+        if self._count_text is not None:
+            return self._count_text(text)
+        assert self._tokenizer is not None  # __init__ loads it when the server cannot count
+        return len(self._tokenizer.encode(text))
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        if self._tokenizer is not None:
-            return len(self._tokenizer.encode_chat(messages))
-        return self._tokenize({"messages": [m.model_dump() for m in messages], "add_generation_prompt": True})
+        if self._counts_chats:
+            return self._count("/tokenize", _chat_request(messages))
+        assert self._tokenizer is not None
+        return len(self._tokenizer.encode_chat(messages))
 
     def forget(self) -> None:
         """Nothing of a request stays here; the server's own prefix cache is its operator's to bound."""
 
     def generate(self, prompt: Prompt, params: GenerationParams) -> Iterator[Event]:
+        """The answer as the server streams it. Stopping the iteration closes the connection, which tells the server
+        to stop generating an answer nobody reads any more."""
         if prompt and isinstance(prompt[0], int):
             raise self._error("takes chat messages, not token ids: token-id prompts need the embedded engine.")
         messages: list[ChatMessage] = list(prompt)
@@ -129,14 +134,13 @@ class RemoteEngine:
         if prompt_tokens + params.max_new_tokens > self.context_window:
             raise PromptTooLong(prompt_tokens, params.max_new_tokens, self.context_window)
         started = time.perf_counter()
+        first_at: float | None = None
+        pieces: list[str] = []
+        finish: str | None = None
+        usage: dict | None = None
         try:
-            exchange = self._exchange("POST", f"{self._api}/chat/completions", self._request(messages, params))
-            with exchange as response:
-                first_at: float | None = None
-                pieces: list[str] = []
-                finish: str | None = None
-                usage: dict | None = None
-                for chunk in self._stream(response):
+            with self._events(f"{self._api}/chat/completions", self._request(messages, params)) as events:
+                for chunk in self._chunks(events):
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
@@ -147,12 +151,13 @@ class RemoteEngine:
                         finish = choice.get("finish_reason") or finish
         except ServerError as err:
             if err.status == 400 and _CONTEXT_EXCEEDED.search(err.message):
-                window = self.context_window
+                stated = _STATED_WINDOW.search(err.message)
+                window = int(stated.group(1)) if stated else self.context_window
                 raise ServerPromptTooLong(str(err), prompt_tokens, params.max_new_tokens, window) from None
             raise
         if finish == "abort":
             raise self._error("abandoned the answer (it may be shutting down).")
-        yield self._stats(started, first_at, "".join(pieces), prompt_tokens, finish, usage)
+        yield self._stats(started, first_at, "".join(pieces), prompt_tokens, params.max_new_tokens, finish, usage)
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict:
         """The chat completion request: OpenAI's fields, and vLLM's and SGLang's own for what OpenAI lacks."""
@@ -186,16 +191,17 @@ class RemoteEngine:
         return request
 
     def _stats(
-        self, started: float, first_at: float | None, text: str, prompt_tokens: int, finish: str | None,
-        usage: dict | None,
+        self, started: float, first_at: float | None, text: str, prompt_tokens: int, max_new_tokens: int,
+        finish: str | None, usage: dict | None,
     ) -> Stats:
         finished_at = time.perf_counter()
         first_at = first_at or finished_at
         usage = usage or {}
-        # A server that ignores include_usage leaves the counting to us, with its own tokenizer where it has one.
+        # A server that ignores include_usage (llama-cpp-python's) leaves the counting to us: an answer cut at the
+        # limit has exactly that many tokens, and any other is counted by the server's tokenizer where it has one.
         generated = usage.get("completion_tokens")
         if not isinstance(generated, int):
-            generated = self.count_tokens(text)
+            generated = max_new_tokens if finish == "length" else self.count_tokens(text)
         decode_time = finished_at - first_at
         return Stats(
             prompt_tokens=usage.get("prompt_tokens") or prompt_tokens,
@@ -206,27 +212,32 @@ class RemoteEngine:
             finish_reason="length" if finish == "length" else "stop",
         )
 
-    def _stream(self, response: http.client.HTTPResponse) -> Iterator[dict]:
-        """The JSON chunks of a server-sent event stream, up to its `data: [DONE]`."""
+    def _chunks(self, events: EventSource) -> Iterator[dict]:
+        """The JSON chunks of the answer's server-sent events, up to its `data: [DONE]`."""
+        began = False
         try:
-            for raw in response:
-                line = raw.decode("utf-8").strip()
-                # Blank lines end events; lines starting ':' are keep-alive comments.
-                if not line.startswith("data:"):
-                    continue
-                data = line.removeprefix("data:").strip()
-                if data == "[DONE]":
+            for event in events.iter_sse():
+                if event.data == "[DONE]":
                     return
-                chunk = json.loads(data)
+                chunk = json.loads(event.data)
                 if not isinstance(chunk, dict):
-                    raise ValueError(f"a chunk is not a JSON object: {data[:200]}")
-                # vLLM reports a failure after the stream has started as one more chunk.
+                    raise ValueError(f"a chunk is not a JSON object: {event.data[:200]}")
+                # vLLM and SGLang report a failure after the stream has started as one more chunk.
                 if "error" in chunk or chunk.get("object") == "error":
                     raise self._error(f"failed mid-answer: {_message(chunk)}")
+                began = True
                 yield chunk
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            raise self._error(f"broke off the answer: {self._reason(err)}") from None
-        raise self._error("broke off the answer: the stream ended before [DONE].")
+        except httpx.TimeoutException:
+            raise self._error(f"stopped answering: nothing came for {self.timeout_s:g} s.") from None
+        except (httpx.TransportError, SSEError, ValueError) as err:
+            raise self._error(f"broke off the answer: {_reason(err)}. {_ASK_AGAIN}") from None
+        if not began:
+            # llama-cpp-python refuses a prompt longer than its window this way, once the stream has begun.
+            raise self._error(
+                "closed the answer before it began, without a reason (its log has one). A prompt longer than the "
+                "server's context window does this on llama-cpp-python: check CLINIDOC_CONTEXT against its --n_ctx."
+            )
+        raise self._error(f"broke off the answer: the stream ended before [DONE]. {_ASK_AGAIN}")
 
     def _model_card(self, model: str | None) -> dict:
         """The served model's entry in /v1/models: its id and, on vLLM and SGLang, its max_model_len."""
@@ -242,81 +253,132 @@ class RemoteEngine:
         served = ", ".join(card["id"] for card in cards)
         raise self._error(f"serves {served}, not {model}.")
 
-    def _server_tokenizes_chats(self) -> bool:
-        """Whether /tokenize counts a chat as the model reads it (vLLM's does; SGLang's takes text only)."""
+    def _reported_window(self, card: dict) -> int:
+        """The context window the server was started with, as it reports it: vLLM's and SGLang's max_model_len in
+        the model's card, or llama.cpp's n_ctx in its /props. llama-cpp-python's server reports none."""
+        window = card.get("max_model_len")
+        if isinstance(window, int):
+            return window
         try:
-            self._tokenize({"messages": [{"role": "user", "content": "Hello"}]})
+            settings = self._json("GET", "/props").get("default_generation_settings")
         except ServerError as err:
-            # Missing (404, 405) or not taking messages (400, 422): the counting is done here instead.
-            if err.status in (400, 404, 405, 422):
-                return False
+            if err.status not in _NOT_SERVED:
+                raise
+            settings = None
+        window = settings.get("n_ctx") if isinstance(settings, dict) else None
+        if isinstance(window, int):
+            return window
+        raise self._error(
+            f"does not report {self.model}'s context window: set CLINIDOC_CONTEXT (or --context) to the one it was "
+            "started with (llama-cpp-python's --n_ctx)."
+        )
+
+    def _text_counter(self) -> Callable[[str], int] | None:
+        """The server's own count of a text's tokens, where it has an endpoint for it: /tokenize on vLLM and SGLang,
+        /extras/tokenize/count on llama-cpp-python's server; None where it has neither."""
+        if self._probe_count("/tokenize", {"prompt": "Hi", "add_special_tokens": False}) is not None:
+            return lambda text: self._count("/tokenize", {"prompt": text, "add_special_tokens": False})
+        # llama-cpp-python cannot be asked to leave out the tokens the model starts every text with (a BOS token, for
+        # many models): an empty text's count is what it adds.
+        added = self._probe_count("/extras/tokenize/count", {"input": ""})
+        if added is not None:
+            return lambda text: self._count("/extras/tokenize/count", {"input": text}) - added
+        return None
+
+    def _probe_count(self, path: str, request: dict) -> int | None:
+        """The server's count for `request` at `path`; None where it has no such endpoint or refuses such a request."""
+        try:
+            return self._count(path, request)
+        except ServerError as err:
+            if err.status in _NOT_SERVED:
+                return None
             raise
-        return True
 
     def _local_tokenizer(self, path: str | Path | None) -> Tokenizer:
         if path is None:
             raise self._error(
                 "cannot count the tokens of a chat (it has no /tokenize that takes messages): "
-                f"set CLINIDOC_REMOTE_TOKENIZER to a local copy of {self.model}'s tokenizer directory."
+                f"set CLINIDOC_REMOTE_TOKENIZER to a local copy of {self.model}'s tokenizer directory "
+                "(or the GGUF file it serves)."
             )
+        path = Path(path)
         try:
-            # local_files_only: patient-facing machines do not reach the Hugging Face Hub, and must not try.
-            hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            if path.suffix == ".gguf":
+                local = Tokenizer.from_gguf(path, eos_ids=())
+            else:
+                # local_files_only: patient-facing machines do not reach the Hugging Face Hub, and must not try.
+                local = Tokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True), eos_ids=())
         except (OSError, ValueError) as err:
-            raise EngineError(f"The tokenizer directory {path} could not be loaded: {err}") from None
-        if not hf.chat_template:
-            raise EngineError(f"The tokenizer in {path} has no chat template, so it cannot count a chat's tokens.")
-        return Tokenizer(hf, eos_ids=())
+            raise EngineError(f"The tokenizer at {path} could not be loaded: {err}") from None
+        if not local.hf.chat_template:
+            raise EngineError(f"The tokenizer at {path} has no chat template, so it cannot count a chat's tokens.")
+        return local
 
-    def _tokenize(self, request: dict) -> int:
-        answer = self._json("POST", f"{self._root}/tokenize", {"model": self.model, **request})
-        count = answer.get("count")
+    def _count(self, path: str, request: dict) -> int:
+        count = self._json("POST", path, {"model": self.model, **request}).get("count")
         if not isinstance(count, int):
-            raise self._error("answered /tokenize without a token count.")
+            raise self._error(f"answered {path} without a token count.")
         return count
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
-        with self._exchange(method, path, body) as response:
-            try:
-                answer = json.loads(response.read())
-            except (OSError, http.client.HTTPException, ValueError) as err:
-                raise self._error(f"sent an unreadable answer: {self._reason(err)}") from None
+        with self._reaching():
+            response = self._client.request(method, path, json=body)
+        self._check(response)
+        try:
+            answer = response.json()
+        except ValueError as err:
+            raise self._error(f"sent an unreadable answer to {path}: {err}") from None
         if not isinstance(answer, dict):
             raise self._error(f"answered {path} with something other than a JSON object.")
         return answer
 
     @contextmanager
-    def _exchange(self, method: str, path: str, body: dict | None = None) -> Iterator[http.client.HTTPResponse]:
-        """The response to one request, its status checked; leaving the block closes the connection, which also
-        tells the server to stop generating an answer nobody reads any more."""
-        connection = self._connection_class(self._netloc, timeout=self.timeout_s)
+    def _events(self, path: str, body: dict) -> Iterator[EventSource]:
+        """The server-sent events answering a POST, its status checked; leaving the block closes the connection."""
+        with self._reaching():
+            with connect_sse(self._client, "POST", path, json=body) as events:
+                self._check(events.response)
+                yield events
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Failures to reach the server, or to hear from it in time, as errors that say so."""
         try:
-            try:
-                data = json.dumps(body).encode() if body is not None else None
-                connection.request(method, path, data, self._headers)
-                response = connection.getresponse()
-                refusal = response.read() if response.status >= 400 else None
-            except TimeoutError:
-                raise self._error(f"gave no answer within {self.timeout_s:g} s.") from None
-            except (OSError, http.client.HTTPException) as err:
-                raise self._error(f"could not be reached: {self._reason(err)}") from None
-            if refusal is not None:
-                message = _message_of(refusal)
-                raise ServerError(
-                    f"The model server at {self.url} answered HTTP {response.status}: {message}",
-                    response.status, message,
-                )
-            yield response
-        finally:
-            connection.close()
+            yield
+        except httpx.TimeoutException:
+            raise self._error(f"gave no answer within {self.timeout_s:g} s.") from None
+        except httpx.TransportError as err:
+            raise self._error(
+                f"could not be reached: {_reason(err)}. Check that it is running and that its address is right."
+            ) from None
+
+    def _check(self, response: httpx.Response) -> None:
+        """An HTTP error status as a ServerError, in the server's own words."""
+        if response.status_code < 400:
+            return
+        message = _message_of(response.read())
+        raise ServerError(
+            f"The model server at {self.url} answered HTTP {response.status_code}: {message}",
+            response.status_code, message,
+        )
 
     def _error(self, what: str) -> EngineError:
         return EngineError(f"The model server at {self.url} {what}")
 
-    def _reason(self, err: Exception) -> str:
-        if isinstance(err, TimeoutError):
-            return f"no answer within {self.timeout_s:g} s"
-        return getattr(err, "strerror", None) or str(err) or type(err).__name__
+
+def _chat_request(messages: Sequence[ChatMessage]) -> dict:
+    """A /tokenize request for a chat as the model reads it, the assistant's turn opened (vLLM's fields)."""
+    return {"messages": [m.model_dump() for m in messages], "add_generation_prompt": True}
+
+
+def _reason(err: Exception) -> str:
+    """What the operating system said (such as "Connection refused"), else the error's own words."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(err) or type(err).__name__
 
 
 def _message_of(body: bytes) -> str:
@@ -332,5 +394,5 @@ def _message_of(body: bytes) -> str:
 def _message(answer: dict) -> str:
     error = answer.get("error")
     if isinstance(error, dict):
-        return str(error.get("message") or error)
+        return str(error.get("message") or error)[:500]
     return str(answer.get("message") or answer.get("detail") or error or answer)[:500]

@@ -1,5 +1,7 @@
-"""RemoteEngine against a real HTTP server: the part of vLLM's OpenAI-compatible API Clinidoc uses, served in a
-thread by the real SmolLM2 engine, so what comes back over the wire is a real model's answer."""
+"""RemoteEngine against real HTTP servers. The default suite runs a server written here: the part of vLLM's
+OpenAI-compatible API Clinidoc uses, served in a thread by the real SmolLM2 engine, so what comes back over the wire
+is a real model's answer, and faults are made to order. The slow tests run llama-cpp-python's own server on the
+bundled SmolLM2 GGUF, as a serving engine an operator would start."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
+import httpx
 import pytest
 
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.cli import main
 from app.settings import Settings
+from bench.remote import LlamaServer
 from engine import (
     ChatMessage,
     EngineError,
@@ -26,6 +30,7 @@ from engine import (
     RemoteEngine,
     Stats,
     TextDelta,
+    default_model_path,
 )
 from storage import list_messages, open_database
 from conftest import CLINICIAN
@@ -37,21 +42,25 @@ MESSAGES = [
 ]
 
 # How the server misbehaves: "error" answers every completion with HTTP 500, "cut" closes the connection after
-# the first piece of the answer, as a crashed or restarted server does.
-Fault = Literal["error", "cut"]
+# the first piece of the answer, as a crashed or restarted server does, and "silent" closes the stream before its
+# first chunk, as llama-cpp-python's server does with a prompt longer than its window.
+Fault = Literal["error", "cut", "silent"]
 
 
 class ModelServer(ThreadingHTTPServer):
     """vLLM's API as far as Clinidoc uses it, answering with `engine`. `max_model_len` is the window it reports
-    (a small one makes a record too long); `tokenize=False` is a server without /tokenize."""
+    (a small one makes a record too long); `tokenize=False` is a server without /tokenize; `props=True` reports the
+    window as llama.cpp's llama-server does, in /props rather than in the model's card."""
 
     def __init__(
-        self, engine: LocalEngine, max_model_len: int | None = None, tokenize: bool = True, fault: Fault | None = None
+        self, engine: LocalEngine, max_model_len: int | None = None, tokenize: bool = True, props: bool = False,
+        fault: Fault | None = None,
     ):
         super().__init__(("127.0.0.1", 0), Handler)
         self.engine = engine
         self.max_model_len = max_model_len or engine.context_window
         self.tokenize = tokenize
+        self.props = props
         self.fault = fault
         self.requests: list[dict] = []  # the chat completion requests, as sent
 
@@ -64,9 +73,13 @@ class Handler(BaseHTTPRequestHandler):
     server: ModelServer
 
     def do_GET(self) -> None:
+        if self.path == "/props" and self.server.props:
+            return self.send_json({"default_generation_settings": {"n_ctx": self.server.max_model_len}})
         if self.path != "/v1/models":
             return self.send_error(404)
-        card = {"id": MODEL, "object": "model", "max_model_len": self.server.max_model_len}
+        card = {"id": MODEL, "object": "model"}
+        if not self.server.props:
+            card["max_model_len"] = self.server.max_model_len
         self.send_json({"object": "list", "data": [card]})
 
     def do_POST(self) -> None:
@@ -101,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()  # no length: the stream ends when the connection closes, as HTTP/1.0 allows
+        if self.server.fault == "silent":
+            return
         for event in self.server.engine.generate(messages, generation_params(body)):
             if isinstance(event, TextDelta):
                 self.send_event({"choices": [{"index": 0, "delta": {"content": event.text}, "finish_reason": None}]})
@@ -204,6 +219,10 @@ def test_it_describes_the_served_model(local_engine: LocalEngine, server: ModelS
     assert RemoteEngine(server.url, context_window=4096).context_window == 4096
 
 
+def test_a_llama_cpp_server_reports_its_window_in_props(serve: Callable[..., ModelServer]) -> None:
+    assert RemoteEngine(serve(max_model_len=2048, props=True).url).context_window == 2048
+
+
 def test_tokens_are_counted_by_the_servers_tokenizer(local_engine: LocalEngine, server: ModelServer) -> None:
     engine = RemoteEngine(server.url)
     text = "Loratadine 10 mg daily; Flonase 2 sprays each nostril (50 µg/spray)."
@@ -262,8 +281,10 @@ def test_a_prompt_the_server_finds_too_long_is_refused_in_its_words(serve: Calla
     # The app's own count lets the prompt through, as it would with a tokenizer unlike the server's.
     engine = RemoteEngine(serve(max_model_len=64).url, context_window=8192)
 
-    with pytest.raises(PromptTooLong, match="maximum context length is 64 tokens"):
+    with pytest.raises(PromptTooLong, match="maximum context length is 64 tokens") as refused:
         next(engine.generate(MESSAGES, GenerationParams(max_new_tokens=48)))
+
+    assert refused.value.context_window == 64  # the window the server states, not the one set here
 
 
 def test_token_ids_are_refused_with_a_reason(server: ModelServer) -> None:
@@ -303,6 +324,13 @@ def test_a_stream_cut_mid_answer_is_an_error_not_a_short_answer(serve: Callable[
     assert isinstance(next(events), TextDelta)
     with pytest.raises(EngineError, match="broke off the answer"):
         next(events)
+
+
+def test_a_stream_closed_before_its_first_chunk_says_where_to_look(serve: Callable[..., ModelServer]) -> None:
+    engine = RemoteEngine(serve(fault="silent").url)
+
+    with pytest.raises(EngineError, match="closed the answer before it began.*check CLINIDOC_CONTEXT"):
+        next(engine.generate(MESSAGES, GenerationParams(max_new_tokens=8)))
 
 
 def test_the_assistant_answers_through_the_server_and_stores_the_answer(
@@ -365,3 +393,105 @@ def test_clinidoc_with_the_remote_backend_and_no_url_says_what_to_set(
     assert main(["ask", str(corpus / "mtsamples_allergic_rhinitis.txt"), "What is the assessment?"]) == 1
 
     assert "set CLINIDOC_REMOTE_URL" in capsys.readouterr().err
+
+
+# llama-cpp-python's own server on the bundled GGUF. It reports no context window and counts the tokens of text, not
+# of chats (/extras/tokenize/count), so the engine is given both, as an operator sets CLINIDOC_CONTEXT and
+# CLINIDOC_REMOTE_TOKENIZER for it. Its answers are greedy, so each request has one answer to compare with.
+N_CTX = 2048
+# An answer of hundreds of tokens, to leave while it is being written.
+ESSAY = [ChatMessage(role="user", content="Write a detailed essay on the history of vaccination.")]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    pytest.importorskip("llama_cpp.server")
+    with LlamaServer(default_model_path(), N_CTX, tmp_path_factory.mktemp("llama") / "server.log") as server:
+        yield server
+
+
+def llama_engine(server: LlamaServer, context_window: int = N_CTX, timeout_s: float = 300) -> RemoteEngine:
+    return RemoteEngine(server.url, tokenizer=default_model_path(), context_window=context_window, timeout_s=timeout_s)
+
+
+def served(server: LlamaServer, path: str, body: dict) -> dict:
+    """The server's own answer to a request made without Clinidoc."""
+    response = httpx.post(server.url.removesuffix("/v1") + path, json=body, timeout=300)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.mark.slow
+def test_llama_cpp_server_streams_the_answer_piece_by_piece_with_its_own_token_counts(
+    llama_server: LlamaServer,
+) -> None:
+    engine = llama_engine(llama_server)
+
+    *deltas, stats = engine.generate(MESSAGES, GenerationParams(max_new_tokens=24))
+
+    # Not streamed, the same request comes back whole with the server's token counts (a stream carries none).
+    answer = served(llama_server, "/v1/chat/completions", {
+        "messages": [m.model_dump() for m in MESSAGES], "max_tokens": 24, "temperature": 0.0,
+    })
+    [choice] = answer["choices"]
+    assert len(deltas) > 1 and all(isinstance(delta, TextDelta) for delta in deltas) and isinstance(stats, Stats)
+    assert "".join(delta.text for delta in deltas) == choice["message"]["content"]
+    assert stats.finish_reason == choice["finish_reason"]
+    assert (stats.prompt_tokens, stats.generated_tokens) == (
+        answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"]
+    )
+    text = "Loratadine 10 mg daily; Flonase 2 sprays each nostril (50 µg/spray)."
+    assert engine.count_tokens(text) == len(served(llama_server, "/extras/tokenize", {"input": text})["tokens"])
+
+
+@pytest.mark.slow
+def test_llama_cpp_server_stops_at_the_limit_at_a_stop_string_and_when_the_reader_stops(
+    llama_server: LlamaServer,
+) -> None:
+    engine = llama_engine(llama_server)
+
+    opening, stats = collect(engine.generate(MESSAGES, GenerationParams(max_new_tokens=6)))
+    assert stats.finish_reason == "length" and stats.generated_tokens == 6
+
+    stop = opening.split()[2]
+    text, stats = collect(engine.generate(MESSAGES, GenerationParams(max_new_tokens=6, stop=[stop])))
+    assert text == opening[: opening.index(stop)] and stats.finish_reason == "stop"
+
+    events = engine.generate(ESSAY, GenerationParams(max_new_tokens=512))
+    assert isinstance(next(events), TextDelta) and isinstance(next(events), TextDelta)
+    events.close()  # the reader goes: the connection closes, and the server stops writing the essay
+    assert collect(engine.generate(MESSAGES, GenerationParams(max_new_tokens=6)))[0] == opening
+    assert "Disconnected from client" in llama_server.log_text()
+
+
+@pytest.mark.slow
+def test_llama_cpp_server_window_is_set_here_and_a_prompt_beyond_it_is_refused(llama_server: LlamaServer) -> None:
+    with pytest.raises(EngineError, match="does not report .* context window: set CLINIDOC_CONTEXT"):
+        RemoteEngine(llama_server.url, tokenizer=default_model_path())
+    long = [ChatMessage(role="user", content="The patient reports sneezing. " * 600)]  # about 3,000 tokens
+
+    with pytest.raises(PromptTooLong) as refused:
+        next(llama_engine(llama_server).generate(long, GenerationParams(max_new_tokens=8)))
+    assert refused.value.context_window == N_CTX
+
+    # Set larger than the server's, the window lets the prompt through; the server closes the stream unanswered.
+    with pytest.raises(EngineError, match="closed the answer before it began"):
+        next(llama_engine(llama_server, context_window=8192).generate(long, GenerationParams(max_new_tokens=8)))
+    text, _ = collect(llama_engine(llama_server).generate(MESSAGES, GenerationParams(max_new_tokens=4)))
+    assert text  # and it goes on serving
+
+
+@pytest.mark.slow
+def test_llama_cpp_server_that_goes_away_mid_answer_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp.server")
+    with LlamaServer(default_model_path(), N_CTX, tmp_path / "server.log") as server:
+        engine = llama_engine(server, timeout_s=60)  # were the engine to wait for a dead server, it would end here
+        events = engine.generate(ESSAY, GenerationParams(max_new_tokens=512))
+        assert isinstance(next(events), TextDelta)
+
+        server.kill()
+
+        with pytest.raises(EngineError, match="broke off the answer"):
+            list(events)
+        with pytest.raises(EngineError, match="could not be reached: Connection refused"):
+            engine.count_tokens("Hello")
