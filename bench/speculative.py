@@ -91,8 +91,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         if args.random_heads:
             args.model, args.eagle3_draft = random_heads(Path(scratch))
-        kinds = (args.drafters or ("prompt-lookup,mtp,eagle3" if args.random_heads else "prompt-lookup,model")).split(",")
-        compare(args, kinds)
+        default = "prompt-lookup,mtp,eagle3" if args.random_heads else "prompt-lookup,model"
+        compare(args, (args.drafters or default).split(","))
 
 
 def compare(args: argparse.Namespace, kinds: list[str]) -> None:

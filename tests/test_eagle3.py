@@ -67,8 +67,8 @@ def _rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tenso
     """Llama's rotate-half RoPE over the whole head; x [T, heads, D]."""
     dim = x.shape[-1]
     angles = positions[:, None].double() / theta ** (torch.arange(0, dim, 2).double() / dim)
-    cos, sin = torch.cat([angles, angles], -1).cos()[:, None].float(), torch.cat([angles, angles], -1).sin()[:, None].float()
-    return x * cos + torch.cat([-x[..., dim // 2 :], x[..., : dim // 2]], -1) * sin
+    angles = torch.cat([angles, angles], -1)[:, None]
+    return x * angles.cos().float() + torch.cat([-x[..., dim // 2 :], x[..., : dim // 2]], -1) * angles.sin().float()
 
 
 def reference_head(w: dict, config: dict, g: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor):
@@ -166,7 +166,8 @@ def test_a_draft_for_another_model_is_refused(tmp_path, bailing):
     with pytest.raises(EngineError, match="hidden states of size 128"):
         load_eagle3(tmp_path / "wide", engine.model, torch.float32, cpu)
 
-    write_random_eagle3(tmp_path / "vocab", target.model_copy(update={"vocab_size": target.vocab_size + 64}), DRAFT_VOCAB)
+    other_vocabulary = target.model_copy(update={"vocab_size": target.vocab_size + 64})
+    write_random_eagle3(tmp_path / "vocab", other_vocabulary, DRAFT_VOCAB)
     with pytest.raises(EngineError, match="vocabulary maps do not fit"):
         load_eagle3(tmp_path / "vocab", engine.model, torch.float32, cpu)
 

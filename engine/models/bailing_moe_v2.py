@@ -17,9 +17,7 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
-from engine.layers import (
-    GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for, run_layers,
-)
+from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for, run_layers
 from engine.moe import MoEBlock
 
 
