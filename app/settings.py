@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     # leaves free (engine/memory.py).
     prefix_cache_mb: int | None = Field(None, ge=0)
     # What drafts tokens for lossless speculative decoding: prompt-lookup copies from the record (no extra model),
-    # mtp runs the checkpoint's own MTP layer, model runs draft_model (a small model with the same tokenizer).
-    drafter: Literal["prompt-lookup", "mtp", "model", "none"] = "prompt-lookup"
+    # mtp runs the checkpoint's own MTP layer, eagle3 runs draft_model (an EAGLE3 head trained for the model, as
+    # SpecForge/SGLang publish them, e.g. AQ-MedAI/Ling-Flash-2.0-eagle3), model runs draft_model (a small model
+    # with the same tokenizer).
+    drafter: Literal["prompt-lookup", "mtp", "eagle3", "model", "none"] = "prompt-lookup"
     draft_model: str | None = None
     # Answers generated together, one batched step for all: clinicians on one machine do not wait for each other.
     max_batch: int = Field(4, ge=1)

@@ -1,6 +1,7 @@
-"""Drafters that run a model: the checkpoint's own MTP layer, or a small draft model that shares the tokenizer.
+"""Drafters that run a model: a layer that reads the target's hidden states (the checkpoint's own MTP layer, or an
+EAGLE3 head, engine/eagle3.py), or a small draft model that shares the tokenizer.
 
-Both propose their greedy continuation, so the draft distribution is one-hot and `verify` stays lossless for
+All propose their greedy continuation, so the draft distribution is one-hot and `verify` stays lossless for
 greedy and sampled decoding alike. Each keeps KV of its own for one sequence and, like the target's cache, simply
 overwrites the entries of rejected drafts on its next call. (The model-free prompt-lookup drafter is in
 engine/speculative.py.)
@@ -16,29 +17,20 @@ from engine.kv_cache import KVCache
 from engine.speculative import Drafter
 
 
-class MTPModel(Protocol):
-    """A model with a multi-token-prediction layer (engine/models/bailing_moe_v2.py)."""
-
-    def draft_next(
-        self, hidden: torch.Tensor, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class MTPDrafter(Drafter):
-    """The MTP layer predicts token i+2 from the target's hidden state at position i and the embedding of token i+1.
+class HiddenStateDrafter(Drafter):
+    """A layer of its own predicts token i+2 from the target's hidden state at position i and the embedding of token
+    i+1: the checkpoint's MTP layer (below) or an EAGLE3 head (engine/eagle3.py). Subclasses say how the layer runs.
 
     Its attention needs its own KV at every earlier position, so every valid hidden state the target produces
     (prompt chunks, accepted drafts) is run through the layer as soon as the token after it is known; the last of
     those runs predicts the token after the sequence. Further drafts feed the layer its own output state, as the
-    checkpoint's training did for one step and as SGLang and vLLM chain it for more.
+    checkpoints' training does (EAGLE3) or as SGLang and vLLM chain it (MTP, trained for one step).
     """
 
     needs_hidden = True
 
-    def __init__(self, model: MTPModel, cache: KVCache):
-        self.model = model
-        self.cache = cache  # the request's cache: the MTP layer has a slot of its own in it
-        self.pending: torch.Tensor | None = None  # [m, H] target states at positions start.. not yet run
+    def __init__(self) -> None:
+        self.pending: torch.Tensor | None = None  # [m, ·] target states at positions start.. not yet run
         self.start = 0  # the layer has run at every position before this one
         self.logits: torch.Tensor | None = None  # the layer's prediction after position start - 1
         self.state: torch.Tensor | None = None  # and its output state there
@@ -51,14 +43,14 @@ class MTPDrafter(Drafter):
         self._advance(tokens)
 
     def _advance(self, tokens: Sequence[int]) -> None:
-        """Run the pending states whose next token is known through the MTP layer, writing its KV."""
+        """Run the pending states whose next token is known through the layer, writing its KV."""
         if self.pending is None:
             return
         ready = min(len(self.pending), len(tokens) - 1 - self.start)
         if ready <= 0:
             return
         after = torch.tensor([tokens[self.start + 1 : self.start + 1 + ready]], device=self.pending.device)
-        logits, state = self.model.draft_next(self.pending[None, :ready], after, [self.cache], [self.start])
+        logits, state = self._run(self.pending[None, :ready], after, self.start)
         self.logits, self.state = logits[0, -1], state[:, -1:]
         self.start += ready
         self.pending = self.pending[ready:]
@@ -68,14 +60,44 @@ class MTPDrafter(Drafter):
         # The layer must have run at the position before the last token, whose output predicts the next one.
         if k <= 0 or self.logits is None or self.start != len(tokens) - 1:
             return []
-        draft = [int(self.logits.argmax())]
+        draft = [self._token(self.logits)]
         state, position = self.state, len(tokens) - 1
         while len(draft) < k:
             token = torch.tensor([[draft[-1]]], device=state.device)
-            logits, state = self.model.draft_next(state, token, [self.cache], [position])
-            draft.append(int(logits[0, -1].argmax()))
+            logits, state = self._run(state, token, position)
+            draft.append(self._token(logits[0, -1]))
             position += 1
         return draft
+
+    def _run(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer over states [1, T, ·] at positions start.. and the tokens that follow them [1, T]: fp32 logits for
+        the token after each of those [1, T, V], and the layer's output states to feed back [1, T, H]."""
+        raise NotImplementedError
+
+    def _token(self, logits: torch.Tensor) -> int:
+        """The target token proposed by one position's logits [V]: the greedy choice, so drafts stay one-hot."""
+        return int(logits.argmax())
+
+
+class MTPModel(Protocol):
+    """A model with a multi-token-prediction layer (engine/models/bailing_moe_v2.py)."""
+
+    def draft_next(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class MTPDrafter(HiddenStateDrafter):
+    """The checkpoint's MTP layer, reading the target's final normed states, with its KV in a slot of its own in the
+    request's cache."""
+
+    def __init__(self, model: MTPModel, cache: KVCache):
+        super().__init__()
+        self.model = model
+        self.cache = cache
+
+    def _run(self, hidden: torch.Tensor, tokens: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.draft_next(hidden, tokens, [self.cache], [start])
 
 
 class DraftRunner(Protocol):

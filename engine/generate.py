@@ -8,17 +8,18 @@ from typing import Callable, Iterator, Literal, Sequence
 import torch
 
 from engine.checkpoint import Checkpoint, default_model_path, load_model
-from engine.config import with_yarn
+from engine.config import ModelConfig, with_yarn
 from engine.kv_cache import KVCache
 from engine.memory import plan_memory
 from engine.prefix_cache import PrefixCache
 from engine.scheduler import Request, Scheduler
 from engine.drafters import DraftModelDrafter, MTPDrafter
+from engine.eagle3 import Eagle3Drafter, Eagle3Head, load_eagle3
 from engine.grammar import GrammarCompiler
 from engine.speculative import Drafter, PromptLookupDrafter
 from engine.types import ChatMessage, EngineError, EngineInfo, Event, GenerationParams, Prompt, PromptTooLong
 
-DrafterKind = Literal["prompt-lookup", "mtp", "model", "none"]
+DrafterKind = Literal["prompt-lookup", "mtp", "eagle3", "model", "none"]
 
 
 class LocalEngine:
@@ -49,12 +50,14 @@ class LocalEngine:
         requests for reuse; None gives it a share of what the plan leaves free. Prompts are prefilled `prefill_chunk` tokens at a time, which bounds the
         activation memory of a long record. Up to `max_batch` requests decode together (see engine/scheduler.py).
         `drafter` picks what proposes tokens for speculative decoding (engine/speculative.py): "prompt-lookup"
-        copies from the prompt, "mtp" runs the checkpoint's MTP layer, "model" runs `draft_model`, a small model
-        with the same tokenizer; "none" decodes one token per step. `kv_dtype` torch.float8_e4m3fn (or bfloat16) holds
+        copies from the prompt, "mtp" runs the checkpoint's MTP layer, "eagle3" runs `draft_model`, an EAGLE3 head
+        trained for this model (engine/eagle3.py), "model" runs `draft_model`, a small model with the same
+        tokenizer; "none" decodes one token per step. `kv_dtype` torch.float8_e4m3fn (or bfloat16) holds
         the KV cache narrower than `dtype`: FP8 about halves a long record's KV (engine/kv_cache.py)."""
         checkpoint = Checkpoint(Path(model) if model else default_model_path())
         self.checkpoint_path = checkpoint.path
         config = checkpoint.config
+        _check_drafter(drafter, draft_model, config, checkpoint.name)
         if quantize == "fp8" and not config.fp8:
             config = config.model_copy(update={"fp8_block_size": [128, 128]})
         if context:
@@ -95,15 +98,12 @@ class LocalEngine:
         self.grammar = GrammarCompiler(self.tokenizer.hf, self.config.vocab_size)
         self.kv_dtype = kv_dtype
         self.drafter = drafter
-        self.draft_engine = self._draft_engine(drafter, draft_model)
+        self.eagle3: Eagle3Head | None = (
+            load_eagle3(Path(draft_model), self.model, dtype, self.device) if drafter == "eagle3" else None
+        )
+        self.draft_engine = self._draft_engine(draft_model) if drafter == "model" else None
 
-    def _draft_engine(self, drafter: DrafterKind, draft_model: str | Path | None) -> LocalEngine | None:
-        if drafter == "mtp" and not self.config.mtp_layers:
-            raise EngineError(f"{self.info.model_name} has no MTP layer to draft with; use another drafter.")
-        if drafter != "model":
-            return None
-        if draft_model is None:
-            raise EngineError("The draft-model drafter needs a draft model (a GGUF file or HF directory).")
+    def _draft_engine(self, draft_model: str | Path) -> LocalEngine:
         draft = LocalEngine(draft_model, str(self.device), self.dtype, prefix_cache_bytes=0, max_batch=1, drafter="none")
         if draft.tokenizer.hf.get_vocab() != self.tokenizer.hf.get_vocab():
             raise EngineError(f"The draft model {draft.info.model_name} does not share {self.info.model_name}'s tokenizer.")
@@ -142,6 +142,8 @@ class LocalEngine:
             return None
         if self.drafter == "mtp":
             return lambda cache: MTPDrafter(self.model, cache)
+        if self.drafter == "eagle3":
+            return lambda cache: Eagle3Drafter(self.eagle3, cache.max_tokens)
         if self.drafter == "model":
             capacity = min(len(ids) + params.max_new_tokens, self.draft_engine.context_window)
             return lambda cache: DraftModelDrafter(self.draft_engine, capacity)
@@ -169,10 +171,13 @@ class LocalEngine:
     def forward_hidden(
         self, rows: Sequence[Sequence[int]], caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As `forward`, and also the final normed hidden states of every position [B, T, H], which an MTP layer
-        reads (models that have one)."""
-        hidden = self.model.hidden(torch.tensor(rows, device=self.device), caches, starts)
-        return self.model.lm_head(hidden[:, -1] if last_only else hidden).float(), hidden
+        """As `forward`, and also the hidden states the drafter reads at every position: the final normed ones
+        [B, T, H] for an MTP layer, or for an EAGLE3 head the residual stream entering its three target layers side
+        by side [B, T, 3H]. Always in PyTorch: the compiled int8/int4 pass returns logits only."""
+        capture = self.eagle3.capture if self.eagle3 is not None else ()
+        hidden, captured = self.model.hidden(torch.tensor(rows, device=self.device), caches, starts, capture)
+        logits = self.model.lm_head(hidden[:, -1] if last_only else hidden).float()
+        return logits, torch.cat(captured, dim=-1) if captured else hidden
 
     def prefill(self, ids: Sequence[int], cache: KVCache, start: int = 0) -> torch.Tensor:
         """Run ids[start:] into `cache` (the earlier positions are already there) a chunk at a time, and return the
@@ -180,6 +185,15 @@ class LocalEngine:
         for chunk_start in range(start, len(ids), self.prefill_chunk):
             logits = self.forward([ids[chunk_start : chunk_start + self.prefill_chunk]], [cache], [chunk_start])[0]
         return logits
+
+
+def _check_drafter(drafter: DrafterKind, draft_model: str | Path | None, config: ModelConfig, name: str) -> None:
+    """Refuse a drafter that cannot run, before the model loads."""
+    if drafter == "mtp" and not config.mtp_layers:
+        raise EngineError(f"{name} has no MTP layer to draft with; use another drafter.")
+    if drafter in ("eagle3", "model") and draft_model is None:
+        what = "an EAGLE3 draft directory" if drafter == "eagle3" else "a draft model (a GGUF file or HF directory)"
+        raise EngineError(f"The {drafter} drafter needs {what}: set draft_model (CLINIDOC_DRAFT_MODEL).")
 
 
 def _weights_label(quantize: str | None, fp8: bool) -> str:

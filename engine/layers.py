@@ -86,6 +86,19 @@ class Step:
         self.positions = torch.tensor(self.starts, device=device)[:, None] + torch.arange(length, device=device)
 
 
+def run_layers(
+    layers: Sequence[nn.Module], x: torch.Tensor, rotate: Rotation, step: Step, capture: Sequence[int] = ()
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """x [B, T, H] through the decoder layers in order, layer i writing KV slot i; also the residual stream entering
+    each layer whose index is in `capture`, in layer order (an EAGLE3 head reads three of them, engine/eagle3.py)."""
+    captured = []
+    for i, layer in enumerate(layers):
+        if i in capture:
+            captured.append(x)
+        x = layer(x, rotate, step, i)
+    return x, captured
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, step: Step, layer: int) -> torch.Tensor:
     """Causal attention of each row over its own cache; shapes as in `cached_attention`.
 

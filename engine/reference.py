@@ -1,4 +1,5 @@
-"""A BailingMoeV2 checkpoint made from transformers' Glm4MoeForCausalLM, for tests and benchmarks.
+"""Random checkpoints for tests and benchmarks: a BailingMoeV2 made from transformers' Glm4MoeForCausalLM, an MTP
+layer for it, and an EAGLE3 draft for any target.
 
 transformers has no BailingMoeV2 class, but Glm4Moe implements the same router (sigmoid scores, correction
 bias for selection, group-limited top-k, normalised weights × routed_scaling_factor), shared experts, partial
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gguf
 import torch
+
+from engine.config import ModelConfig
 
 # GGUF metadata as (value, type, type of an array's items).
 GgufKeys = dict[str, tuple[Any, gguf.GGUFValueType, gguf.GGUFValueType | None]]
@@ -252,3 +255,57 @@ def _write_bailing_metadata(
     writer.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
     if mtp_layers:
         writer.add_nextn_predict_layers(mtp_layers)
+
+
+def write_random_eagle3(
+    directory: Path,
+    target: ModelConfig,
+    draft_vocab_size: int,
+    heads: int = 4,
+    kv_heads: int = 2,
+    layer_ids: Sequence[int] | None = None,
+    own_embedding: bool = False,
+    prefix: str = "",
+    seed: int = 2,
+) -> None:
+    """Write a random EAGLE3 draft for `target` as SpecForge saves one (engine/eagle3.py): config.json and
+    model.safetensors with q/k/v and gate/up apart, tensor names after `prefix` ("" or "model."). Its draft vocabulary
+    is a random set of target tokens in id order, as SpecForge orders the frequent tokens it keeps: d2t[i] = its i-th
+    token - i, t2d marks them. `layer_ids` go to `eagle_config` (layer outputs); None leaves SGLang's default."""
+    from safetensors.torch import save_file
+
+    hidden, vocab = target.hidden_size, target.vocab_size
+    head_dim, intermediate = hidden // heads, 2 * hidden
+    config = {
+        "architectures": ["LlamaForCausalLMEagle3"], "model_type": "llama", "hidden_size": hidden,
+        "intermediate_size": intermediate, "num_hidden_layers": 1, "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads, "rms_norm_eps": 1e-5, "max_position_embeddings": 2048,
+        "vocab_size": vocab, "draft_vocab_size": draft_vocab_size, "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+    }
+    if layer_ids is not None:
+        config["eagle_config"] = {"eagle_aux_hidden_state_layer_ids": list(layer_ids), "use_aux_hidden_state": True}
+    shapes = {
+        "fc.weight": (hidden, 3 * hidden),
+        "midlayer.self_attn.q_proj.weight": (heads * head_dim, 2 * hidden),
+        "midlayer.self_attn.k_proj.weight": (kv_heads * head_dim, 2 * hidden),
+        "midlayer.self_attn.v_proj.weight": (kv_heads * head_dim, 2 * hidden),
+        "midlayer.self_attn.o_proj.weight": (hidden, heads * head_dim),
+        "midlayer.mlp.gate_proj.weight": (intermediate, hidden),
+        "midlayer.mlp.up_proj.weight": (intermediate, hidden),
+        "midlayer.mlp.down_proj.weight": (hidden, intermediate),
+        "lm_head.weight": (draft_vocab_size, hidden),
+    }
+    norms = ["midlayer.input_layernorm", "midlayer.hidden_norm", "midlayer.post_attention_layernorm", "norm"]
+    generator = torch.Generator().manual_seed(seed)
+    # Scaled by fan-in, so that states keep their size through the layer and the logits are decisive.
+    tensors = {name: torch.randn(shape, generator=generator) * shape[1] ** -0.5 for name, shape in shapes.items()}
+    tensors.update({f"{norm}.weight": 1 + 0.1 * torch.randn(hidden, generator=generator) for norm in norms})
+    if own_embedding:
+        tensors["embed_tokens.weight"] = torch.randn(vocab, hidden, generator=generator)
+    kept = torch.randperm(vocab, generator=generator)[:draft_vocab_size].sort().values
+    tensors["d2t"] = kept - torch.arange(draft_vocab_size)
+    tensors["t2d"] = torch.zeros(vocab, dtype=torch.bool).index_fill(0, kept, True)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({prefix + name: t.contiguous() for name, t in tensors.items()}, directory / "model.safetensors")
+    (directory / "config.json").write_text(json.dumps(config))

@@ -31,8 +31,8 @@ from engine.types import GenerationParams
 
 
 class Drafter:
-    """Guesses the next tokens of one sequence. Drafters that read the target model's hidden states (MTP) set
-    `needs_hidden`, and the scheduler then hands them every valid state through `observe`."""
+    """Guesses the next tokens of one sequence. Drafters that read the target model's hidden states (MTP, EAGLE3)
+    set `needs_hidden`, and the scheduler then hands them every valid state through `observe`."""
 
     needs_hidden = False
 
@@ -43,8 +43,8 @@ class Drafter:
         raise NotImplementedError
 
     def observe(self, hidden: torch.Tensor, start: int, tokens: Sequence[int]) -> None:
-        """The target's final hidden states [T, H] at positions start..start+T-1, all of them valid (accepted);
-        `tokens` is the sequence committed so far."""
+        """The target's hidden states that the drafter reads ([T, ·], see `LocalEngine.forward_hidden`) at positions
+        start..start+T-1, all of them valid (accepted); `tokens` is the sequence committed so far."""
 
 
 class PromptLookupDrafter(Drafter):

@@ -84,13 +84,13 @@ def load_weights(
     integer_head = quantized.get("lm_head")
     if tied_head and integer_head is not None:
         # An integer head cannot share the embedding's tensor: it holds its own quantized copy of it.
-        _put_quantized(put, "lm_head.weight", integer_head, _input_embedding(model).weight)
+        _put_quantized(put, "lm_head.weight", integer_head, input_embedding(model).weight)
     elif tied_head:
         filled["lm_head.weight"].add(0)
     missing = [name for name in targets if name not in filled]
     if missing:
         raise EngineError(f"The checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
-    if integer_head is None:
+    if tied_head and integer_head is None:
         model.tie_weights()
 
 
@@ -161,8 +161,9 @@ def dequantized_fp8(
         raise EngineError(f"The checkpoint's FP8 weights and scales do not pair up, e.g. {sorted(waiting)[:2]}.")
 
 
-def _input_embedding(model: nn.Module) -> nn.Embedding:
-    """The token embedding a tied head reads (both architectures have exactly one)."""
+def input_embedding(model: nn.Module) -> nn.Embedding:
+    """The token embedding of a model (each architecture has exactly one): what a tied head reads, and what an
+    EAGLE3 head without an embedding of its own shares."""
     (embedding,) = (m for m in model.modules() if isinstance(m, nn.Embedding))
     return embedding
 

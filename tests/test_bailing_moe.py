@@ -138,7 +138,7 @@ def test_mtp_layer_loads_and_drafts_by_the_formula(tmp_path, pair):
     cache = KVCache(L + 1, cfg.num_key_value_heads, cfg.head_dim, 32, torch.float32)
     positions = torch.arange(len(ids) - 1)
     with torch.inference_mode():
-        hidden = m.hidden(torch.tensor([ids[:-1]]), [cache], [0])
+        hidden, _ = m.hidden(torch.tensor([ids[:-1]]), [cache], [0])
         main_keys = cache.keys[:L].clone()
         next_tokens = torch.tensor([ids[1:]])
         logits, state_out = m.draft_next(hidden, next_tokens, [cache], [0])

@@ -50,7 +50,7 @@ def test_mtp_drafter_fills_its_kv_as_the_sequence_grows_and_drafts_what_a_fresh_
         draft = drafter.propose(tokens, 3)
 
         fresh = engine.new_cache(32)
-        hidden = model.hidden(torch.tensor([ids]), [fresh], [0])
+        hidden, _ = model.hidden(torch.tensor([ids]), [fresh], [0])
         logits, state = model.draft_next(hidden, torch.tensor([tokens[1:]]), [fresh], [0])
         expected = [int(logits[0, -1].argmax())]
         for position in range(len(tokens) - 1, len(tokens) + 1):

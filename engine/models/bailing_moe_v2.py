@@ -18,7 +18,9 @@ from torch import nn
 from engine.config import ModelConfig, bailing_norm_topk, gguf_common, gguf_keys
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
-from engine.layers import GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for
+from engine.layers import (
+    GatedMLP, RMSNorm, Rotation, Step, attention, linear, output_weights, rotary_for, run_layers,
+)
 from engine.moe import MoEBlock, MoEConfig
 from engine.types import EngineError
 
@@ -96,15 +98,17 @@ class BailingMoeV2ForCausalLM(nn.Module):
         self.rope = rotary_for(cfg)
         self.compiled: CompiledDecoder | None = None
 
-    def hidden(self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int]) -> torch.Tensor:
-        """The final normed hidden states [B, T, H]: what lm_head and the MTP layer read.
-        Row b continues the sequence cached in caches[b] from position starts[b]."""
+    def hidden(
+        self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], capture: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The final normed hidden states [B, T, H], what lm_head and the MTP layer read, and the residual stream
+        entering the main layers in `capture` (see `run_layers`). Row b continues the sequence cached in caches[b]
+        from position starts[b]."""
         step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.word_embeddings(tokens)
         rotate = self.rope.at(step.positions, x.dtype, self.config.head_dim)
-        for i in range(self.config.num_hidden_layers):
-            x = self.model.layers[i](x, rotate, step, i)
-        return self.model.norm(x)
+        x, captured = run_layers(self.model.layers[: self.config.num_hidden_layers], x, rotate, step, capture)
+        return self.model.norm(x), captured
 
     def forward(
         self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], last_only: bool = False
@@ -113,7 +117,7 @@ class BailingMoeV2ForCausalLM(nn.Module):
         weights runs in one compiled call (engine/cpu_decoder.py)."""
         if self.compiled is not None and self.compiled.takes(tokens, caches):
             return self.compiled(tokens, caches, starts, last_only)
-        h = self.hidden(tokens, caches, starts)
+        h, _ = self.hidden(tokens, caches, starts)
         if last_only:
             h = h[:, -1:]
         return self.lm_head(h).float()

@@ -17,18 +17,21 @@ from engine.config import ModelConfig, gguf_common, gguf_keys
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import (
-    GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, output_weights, rotary_for,
+    GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, output_weights, rotary_for, run_layers,
 )
 
 
 class Attention(nn.Module):
     fused = {"qkv_proj": ("q_proj", "k_proj", "v_proj")}
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, in_features: int | None = None):
+        """`in_features`: the width of the input, when not hidden_size (an EAGLE3 layer reads two states side by side)."""
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        self.qkv_proj = fused_linear(cfg.hidden_size, (q_out, kv_out, kv_out), cfg.attention_bias, cfg.weights)
+        self.qkv_proj = fused_linear(
+            in_features or cfg.hidden_size, (q_out, kv_out, kv_out), cfg.attention_bias, cfg.weights
+        )
         self.o_proj = linear(q_out, cfg.hidden_size, weights=cfg.weights)
         self.qk_norm = cfg.qk_norm
         if cfg.qk_norm:
@@ -89,14 +92,21 @@ class LlamaForCausalLM(nn.Module):
         """
         if self.compiled is not None and self.compiled.takes(tokens, caches):
             return self.compiled(tokens, caches, starts, last_only)
+        h, _ = self.hidden(tokens, caches, starts)
+        if last_only:
+            h = h[:, -1:]
+        return self.lm_head(h).float()
+
+    def hidden(
+        self, tokens: torch.Tensor, caches: Sequence[KVCache], starts: Sequence[int], capture: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The final normed hidden states [B, T, H], what lm_head reads, and the residual stream entering the layers
+        in `capture` (see `run_layers`)."""
         step = Step(caches, starts, tokens.shape[1], tokens.device)
         x = self.model.embed_tokens(tokens)
         rotate = self.rope.at(step.positions, x.dtype, self.config.head_dim)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, rotate, step, i)
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.model.norm(x)).float()
+        x, captured = run_layers(self.model.layers, x, rotate, step, capture)
+        return self.model.norm(x), captured
 
     def materialize_buffers(self, device: torch.device | str) -> None:
         """Rotary tables are computed, not loaded: rebuild them on the weights' device. Then the compiled decoder,
