@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install install-dev run test bench screens clean
+.PHONY: install install-dev run test bench gpu-check screens clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.speed
 	$(BIN)/python -m bench.moe
+
+# One check of the engine on a CUDA GPU at AntAngelMed's full width (bench/gpu_check.py, docs/benchmarks.md); without
+# a GPU it says so and succeeds. Its figures go to GPU_CHECK_OUT.
+GPU_CHECK_OUT ?= .data/gpu-check
+gpu-check: install
+	$(BIN)/python -m bench.gpu_check --out $(GPU_CHECK_OUT)
 
 # The screenshots of docs/screens/ and their accessibility table, from the real server in Chromium.
 screens: install-dev

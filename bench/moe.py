@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 
 from bench.runners import (
-    DEFAULT_PROMPT, arguments, bench_engine, bench_llama_cpp, bench_transformers, isolated, median_runs, tokenizer_of,
+    DEFAULT_PROMPT, arguments, bench_engine, bench_llama_cpp, bench_transformers, isolated, median_runs, sync,
+    tokenizer_of,
 )
 from engine import EngineError, LocalEngine
 from engine.checkpoint import default_model_path
 from engine.kv_cache import KVCache
+from engine.memory import kv_bytes_per_token
 from engine.tokenizer import Tokenizer
 
 WIDE_MOE = dict(
@@ -127,37 +129,54 @@ def _llama_row(path: Path, block_type: str, ids: list[int], new_tokens: int, run
 
 
 def step_bytes(engine: LocalEngine, position: int) -> float:
-    """Bytes one decode step reads at `position`: every weight of the main layers and the head, but of the routed
-    experts only the chosen share (top-k of the experts) and of the embedding one row; and the cached keys and
-    values up to the position."""
+    """Bytes one decode step reads at `position`: the weights of the main layers and the head (`weight_reads`), and
+    the main layers' cached keys and values up to the position."""
+    mtp = f"model.layers.{engine.config.num_hidden_layers}."
+    weights = sum(read for name, read in weight_reads(engine).items() if not name.startswith(mtp))
+    return weights + kv_bytes_per_position(engine) * position
+
+
+def weight_reads(engine: LocalEngine) -> dict[str, float]:
+    """The bytes of each of the model's tensors that a pass of one token through it reads: the whole tensor, but of
+    the routed experts only the chosen share (top-k of the experts) and of the embedding one row."""
     cfg = engine.config
-    moe = cfg.moe
-    mtp = f"model.layers.{cfg.num_hidden_layers}."
-    total = 0.0
+    reads = {}
     for name, tensor in engine.model.state_dict().items():
-        if name.startswith(mtp):
-            continue
         share = 1.0
         if ".mlp.experts." in name:
-            share = moe.experts_per_token / moe.num_experts
+            share = cfg.moe.experts_per_token / cfg.moe.num_experts
         elif "word_embeddings" in name or "embed_tokens" in name:
             share = 1 / cfg.vocab_size
-        total += tensor.nbytes * share
-    kv = engine.new_cache(1)
-    per_position = kv.keys.nbytes + kv.values.nbytes
-    return total + per_position * position
+        reads[name] = tensor.nbytes * share
+    return reads
 
 
-def read_bandwidth() -> float:
-    """Bytes per second of summing a tensor far larger than the caches, with torch's threads: what a decode step that
-    only reads its weights could reach at best."""
-    big = torch.ones(2**28)  # 1 GiB of fp32
-    big.sum()
+def kv_bytes_per_position(engine: LocalEngine) -> int:
+    """The cached keys and values of one position in the main layers (FP8's scales included); the MTP layer's own
+    are read only when it drafts."""
+    return kv_bytes_per_token(engine.config.model_copy(update={"mtp_layers": 0}), engine.kv_dtype or engine.dtype)
+
+
+def read_bandwidth(device: str = "cpu") -> float:
+    """Bytes per second of summing a tensor far larger than the caches (1 GiB of fp32; 4 GiB on a GPU, whose caches
+    and speed are larger), with torch's threads: what a decode step that only reads its weights could reach at best."""
+    on_cpu = device == "cpu"
+    big = torch.ones(2**28 if on_cpu else 2**30, device=device)
+    runs = 5 if on_cpu else 50  # a GPU sums 4 GiB in about a millisecond
+    for _ in range(1 if on_cpu else runs):  # first for the caches, and for a GPU's clocks to rise
+        big.sum()
+    sync(big.device)
     started = time.perf_counter()
-    runs = 5
     for _ in range(runs):
         big.sum()
+    sync(big.device)
     return big.nbytes * runs / (time.perf_counter() - started)
+
+
+def compare_logits(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """(relative error, top-1 agreement) of logits [positions, vocab] against the logits they should equal."""
+    error = ((got - want).norm() / want.norm()).item()
+    return error, (got.argmax(-1) == want.argmax(-1)).float().mean().item()
 
 
 def _accuracy(path: Path, ids: list[int], formats: list[str]) -> list[tuple[str, str, float, float]]:
@@ -167,8 +186,7 @@ def _accuracy(path: Path, ids: list[int], formats: list[str]) -> list[tuple[str,
     for quantize in formats:
         quantized = _logits(LocalEngine(path, quantize=quantize), ids)
         for kind, got, want in zip(("prefill", "one-token steps"), quantized, full):
-            error = ((got - want).norm() / want.norm()).item()
-            results.append((quantize, kind, error, (got.argmax(-1) == want.argmax(-1)).float().mean().item()))
+            results.append((quantize, kind, *compare_logits(got, want)))
     return results
 
 
@@ -201,8 +219,7 @@ def bench_fp8(args, tokenizer: Tokenizer) -> None:
             fp8 = LocalEngine(path, device=args.device, dtype=torch.bfloat16, quantize="fp8")
             ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
             full, quantized = _prompt_logits(bf16, ids), _prompt_logits(fp8, ids)
-            relative = ((quantized - full).norm() / full.norm()).item()
-            agreement = (quantized.argmax(-1) == full.argmax(-1)).float().mean().item()
+            relative, agreement = compare_logits(quantized, full)
             speed = [median_runs(lambda e=e: bench_engine(e, ids, args.new_tokens), args.runs)[1] for e in (bf16, fp8)]
             print(f"| {label} | {resident_bytes(bf16.model) / 2**20:.0f} | {resident_bytes(fp8.model) / 2**20:.0f} "
                   f"| {relative:.4f} | {(quantized - full).abs().max().item():.3f} | {agreement:.3f} "

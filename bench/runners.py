@@ -31,10 +31,16 @@ DEFAULT_PROMPT = (
 
 
 def bench_engine(engine: LocalEngine, ids: list[int], new_tokens: int, **params) -> tuple[float, float]:
+    stats = engine_stats(engine, ids, new_tokens, **params)
+    return stats.ttft_s, stats.decode_tok_s
+
+
+def engine_stats(engine: LocalEngine, ids: list[int], new_tokens: int, **params) -> Stats:
+    """One request of exactly `new_tokens` tokens after the prompt ids, and its Stats (timing, drafts accepted)."""
     params = GenerationParams(max_new_tokens=new_tokens, ignore_eos=True, **params)
     stats = [e for e in engine.generate(ids, params) if isinstance(e, Stats)][0]
     assert stats.generated_tokens == new_tokens
-    return stats.ttft_s, stats.decode_tok_s
+    return stats
 
 
 class _FirstTokenClock:
@@ -48,7 +54,7 @@ class _FirstTokenClock:
     def put(self, value):
         self.calls += 1
         if self.calls == 2:
-            _sync(self.device)
+            sync(self.device)
             self.first_token_at = time.perf_counter()
 
     def end(self):
@@ -65,13 +71,14 @@ def bench_transformers(model, ids: list[int], new_tokens: int) -> tuple[float, f
             input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
             min_new_tokens=new_tokens, do_sample=False, streamer=clock,
         )
-    _sync(device)
+    sync(device)
     finished = time.perf_counter()
     assert out.shape[1] - len(ids) == new_tokens
     return clock.first_token_at - started, (new_tokens - 1) / (finished - clock.first_token_at)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -19,7 +19,8 @@ GIB = 1 << 30
 # Bytes per weight value as each precision holds a projection: int4 packs two values per byte with an fp16 scale
 # and low per group of 32; int8 and fp8 add a scale per row or per 128×128 block, a rounding error here.
 _PROJECTION_BYTES = {"int4": 0.5 + 4 / 32, "int8": 1.0, "fp8": 1.0, "bf16": 2.0}
-# The int4 model's output head stays int8 (engine/quantize.py).
+# The int4 model's output head stays int8 (engine/quantize.py); an FP8 model's stays in the compute dtype
+# (engine/layers.py, output_weights).
 _HEAD_BYTES = {"int4": 1.0}
 # What the process needs besides weights and KV: the framework, the tokenizer, compiled kernels, the server. The
 # share of free memory kept back is for everything else the machine runs.
@@ -83,9 +84,11 @@ def plan_memory(
     available: int | None = None,
 ) -> MemoryPlan:
     """The plan against `available` bytes, by default what `device` has free less the headroom."""
+    # A block-FP8 checkpoint's projections stay FP8 when nothing asks otherwise (AntAngelMed-FP8 loaded as it is).
+    held = "fp8" if config.fp8 else quantize
     return MemoryPlan(
         device=str(device),
-        weight_bytes=weight_bytes(shapes, dtype, quantize),
+        weight_bytes=weight_bytes(shapes, dtype, held),
         kv_bytes_per_token=kv_bytes_per_token(config, kv_dtype or dtype),
         context=context,
         working_bytes=working_bytes(config, dtype, prefill_chunk),
@@ -96,7 +99,8 @@ def plan_memory(
 def weight_bytes(shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, quantize: str | None) -> int:
     """The bytes of the weights as loaded: projections in their storage precision, the rest in `dtype`."""
     compute = torch.finfo(dtype).bits // 8
-    head_bytes = _HEAD_BYTES.get(quantize or "", _PROJECTION_BYTES.get(quantize or "", compute))
+    held = quantize or ""
+    head_bytes = compute if held == "fp8" else _HEAD_BYTES.get(held, _PROJECTION_BYTES.get(held, compute))
     total = 0.0
     for name, shape in shapes.items():
         count = math.prod(shape)

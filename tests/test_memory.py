@@ -68,3 +68,13 @@ def test_a_model_whose_context_cannot_fit_is_refused_before_loading(tmp_path: Pa
     context = 2 * plan.available_bytes // plan.kv_bytes_per_token
     with pytest.raises(EngineError, match=r"does not fit in the .* GiB free on cpu.*--context \d+"):
         LocalEngine(checkpoint.path, context=context)
+
+
+def test_an_fp8_checkpoint_is_planned_as_it_is_held(tmp_path: Path) -> None:
+    """Block-FP8 projections a byte each, embedding and head in the compute dtype: AntAngelMed-FP8 loaded as it is
+    must be planned at its 97 GiB, not at twice that, or an H200 would refuse it."""
+    from bench.gpu_check import SMALL, write_checkpoint
+
+    write_checkpoint(tmp_path, SMALL.config, torch.device("cpu"))
+    engine = LocalEngine(tmp_path)
+    assert engine.memory.weight_bytes == pytest.approx(loaded_bytes(engine), rel=0.1)
