@@ -42,6 +42,7 @@ def wide_moe_checkpoint(directory: Path, tokenizer: Tokenizer):
     from engine.reference import random_glm4_moe, save_as_bailing
 
     reference = random_glm4_moe(len(tokenizer.hf), **WIDE_MOE)
+    directory.mkdir(parents=True, exist_ok=True)
     save_as_bailing(reference, directory)
     tokenizer.hf.save_pretrained(directory)
     return reference
