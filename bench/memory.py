@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from bench import markdown
-from engine.config import from_hf_config, with_yarn
+from engine.config import with_yarn
+from engine.models import hf_config
 from engine.memory import GIB, plan_memory
 from engine.models import ARCHITECTURES
 
@@ -40,7 +41,7 @@ MACHINES = {"H200 (141 GB)": 141e9, "workstation 256 GiB": 256 * GIB, "workstati
 
 
 def main() -> None:
-    config = from_hf_config(ANTANGELMED)
+    config = hf_config(ANTANGELMED)
     with torch.device("meta"):
         model = ARCHITECTURES[config.architecture](config)
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}

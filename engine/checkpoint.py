@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from engine import config as config_mod
-from engine.chat_templates import DEFAULT_TEMPLATES
 from engine.config import ModelConfig
 from engine.kernels import cpu_kernels
-from engine.models import ARCHITECTURES, GGUF_READERS
+from engine.models import ARCHITECTURES, CHAT_TEMPLATES, GGUF_READERS, hf_config
 from engine.tokenizer import Tokenizer
 from engine.types import EngineError
 from engine.weights import dequantized_fp8, load_weights
@@ -66,14 +65,14 @@ class Checkpoint:
             self.precision = _gguf_precision(self._reader)
         elif (path / "config.json").exists():
             raw = json.loads((path / "config.json").read_text())
-            self.config = _with_mtp_layers(config_mod.from_hf_config(raw), self._safetensors_names())
+            self.config = _with_mtp_layers(hf_config(raw), self._safetensors_names())
             self.name = path.name
             self.precision = str(raw.get("torch_dtype") or raw.get("dtype") or "float32")
         else:
             raise EngineError(f"{path} is neither a .gguf file nor a directory with config.json.")
 
     def tokenizer(self) -> Tokenizer:
-        template = DEFAULT_TEMPLATES.get(self.config.architecture)
+        template = CHAT_TEMPLATES.get(self.config.architecture)
         if self.is_gguf:
             return Tokenizer.from_gguf(self.path, self.config.eos_token_ids, template)
         generation = self.path / "generation_config.json"

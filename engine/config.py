@@ -59,15 +59,6 @@ class ModelConfig(BaseModel):
         return max(self.max_position_embeddings, scaled)
 
 
-# Dense decoders that share the Llama layout; each differs by the flags it sets.
-_HF_DENSE = {
-    "llama": {},
-    "mistral": {},
-    "qwen2": {"attention_bias": True},
-    "qwen3": {"qk_norm": True},
-}
-
-
 def eos_list(value: Any) -> list[int]:
     if value is None:
         return []
@@ -102,17 +93,7 @@ def _hf_rope_fields(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def from_hf_config(raw: dict[str, Any]) -> ModelConfig:
-    if "BailingMoeV2ForCausalLM" in raw.get("architectures", []) or raw.get("model_type") == "bailing_moe_v2":
-        return _bailing_moe_v2(raw)
-    model_type = raw.get("model_type", "")
-    if model_type not in _HF_DENSE:
-        raise EngineError(f"Model type '{model_type}' is not supported by the embedded engine.")
-    flags = {"attention_bias": bool(raw.get("attention_bias", False)), **_HF_DENSE[model_type]}
-    return ModelConfig(architecture="llama", **_hf_common(raw), **flags)
-
-
-def _hf_common(raw: dict[str, Any]) -> dict[str, Any]:
+def hf_common(raw: dict[str, Any]) -> dict[str, Any]:
     """The fields every HF decoder config spells the same way."""
     heads = raw["num_attention_heads"]
     return dict(
@@ -197,41 +178,6 @@ def _gguf_yarn(meta: dict[str, Any]) -> RopeScaling | None:
         "beta_slow": key("rope.scaling.yarn_beta_slow"),
     }
     return _yarn(params, key("context_length", 2048))
-
-
-def _bailing_moe_v2(raw: dict[str, Any]) -> ModelConfig:
-    """Ling-2.0 / AntAngelMed. Values the spec could not verify are read from the file, never assumed."""
-    if raw.get("score_function", "sigmoid") != "sigmoid":
-        raise EngineError(f"BailingMoeV2 with '{raw['score_function']}' routing is not supported.")
-    if raw.get("norm_head"):
-        raise EngineError("BailingMoeV2 checkpoints with a normalised lm_head (norm_head) are not supported.")
-    if raw.get("use_qk_norm") is False:
-        raise EngineError("BailingMoeV2 without QK-norm is not supported.")
-    return ModelConfig(
-        architecture="bailing_moe_v2",
-        **_hf_common(raw),
-        attention_bias=bool(raw.get("use_qkv_bias", False)),
-        qk_norm=True,
-        partial_rotary_factor=raw.get("partial_rotary_factor", 1.0),
-        moe=MoEConfig(
-            num_experts=raw["num_experts"],
-            experts_per_token=raw["num_experts_per_tok"],
-            intermediate_size=raw["moe_intermediate_size"],
-            num_shared_experts=raw.get("num_shared_experts") or 0,
-            shared_intermediate_size=raw.get("moe_shared_expert_intermediate_size"),
-            n_group=raw.get("n_group") or 1,
-            topk_group=raw.get("topk_group") or 1,
-            routed_scaling_factor=raw.get("routed_scaling_factor", 1.0),
-            norm_topk_prob=bailing_norm_topk(raw.get("num_experts_per_tok", 1), raw.get("norm_topk_prob", True)),
-            first_k_dense_replace=raw.get("first_k_dense_replace", 0),
-        ),
-    )
-
-
-def bailing_norm_topk(experts_per_token: int, flag: bool) -> bool:
-    """HF's BailingMoeV2 normalises the chosen experts' weights whenever it chooses more than one, whatever its
-    `norm_topk_prob` flag (GGUF: `expert_weights_norm`) says."""
-    return experts_per_token > 1 or flag
 
 
 def _fp8_block_size(quant: dict[str, Any] | None) -> list[int] | None:

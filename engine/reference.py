@@ -114,10 +114,10 @@ def add_random_mtp_layer(directory: Path, seed: int = 1) -> None:
     checkpoint in `directory`, in a shard of its own as Ling checkpoints ship it."""
     from safetensors.torch import save_file
 
-    from engine.config import from_hf_config
+    from engine.models import hf_config
     from engine.models.bailing_moe_v2 import MTPLayer
 
-    config = from_hf_config(json.loads((directory / "config.json").read_text()))
+    config = hf_config(json.loads((directory / "config.json").read_text()))
     index = config.num_hidden_layers
     torch.manual_seed(seed)
     layer = MTPLayer(config.model_copy(update={"mtp_layers": 1}), index)

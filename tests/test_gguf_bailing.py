@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from engine import EngineError, GenerationParams, LocalEngine, TextDelta
-from engine.chat_templates import LING
+from engine.models.bailing_moe_v2 import CHAT_TEMPLATE as LING
 from engine.checkpoint import Checkpoint, default_model_path, load_model
 from engine.kv_cache import KVCache
 from engine.models.bailing_moe_v2 import gguf_config

@@ -11,7 +11,8 @@ from transformers.modeling_rope_utils import _compute_yarn_parameters
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 from transformers.models.stablelm.modeling_stablelm import StableLmRotaryEmbedding
 
-from engine.config import from_hf_config, with_yarn
+from engine.config import with_yarn
+from engine import models
 from engine.layers import RotaryEmbedding
 from engine.models.llama import gguf_config
 from engine.rope import RopeScaling, rope_inv_freq
@@ -109,7 +110,7 @@ SMOLLM2 = {
 
 
 def test_hf_config_reads_rope_scaling():
-    cfg = from_hf_config(SMOLLM2 | {"rope_scaling": {"type": "yarn", "factor": 4.0, "beta_fast": None}})
+    cfg = models.hf_config(SMOLLM2 | {"rope_scaling": {"type": "yarn", "factor": 4.0, "beta_fast": None}})
     assert cfg.rope_scaling == RopeScaling(factor=4.0, original_max_position_embeddings=8192)
     assert cfg.rope_theta == 100000.0
     assert cfg.context_window == 32768
@@ -119,40 +120,40 @@ def test_hf_config_reads_transformers_5_rope_parameters():
     # transformers 5 writes the theta inside rope_parameters and nothing at the top level.
     params = {"rope_type": "yarn", "rope_theta": 600000.0, "factor": 4.0, "original_max_position_embeddings": 32768}
     raw = {k: v for k, v in SMOLLM2.items() if k != "rope_theta"} | {"max_position_embeddings": 32768}
-    cfg = from_hf_config(raw | {"rope_parameters": params})
+    cfg = models.hf_config(raw | {"rope_parameters": params})
     assert cfg.rope_theta == 600000.0
     assert cfg.rope_scaling.factor == 4.0 and cfg.rope_scaling.original_max_position_embeddings == 32768
     assert cfg.context_window == 131072
-    plain = from_hf_config(raw | {"rope_parameters": {"rope_type": "default", "rope_theta": 600000.0}})
+    plain = models.hf_config(raw | {"rope_parameters": {"rope_type": "default", "rope_theta": 600000.0}})
     assert plain.rope_scaling is None and plain.rope_theta == 600000.0 and plain.context_window == 32768
 
 
 def test_context_window_when_max_positions_already_states_the_extension():
     # Qwen-style: max_position_embeddings is the extended length, the factor only restates it.
     raw = SMOLLM2 | {"max_position_embeddings": 131072}
-    cfg = from_hf_config(raw | {"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+    cfg = models.hf_config(raw | {"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
                                                  "original_max_position_embeddings": 32768}})
     assert cfg.context_window == 131072
 
 
 def test_unsupported_rope_scaling_is_refused():
     with pytest.raises(EngineError, match="'longrope' rope scaling"):
-        from_hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0]}})
+        models.hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0]}})
     with pytest.raises(EngineError, match="YaRN rope scaling settings are invalid"):
-        from_hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "yarn"}})  # no factor
+        models.hf_config(SMOLLM2 | {"rope_scaling": {"rope_type": "yarn"}})  # no factor
     gguf = {"general.architecture": "llama", "llama.embedding_length": 576, "llama.attention.head_count": 9}
     with pytest.raises(EngineError, match="'linear' rope scaling"):
         gguf_config(gguf | {"llama.rope.scaling.type": "linear"}, {"token_embd.weight": (576, 49152)})
 
 
 def test_with_yarn_extends_only_when_needed():
-    cfg = from_hf_config(SMOLLM2 | {"max_position_embeddings": 32768})
+    cfg = models.hf_config(SMOLLM2 | {"max_position_embeddings": 32768})
     assert with_yarn(cfg, 32768) is cfg
     scaled = with_yarn(cfg, 131072)
     assert scaled.rope_scaling == RopeScaling(factor=4.0, original_max_position_embeddings=32768)
     assert scaled.context_window == 131072
     assert cfg.rope_scaling is None  # the original config is untouched
-    odd = with_yarn(from_hf_config(SMOLLM2 | {"max_position_embeddings": 32000}), 32001)
+    odd = with_yarn(models.hf_config(SMOLLM2 | {"max_position_embeddings": 32000}), 32001)
     assert odd.context_window == 32001  # float error in the factor must not cost a position
     with pytest.raises(EngineError, match="already uses YaRN"):
         with_yarn(scaled, 262144)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from engine.config import ModelConfig, bailing_norm_topk, gguf_common, gguf_keys
+from engine.config import ModelConfig, gguf_common, gguf_keys, hf_common
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import (
@@ -171,6 +171,57 @@ _EXPERT = re.compile(r"(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(\w+_proj)\.(w
 # GGUF files of BailingMoeV2, as llama.cpp's converter writes them (architecture `bailingmoe2`): q/k/v stay fused and
 # unpermuted (the rotation is NeoX-style in both), the experts of a layer come as three [experts, out, in] stacks,
 # and an MTP layer is counted among the blocks, after the main ones.
+
+
+# Ling-2.0 / AntAngelMed (llama.cpp calls it `bailing2`): the system turn is always present and ends with the
+# thinking switch; no separators between turns; the generation prompt has no trailing newline.
+CHAT_TEMPLATE = (
+    "{%- set system = messages[0].content if messages and messages[0].role == 'system' else none -%}"
+    "<role>SYSTEM</role>{%- if system is not none -%}{{ system ~ '\\n' }}{%- endif -%}detailed thinking off<|role_end|>"
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message.role == 'system' -%}"
+    "{%- elif message.role == 'system' -%}<role>SYSTEM</role>{{ message.content }}<|role_end|>"
+    "{%- elif message.role == 'user' -%}<role>HUMAN</role>{{ message.content }}<|role_end|>"
+    "{%- elif message.role == 'assistant' -%}<role>ASSISTANT</role>{{ message.content }}<|role_end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<role>ASSISTANT</role>{%- endif -%}"
+)
+
+
+def hf_config(raw: dict[str, Any]) -> ModelConfig:
+    """Ling-2.0 / AntAngelMed. Values the spec could not verify are read from the file, never assumed."""
+    if raw.get("score_function", "sigmoid") != "sigmoid":
+        raise EngineError(f"BailingMoeV2 with '{raw['score_function']}' routing is not supported.")
+    if raw.get("norm_head"):
+        raise EngineError("BailingMoeV2 checkpoints with a normalised lm_head (norm_head) are not supported.")
+    if raw.get("use_qk_norm") is False:
+        raise EngineError("BailingMoeV2 without QK-norm is not supported.")
+    return ModelConfig(
+        architecture="bailing_moe_v2",
+        **hf_common(raw),
+        attention_bias=bool(raw.get("use_qkv_bias", False)),
+        qk_norm=True,
+        partial_rotary_factor=raw.get("partial_rotary_factor", 1.0),
+        moe=MoEConfig(
+            num_experts=raw["num_experts"],
+            experts_per_token=raw["num_experts_per_tok"],
+            intermediate_size=raw["moe_intermediate_size"],
+            num_shared_experts=raw.get("num_shared_experts") or 0,
+            shared_intermediate_size=raw.get("moe_shared_expert_intermediate_size"),
+            n_group=raw.get("n_group") or 1,
+            topk_group=raw.get("topk_group") or 1,
+            routed_scaling_factor=raw.get("routed_scaling_factor", 1.0),
+            norm_topk_prob=bailing_norm_topk(raw.get("num_experts_per_tok", 1), raw.get("norm_topk_prob", True)),
+            first_k_dense_replace=raw.get("first_k_dense_replace", 0),
+        ),
+    )
+
+
+def bailing_norm_topk(experts_per_token: int, flag: bool) -> bool:
+    """HF's BailingMoeV2 normalises the chosen experts' weights whenever it chooses more than one, whatever its
+    `norm_topk_prob` flag (GGUF: `expert_weights_norm`) says."""
+    return experts_per_token > 1 or flag
 
 
 def gguf_config(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> ModelConfig:

@@ -13,12 +13,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from engine.config import ModelConfig, gguf_common, gguf_keys
+from engine.config import ModelConfig, gguf_common, gguf_keys, hf_common
 from engine.cpu_decoder import CompiledDecoder, LayerWeights, compiled_decoder
 from engine.kv_cache import KVCache
 from engine.layers import (
     GatedMLP, RMSNorm, Rotation, Step, attention, fused_linear, linear, output_weights, rotary_for, run_layers,
 )
+from engine.types import EngineError
 
 
 class Attention(nn.Module):
@@ -124,6 +125,24 @@ class LlamaForCausalLM(nn.Module):
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+
+
+# Dense decoders that share the Llama layout; each differs by the flags it sets.
+_HF_DENSE = {
+    "llama": {},
+    "mistral": {},
+    "qwen2": {"attention_bias": True},
+    "qwen3": {"qk_norm": True},
+}
+
+
+def hf_config(raw: dict[str, Any]) -> ModelConfig:
+    """The config of a Llama-family HF checkpoint (`config.json`)."""
+    model_type = raw.get("model_type", "")
+    if model_type not in _HF_DENSE:
+        raise EngineError(f"Model type '{model_type}' is not supported by the embedded engine.")
+    flags = {"attention_bias": bool(raw.get("attention_bias", False)), **_HF_DENSE[model_type]}
+    return ModelConfig(architecture="llama", **hf_common(raw), **flags)
 
 
 def gguf_config(meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
