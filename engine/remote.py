@@ -93,6 +93,8 @@ class RemoteEngine:
 
         card = self._model_card(model)
         self.model: str = card["id"]
+        # "No top-k" is -1 to vLLM and SGLang (which refuses 0), and 0 to llama.cpp's servers (which refuse -1).
+        self._no_top_k = -1 if card.get("owned_by") in ("vllm", "sglang") else 0
         self._context_window = context_window or self._reported_window(card)
         hello = _chat_request([ChatMessage(role="user", content="Hi")])
         self._counts_chats = self._probe_count("/tokenize", hello) is not None  # vLLM's /tokenize takes chats
@@ -101,7 +103,7 @@ class RemoteEngine:
         needs_local = self._count_text is None or not self._counts_chats
         self._tokenizer = self._local_tokenizer(tokenizer) if needs_local else None
         self.info = EngineInfo(
-            model_name=self.model, architecture="remote", precision="server", device=parts.netloc,
+            model_name=short_name(self.model), architecture="remote", precision="server", device=parts.netloc,
             context_window=self._context_window,
         )
 
@@ -160,7 +162,10 @@ class RemoteEngine:
         yield self._stats(started, first_at, "".join(pieces), prompt_tokens, params.max_new_tokens, finish, usage)
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict:
-        """The chat completion request: OpenAI's fields, and vLLM's and SGLang's own for what OpenAI lacks."""
+        """The chat completion request: OpenAI's fields, and vLLM's, SGLang's and llama.cpp's own for what OpenAI
+        lacks. Every sampling setting is sent, in each name a server may read it by, so that no server's own
+        default (llama.cpp's repeat_penalty 1.1 and top_k 40, Ollama's) changes what one model answers: greedy
+        decoding gives the same text embedded and remote. Servers ignore the names they do not know."""
         request: dict = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
@@ -169,12 +174,13 @@ class RemoteEngine:
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            "top_k": params.top_k or self._no_top_k,
+            "min_p": 0.0,
+            "repetition_penalty": params.repetition_penalty,  # vLLM, SGLang
+            "repeat_penalty": params.repetition_penalty,  # llama.cpp, Ollama
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
         }
-        # Sent only when they change something, so a server that does not know them still answers plain requests.
-        if params.top_k:
-            request["top_k"] = params.top_k
-        if params.repetition_penalty != 1.0:
-            request["repetition_penalty"] = params.repetition_penalty
         if params.seed is not None:
             request["seed"] = params.seed
         if params.stop:
@@ -379,6 +385,14 @@ def _reason(err: Exception) -> str:
             return cause.strerror
         cause = cause.__cause__ or cause.__context__
     return str(err) or type(err).__name__
+
+
+def short_name(model: str) -> str:
+    """The name a clinician and the stored messages see: a Hugging Face id as it is ("MedAIBase/AntAngelMed-FP8"),
+    a file path without its directory and `.gguf` (llama.cpp's servers name a model by the path they loaded)."""
+    if model.startswith(("/", ".", "~")) or model.endswith(".gguf") or model.count("/") > 1:
+        return model.rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf")
+    return model
 
 
 def _message_of(body: bytes) -> str:

@@ -32,6 +32,7 @@ from engine import (
     TextDelta,
     default_model_path,
 )
+from engine.remote import short_name
 from storage import list_messages, open_database
 from conftest import CLINICIAN
 
@@ -77,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json({"default_generation_settings": {"n_ctx": self.server.max_model_len}})
         if self.path != "/v1/models":
             return self.send_error(404)
-        card = {"id": MODEL, "object": "model"}
+        card = {"id": MODEL, "object": "model", "owned_by": "vllm"}
         if not self.server.props:
             card["max_model_len"] = self.server.max_model_len
         self.send_json({"object": "list", "data": [card]})
@@ -156,7 +157,7 @@ def generation_params(body: dict) -> GenerationParams:
         max_new_tokens=body["max_tokens"],
         temperature=body.get("temperature", 1.0),
         top_p=body.get("top_p", 1.0),
-        top_k=body.get("top_k", 0),
+        top_k=max(body.get("top_k", 0), 0),  # vLLM reads -1 and 0 alike: no top-k
         repetition_penalty=body.get("repetition_penalty", 1.0),
         seed=body.get("seed"),
         stop=body.get("stop", []),
@@ -208,12 +209,18 @@ def test_the_server_answers_as_the_engine_it_serves_with_its_token_counts(
     [request] = server.requests
     assert request["model"] == MODEL and request["max_tokens"] == 24 and request["temperature"] == 0.0
     assert request["stream"] and request["stream_options"] == {"include_usage": True}
+    # Every sampling setting pinned, in each server's name for it, so no server default changes the answer.
+    assert (request["top_k"], request["min_p"], request["repetition_penalty"], request["repeat_penalty"]) == (-1, 0, 1, 1)
+    assert request["frequency_penalty"] == request["presence_penalty"] == 0
 
 
 def test_it_describes_the_served_model(local_engine: LocalEngine, server: ModelServer) -> None:
     engine = RemoteEngine(server.url)
 
     assert engine.info.model_name == MODEL
+    assert [short_name(name) for name in ("/srv/models/SmolLM2-135M-Instruct.Q4_1.gguf", "MedAIBase/AntAngelMed")] == [
+        "SmolLM2-135M-Instruct.Q4_1", "MedAIBase/AntAngelMed"
+    ]
     assert engine.info.device == server.url.removeprefix("http://").removesuffix("/v1")
     assert engine.context_window == engine.info.context_window == local_engine.context_window
     assert RemoteEngine(server.url, context_window=4096).context_window == 4096
