@@ -8,6 +8,7 @@ reports, and in which words.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -190,11 +191,31 @@ class RemoteEngine:
         if params.ignore_eos:
             request["ignore_eos"] = True
         if params.json_schema is not None:
-            request["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
-            }
+            if self._schema_format is None:
+                raise self._error(
+                    "cannot hold an answer to a JSON schema (it takes neither OpenAI's json_schema nor a json_object "
+                    "with a schema), which the structured summary needs: serve the model with vLLM, SGLang or "
+                    "llama.cpp's server."
+                )
+            request["response_format"] = _response_format(self._schema_format, params.json_schema)
         return request
+
+    @functools.cached_property
+    def _schema_format(self) -> str | None:
+        """How this server takes a JSON schema that constrains an answer, found once by a one-token request in each
+        form: OpenAI's `json_schema` (vLLM, SGLang, llama-server), or a `json_object` with a `schema`
+        (llama-cpp-python's server, which refuses the first); None for a server that takes neither."""
+        for kind in ("json_schema", "json_object"):
+            probe = {
+                "model": self.model, "messages": [{"role": "user", "content": "{}"}], "max_tokens": 1,
+                "response_format": _response_format(kind, {"type": "object"}),
+            }
+            try:
+                self._json("POST", f"{self._api}/chat/completions", probe)
+                return kind
+            except ServerError:
+                continue
+        return None
 
     def _stats(
         self, started: float, first_at: float | None, text: str, prompt_tokens: int, max_new_tokens: int,
@@ -370,6 +391,12 @@ class RemoteEngine:
 
     def _error(self, what: str) -> EngineError:
         return EngineError(f"The model server at {self.url} {what}")
+
+
+def _response_format(kind: str, schema: dict) -> dict:
+    if kind == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
 
 def _chat_request(messages: Sequence[ChatMessage]) -> dict:
