@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -69,6 +69,10 @@ UNSUPPORTED_ANSWER = (
     "Nothing this answer states could be found in the record: rely on the lines quoted from the record above, and "
     "check the record itself."
 )
+# What was asked of a turn, and the audit event of each that ends without an answer (its other outcomes are named
+# "{asked}_stopped" and "{asked}_interrupted").
+Asked = Literal["question", "summary"]
+_FAILED: dict[str, str] = {"question": "question_unanswered", "summary": "summary_failed"}
 # Said when a session holds no document, so that nothing is answered from nothing.
 NO_RECORD = "This session holds no document, so there is nothing to answer from: upload the patient's record."
 # The evidence lines given to the model beside the question are kept out of the record's budget.
@@ -406,7 +410,7 @@ class Assistant:
         yield outcome
 
     @contextmanager
-    def _turn(self, user: User, session_id: int, question_id: int, asked: str) -> Iterator[None]:
+    def _turn(self, user: User, session_id: int, question_id: int, asked: Asked) -> Iterator[None]:
         """Ends a turn the code inside leaves open: "stopped" when the clinician closed the stream, "failed" when an
         error escaped; each with its outcome in the audit log after the `asked` event."""
         try:
@@ -417,14 +421,13 @@ class Assistant:
             raise
         except Exception:
             turns.end_unanswered(self.db, user.name, session_id, question_id, "failed", reason="an error in Clinidoc")
-            self._audit(user, f"{asked}_unanswered" if asked == "question" else "summary_failed", session_id,
-                        detail="error")
+            self._audit(user, _FAILED[asked], session_id, detail="error")
             raise
 
-    def _unanswered(self, user: User, session_id: int, question_id: int, text: str, detail: str) -> Notice:
-        """Ends the question's turn "failed" with what the clinician is told, and notes it in the audit log."""
+    def _failed(self, user: User, session_id: int, question_id: int, asked: Asked, text: str, detail: str) -> Notice:
+        """Ends the turn "failed" with what the clinician is told, and notes its outcome in the audit log."""
         turns.end_unanswered(self.db, user.name, session_id, question_id, "failed", reason=text)
-        self._audit(user, "question_unanswered", session_id, detail=detail)
+        self._audit(user, _FAILED[asked], session_id, detail=detail)
         return Notice(text=text)
 
     def _answer(
@@ -432,9 +435,9 @@ class Assistant:
     ) -> Iterator[AskEvent] | Answer | Notice:
         """The work of `ask` once the question is stored; returns the event that ends it, its turn ended."""
         if not session.documents:  # left by an upload that an earlier version did not store whole
-            return self._unanswered(user, session_id, question_id, NO_RECORD, "no record")
+            return self._failed(user, session_id, question_id, "question", NO_RECORD, "no record")
         if (boundary := scope_boundary(question)) is not None:
-            return self._unanswered(user, session_id, question_id, boundary, "outside the record's scope")
+            return self._failed(user, session_id, question_id, "question", boundary, "outside the record's scope")
         # Over the budget, the record is cut to the passages that rank best against the question.
         assembled = self._assemble(session.documents, query=question)
         # Retrieval always fits the budget, but a budget smaller than every passage leaves the model nothing to read.
@@ -443,7 +446,7 @@ class Assistant:
                 f"This record has {assembled.record_tokens:,} tokens; the model can read only "
                 f"{assembled.budget:,} at once, too few for even one passage of it."
             )
-            return self._unanswered(user, session_id, question_id, text, "record too long")
+            return self._failed(user, session_id, question_id, "question", text, "record too long")
 
         search = find_evidence(question, session.evidence)
         numbers = CitationNumbers()
@@ -467,9 +470,9 @@ class Assistant:
             generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
         except PromptTooLong as err:
             text = f"{err} Ask a shorter question, or start a new session."
-            return self._unanswered(user, session_id, question_id, text, "prompt too long")
+            return self._failed(user, session_id, question_id, "question", text, "prompt too long")
         except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
-            return self._unanswered(user, session_id, question_id, str(err), "engine error")
+            return self._failed(user, session_id, question_id, "question", str(err), "engine error")
         checked = check_text(generated.text, session.record, numbers)
         notes += _ending_notes(generated.ending, budget)
         if wholly_unsupported(checked):
@@ -515,9 +518,7 @@ class Assistant:
         """The work of `summarize` once the request is stored; returns the event that ends it, its turn ended."""
 
         def failed(text: str, detail: str) -> Notice:
-            turns.end_unanswered(self.db, user.name, session_id, request_id, "failed", reason=text)
-            self._audit(user, "summary_failed", session_id, detail=detail)
-            return Notice(text=text)
+            return self._failed(user, session_id, request_id, "summary", text, detail)
 
         if not session.documents:
             return failed(NO_RECORD, "no record")
