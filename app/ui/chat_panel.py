@@ -84,7 +84,7 @@ class ChatPanel:
             concurrency_limit=concurrency,
             show_progress="minimal",
         )
-        # Stopping closes the stream, and an answer abandoned mid-stream is not stored.
+        # Stopping closes the stream: the question's turn ends "stopped", its unchecked words not stored.
         self.question.stop(None, cancels=[asking])
         summarizing = self.summarize_button.click(
             self.summarize,

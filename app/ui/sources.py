@@ -33,12 +33,15 @@ SOURCES_SCRIPT = """
     const list = source.closest("details.sources");
     if (list) list.open = true;
     const details = source.querySelector(":scope > details");
+    if (details) details.open = true;
+    // The source first, then its highlighted words, last: a source taller than the window would otherwise be
+    // scrolled to its edge, past the words.
+    source.scrollIntoView({block: "nearest"});
     if (details) {
-      details.open = true;
       showMark(details);
       requestAnimationFrame(() => showMark(details));  // again once the opened page text is laid out
+      setTimeout(() => showMark(details), 300);  // and after the chat's own scrolling, which may follow an update
     }
-    source.scrollIntoView({block: "nearest"});
     const summary = details ? details.querySelector(":scope > summary") : null;
     (summary || source).focus({preventScroll: true});
   }, true);
