@@ -73,6 +73,7 @@ def test_ask_runs_a_bailing_moe_checkpoint_in_fp8_with_yarn(corpus: Path, tmp_pa
     assert disclaimer() in result.stdout
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_check_labels_each_line_of_a_text_against_the_record(corpus: Path, tmp_path: Path) -> None:
     claims = tmp_path / "draft.txt"
     claims.write_text(

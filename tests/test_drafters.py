@@ -84,6 +84,7 @@ def self_drafting():
     return LocalEngine(drafter="model", draft_model=default_model_path())
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_a_draft_model_leaves_greedy_output_unchanged(local_engine, self_drafting):
     params = GenerationParams(max_new_tokens=40)
     for question in QUESTIONS:

@@ -83,6 +83,7 @@ def test_an_encrypted_pdf_is_read_only_with_its_password(corpus: Path, tmp_path:
     assert "[Document: locked.pdf | page 2]" in opened.stdout
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
     # Longer than a pipe's buffer, so the writer is still writing when the reader has gone.
     note = tmp_path / "long.txt"

@@ -239,6 +239,7 @@ def test_serving_beyond_this_machine_needs_tls(tmp_path: Path) -> None:
                                     tls_key=tmp_path / "k.pem")) is True
 
 
+@pytest.mark.slow  # left out of the default suite for time; run with -m slow
 def test_the_server_speaks_tls_with_the_certificate_it_is_given(served: Served, tmp_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
