@@ -516,21 +516,17 @@ class Assistant:
         self, user: User, session_id: int, session: _SessionRecord, request_id: int
     ) -> Iterator[SummaryEvent] | Summary | Notice:
         """The work of `summarize` once the request is stored; returns the event that ends it, its turn ended."""
-
-        def failed(text: str, detail: str) -> Notice:
-            return self._failed(user, session_id, request_id, "summary", text, detail)
-
         if not session.documents:
-            return failed(NO_RECORD, "no record")
+            return self._failed(user, session_id, request_id, "summary", NO_RECORD, "no record")
         assembled, prompt = self._summary_prompt(session.documents)
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
-            return failed(f"The model can read only {assembled.budget:,} tokens at once, too few for this record.",
-                          "record too long")
+            text = f"The model can read only {assembled.budget:,} tokens at once, too few for this record."
+            return self._failed(user, session_id, request_id, "summary", text, "record too long")
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
         try:
             generated = yield from self._generate(prompt, params, stream=False)
         except EngineError as err:
-            return failed(str(err), "engine error")
+            return self._failed(user, session_id, request_id, "summary", str(err), "engine error")
         notes = []
         if assembled.retrieval is not None:
             notes.append(

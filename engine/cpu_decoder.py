@@ -115,8 +115,7 @@ def _routed_experts(kernels, block: MoEBlock):
     experts, cfg = block.experts, block.gate.cfg
 
     def per_expert(name: str) -> list:
-        q, scale = getattr(experts, name), getattr(experts, name + "_scale")
-        low = getattr(experts, name + "_low", None)
+        q, scale, low = experts.integer_parts(name)
         return [
             kernels.IntWeight(weight=q[e], scale=scale[e], low=None if low is None else low[e], bias=None)
             for e in range(experts.num_experts)

@@ -123,8 +123,12 @@ class StackedExperts(nn.Module):
         return torch.cat(outputs)
 
     def _kernel_matmul(self, kernels, x: torch.Tensor, name: str, expert: int) -> torch.Tensor:
-        low = getattr(self, name + "_low")[expert] if self.integer == "int4" else None
-        return kernel_matmul(kernels, x, getattr(self, name)[expert], getattr(self, name + "_scale")[expert], low)
+        q, scale, low = self.integer_parts(name)
+        return kernel_matmul(kernels, x, q[expert], scale[expert], None if low is None else low[expert])
+
+    def integer_parts(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """An integer weight's stacked values, scales and (int4) lows, each indexed by expert first."""
+        return getattr(self, name), getattr(self, name + "_scale"), getattr(self, name + "_low", None)
 
     def _weights(self, counts: torch.Tensor, dtype: torch.dtype, tokens: int):
         """(gate, up, down, tokens per expert) for the grouped matmuls, in the dtype they should run in.
@@ -149,9 +153,8 @@ class StackedExperts(nn.Module):
         if self.fp8:
             pairs = zip(getattr(self, name)[active], getattr(self, name + "_scale_inv")[active])
             return torch.stack([dequantize_block_fp8(w, s, dtype) for w, s in pairs])
-        low = getattr(self, name + "_low")[active] if self.integer == "int4" else None
-        q, scale = getattr(self, name)[active], getattr(self, name + "_scale")[active]
-        return dequantized(q, scale, low, dtype, f"experts.{name}")
+        q, scale, low = self.integer_parts(name)
+        return dequantized(q[active], scale[active], None if low is None else low[active], dtype, f"experts.{name}")
 
 
 def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
