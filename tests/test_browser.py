@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from pypdf import PdfWriter
 
 from bench.accessibility import serious_violations, tab_walk, text_contrast
@@ -118,6 +118,13 @@ def open_page(browser: Browser, server: Server, requests: list[str], user: str =
     return page
 
 
+def answered(message: Locator) -> None:
+    """Wait until the answer in `message` is finished: while the model writes, the disclaimer is already shown under
+    words that are still replaced, so only the end of streaming says the answer is there to use."""
+    expect(message.locator(".disclaimer")).to_be_visible(timeout=180_000)
+    expect(message.locator(".answer.streaming")).to_have_count(0, timeout=180_000)
+
+
 def upload(page: Page, path: Path) -> None:
     """Upload one file and wait until the documents panel lists it."""
     page.locator("input[type=file]").set_input_files(path)
@@ -139,7 +146,8 @@ def test_a_clinician_uploads_a_record_asks_and_reopens_the_session(
     question.press("Enter")
     chat = page.locator("#chat")
     expect(chat.get_by_text(QUESTION)).to_be_visible()
-    expect(chat.locator(".disclaimer")).to_have_text(disclaimer(), timeout=180_000)
+    answered(chat.locator(".message").last)
+    expect(chat.locator(".disclaimer")).to_have_text(disclaimer())
     expect(page.locator("#status-last-answer")).to_contain_text("tokens/s")
 
     # Reopened in a fresh tab, the session shows its conversation and takes the next question.
@@ -318,7 +326,7 @@ def test_a_citation_marker_and_an_evidence_line_open_their_source_at_the_highlig
     question.fill("What was the hemoglobin?")
     question.press("Enter")
     answer = page.locator("#chat .message").last
-    expect(answer.locator(".disclaimer")).to_be_visible(timeout=180_000)
+    answered(answer)
     line = answer.locator(".evidence details").first
     line.locator("summary").focus()
     page.keyboard.press("Enter")
@@ -395,7 +403,8 @@ def test_the_page_meets_wcag_aa_and_axe_finds_nothing_serious_wide_and_narrow(
     question = page.get_by_placeholder("Ask a question about this record")
     question.fill(QUESTION)
     question.press("Enter")
-    expect(page.locator("#chat .disclaimer")).to_have_text(disclaimer(), timeout=180_000)
+    answered(page.locator("#chat .message").last)
+    expect(page.locator("#chat .disclaimer")).to_have_text(disclaimer())
 
     # Everything the keyboard reaches shows its focus; the upload and the question come before the sessions.
     reached = tab_walk(page, 60)
