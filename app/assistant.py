@@ -22,12 +22,14 @@ from app.citations import CitationNumbers, Located
 from app.claims import CheckedText, Record, check_text
 from app.evidence import Evidence, EvidenceIndex, EvidenceSearch, QuestionType, find_evidence
 from app.export import ExportFormat, session_markdown, session_pdf
+from app.failures import told
 from app.loop_guard import LoopGuard
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
 from app.summary import SUMMARY_QUERY, SummaryDraft, build_summary, draft_schema, parse_draft
 from app.trends import Trends, trends
 from app.turns import AnswerTurn, Ending, SummaryTurn, Turn
+from app.waiting import Waiting, with_waiting
 from app import turns
 from documents import (
     AssembledRecord,
@@ -108,13 +110,11 @@ class Upload(BaseModel):
     cancelled: bool = False
 
 
-def not_stored(upload: Upload, error: Exception) -> Upload:
-    """The upload as the clinician should see it when storing it failed: every document it read listed as not
-    kept, with why and what to do."""
-    failures = [
-        FileFailure(name=document.name, reason=f"not stored: {error} Nothing of this upload was kept; upload it again.")
-        for document in upload.documents
-    ]
+def not_stored(upload: Upload, error: EngineError) -> Upload:
+    """The upload as the clinician should see it when the model could not count it: every document it read listed
+    as not kept, with why and what to do."""
+    reason = told(error, "upload")
+    failures = [FileFailure(name=document.name, reason=reason) for document in upload.documents]
     return Upload(documents=[], failures=upload.failures + failures)
 
 
@@ -178,8 +178,8 @@ class Notice(BaseModel):
     text: str
 
 
-AskEvent = EvidenceFound | AnswerDelta | Answer | Notice
-SummaryEvent = SummaryProgress | Summary | Notice
+AskEvent = EvidenceFound | AnswerDelta | Waiting | Answer | Notice
+SummaryEvent = SummaryProgress | Waiting | Summary | Notice
 
 
 class _Generated(BaseModel):
@@ -282,6 +282,7 @@ class Assistant:
             engine.context_window - self.max_new_tokens - EVIDENCE_TOKENS - self._prompt_tokens(bare)
         )
         self.summary_tokens = settings.summary_tokens
+        self.waiting_notice_s = settings.waiting_notice_s
         bare = render(SUMMARY_TEMPLATE, record="")
         self.summary_budget = engine.context_window - self.summary_tokens - self._prompt_tokens(bare)
         self._records: OrderedDict[tuple[int, tuple[int, ...]], _SessionRecord] = OrderedDict()
@@ -398,15 +399,19 @@ class Assistant:
         """Store the question, find the record's lines for it, stream the model's answer, check each of its
         sentences against the record, then store the answer in the transaction that ends the question's turn.
 
-        Yields EvidenceFound, AnswerDelta pieces and then one Answer; or a Notice when the question cannot be put to
-        the model (the turn ends "failed", with the notice as its reason). An answer abandoned mid-stream ends its
-        turn "stopped", without the unchecked words; one cut off by a crash is found "answering" at the next start.
+        Yields EvidenceFound, AnswerDelta pieces (and Waiting while the model is silent) and then one Answer; or a
+        Notice when the question cannot be put to the model (the turn ends "failed", with the notice as its reason).
+        An answer abandoned mid-stream ends its turn "stopped", without the unchecked words; one cut off by a crash
+        is found "answering" at the next start.
         """
         session = self._session_record(user, session_id)  # first: another user's session is refused unaudited as asked
         self._audit(user, "question", session_id)
         question_id = turns.begin(self.db, user.name, session_id, question)
         with self._turn(user, session_id, question_id, "question"):
-            outcome = yield from self._answer(user, session_id, session, question, question_id)
+            try:
+                outcome = yield from self._answer(user, session_id, session, question, question_id)
+            except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
+                outcome = self._model_failed(user, session_id, question_id, "question", err)
         yield outcome
 
     @contextmanager
@@ -429,6 +434,11 @@ class Assistant:
         turns.end_unanswered(self.db, user.name, session_id, question_id, "failed", reason=text)
         self._audit(user, _FAILED[asked], session_id, detail=detail)
         return Notice(text=text)
+
+    def _model_failed(self, user: User, session_id: int, question_id: int, asked: Asked, error: EngineError) -> Notice:
+        """Ends the turn "failed" when the model could not do its part, telling the clinician what to do next."""
+        detail = "prompt too long" if isinstance(error, PromptTooLong) else "engine error"
+        return self._failed(user, session_id, question_id, asked, told(error, asked), detail)
 
     def _answer(
         self, user: User, session_id: int, session: _SessionRecord, question: str, question_id: int
@@ -466,13 +476,7 @@ class Assistant:
                 "and were left out of what the model read."
             )
         budget = min(self.max_new_tokens, ANSWER_TOKENS[search.question_type])
-        try:
-            generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
-        except PromptTooLong as err:
-            text = f"{err} Ask a shorter question, or start a new session."
-            return self._failed(user, session_id, question_id, "question", text, "prompt too long")
-        except EngineError as err:  # a remote server gone, a device out of memory: said, and the session goes on
-            return self._failed(user, session_id, question_id, "question", str(err), "engine error")
+        generated = yield from self._generate(prompt, GenerationParams(max_new_tokens=budget), stream=True)
         checked = check_text(generated.text, session.record, numbers)
         notes += _ending_notes(generated.ending, budget)
         if wholly_unsupported(checked):
@@ -502,14 +506,17 @@ class Assistant:
         """Draft, check and store the structured summary of the session's record, its request stored first and its
         turn ended as `ask`'s is.
 
-        Yields SummaryProgress while the model drafts, then one Summary; a Notice when the record cannot be put to
-        the model at all.
+        Yields SummaryProgress while the model drafts (Waiting while it is silent), then one Summary; a Notice when
+        the record cannot be put to the model at all.
         """
         session = self._session_record(user, session_id)
         self._audit(user, "summary", session_id)
         request_id = turns.begin(self.db, user.name, session_id, None)
         with self._turn(user, session_id, request_id, "summary"):
-            outcome = yield from self._summary(user, session_id, session, request_id)
+            try:
+                outcome = yield from self._summary(user, session_id, session, request_id)
+            except EngineError as err:
+                outcome = self._model_failed(user, session_id, request_id, "summary", err)
         yield outcome
 
     def _summary(
@@ -523,10 +530,7 @@ class Assistant:
             text = f"The model can read only {assembled.budget:,} tokens at once, too few for this record."
             return self._failed(user, session_id, request_id, "summary", text, "record too long")
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
-        try:
-            generated = yield from self._generate(prompt, params, stream=False)
-        except EngineError as err:
-            return self._failed(user, session_id, request_id, "summary", str(err), "engine error")
+        generated = yield from self._generate(prompt, params, stream=False)
         notes = []
         if assembled.retrieval is not None:
             notes.append(
@@ -552,16 +556,21 @@ class Assistant:
 
     def _generate(
         self, prompt: RenderedPrompt, params: GenerationParams, stream: bool
-    ) -> Iterator[AnswerDelta | SummaryProgress] | _Generated:
-        """The one way the model is asked: its words streamed as AnswerDelta (or counted as SummaryProgress), until
-        it ends, reaches its limit or starts repeating itself; returns what it wrote and how it ended."""
+    ) -> Iterator[AnswerDelta | SummaryProgress | Waiting] | _Generated:
+        """The one way the model is asked: its words streamed as AnswerDelta (or counted as SummaryProgress), with a
+        Waiting while nothing comes, until it ends, reaches its limit or starts repeating itself; returns what it
+        wrote and how it ended."""
         guard = LoopGuard() if stream else None
         pieces: list[str] = []
         times: list[float] = [time.perf_counter()]
         stats: Stats | None = None
-        events = self.engine.generate(_chat(prompt), params)
+        remote = self.engine.info.architecture == "remote"
+        events = with_waiting(self.engine.generate(_chat(prompt), params), self.waiting_notice_s, remote)
         try:
             for event in events:
+                if isinstance(event, Waiting):
+                    yield event
+                    continue
                 if not isinstance(event, TextDelta):
                     stats = event
                     continue
@@ -573,9 +582,7 @@ class Assistant:
                 times.append(time.perf_counter())
                 yield AnswerDelta(text=event.text) if stream else SummaryProgress(tokens=len(pieces))
         finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+            events.close()
         assert stats is not None, "the engine ends every generation with its Stats"
         ending: Ending = "limit" if stats.finish_reason == "length" else "finished"
         return _Generated(text="".join(pieces).strip(), stats=stats, ending=ending)

@@ -153,6 +153,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    # The server's log is the operator's: what failed and why, in detail a clinician's screen leaves out.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Gradio fixes some of its folders when it is imported; patient files belong under the data dir.
     os.environ["GRADIO_TEMP_DIR"] = str(settings.uploads_dir)
     from app.ui import serve

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     remote_tokenizer: str | None = None
     # A long record's prefill on a busy server can take minutes; this bounds each wait, not the whole answer.
     remote_timeout_s: float = Field(300, gt=0)
+    # While nothing comes from the model for this long, the chat says how long it has been waiting, and says it
+    # again each time this passes.
+    waiting_notice_s: float = Field(5, gt=0)
     host: str = "127.0.0.1"  # loopback unless an operator deliberately exposes it behind TLS
     port: int = 7860
     max_new_tokens: int = Field(384, ge=1)

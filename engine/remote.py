@@ -28,6 +28,9 @@ from engine.types import (
     EngineInfo,
     Event,
     GenerationParams,
+    ModelBrokeOff,
+    ModelTimedOut,
+    ModelUnreachable,
     Prompt,
     PromptTooLong,
     Stats,
@@ -39,8 +42,6 @@ from engine.types import (
 # question. vLLM and llama-cpp-python also state the window itself.
 _CONTEXT_EXCEEDED = re.compile(r"context length|context window", re.IGNORECASE)
 _STATED_WINDOW = re.compile(r"maximum context length is (\d+)")
-# What a clinician can do about an answer the server broke off (it stopped, restarted, or gave up on the request).
-_ASK_AGAIN = "Ask again; if it happens again, the server's log says why."
 # The statuses of an endpoint a server does not have (404, 405), or has but not for this request (400, 422).
 _NOT_SERVED = (400, 404, 405, 422)
 
@@ -159,7 +160,7 @@ class RemoteEngine:
                 raise ServerPromptTooLong(str(err), prompt_tokens, params.max_new_tokens, window) from None
             raise
         if finish == "abort":
-            raise self._error("abandoned the answer (it may be shutting down).")
+            raise self._error("abandoned the answer (it may be shutting down).", ModelBrokeOff)
         yield self._stats(started, first_at, "".join(pieces), prompt_tokens, params.max_new_tokens, finish, usage)
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict:
@@ -251,20 +252,20 @@ class RemoteEngine:
                     raise ValueError(f"a chunk is not a JSON object: {event.data[:200]}")
                 # vLLM and SGLang report a failure after the stream has started as one more chunk.
                 if "error" in chunk or chunk.get("object") == "error":
-                    raise self._error(f"failed mid-answer: {_message(chunk)}")
+                    raise self._error(f"failed mid-answer: {_message(chunk)}", ModelBrokeOff)
                 began = True
                 yield chunk
         except httpx.TimeoutException:
-            raise self._error(f"stopped answering: nothing came for {self.timeout_s:g} s.") from None
+            raise self._error(f"stopped answering: nothing came for {self.timeout_s:g} s.", ModelTimedOut) from None
         except (httpx.TransportError, SSEError, ValueError) as err:
-            raise self._error(f"broke off the answer: {_reason(err)}. {_ASK_AGAIN}") from None
+            raise self._error(f"broke off the answer: {_reason(err)}.", ModelBrokeOff) from None
         if not began:
             # llama-cpp-python refuses a prompt longer than its window this way, once the stream has begun.
             raise self._error(
                 "closed the answer before it began, without a reason (its log has one). A prompt longer than the "
                 "server's context window does this on llama-cpp-python: check CLINIDOC_CONTEXT against its --n_ctx."
             )
-        raise self._error(f"broke off the answer: the stream ended before [DONE]. {_ASK_AGAIN}")
+        raise self._error(f"broke off the answer: the stream ended before [DONE].", ModelBrokeOff)
 
     def _model_card(self, model: str | None) -> dict:
         """The served model's entry in /v1/models: its id and, on vLLM and SGLang, its max_model_len."""
@@ -373,10 +374,11 @@ class RemoteEngine:
         try:
             yield
         except httpx.TimeoutException:
-            raise self._error(f"gave no answer within {self.timeout_s:g} s.") from None
+            raise self._error(f"gave no answer within {self.timeout_s:g} s.", ModelTimedOut) from None
         except httpx.TransportError as err:
             raise self._error(
-                f"could not be reached: {_reason(err)}. Check that it is running and that its address is right."
+                f"could not be reached: {_reason(err)}. Check that it is running and that its address is right.",
+                ModelUnreachable,
             ) from None
 
     def _check(self, response: httpx.Response) -> None:
@@ -389,8 +391,8 @@ class RemoteEngine:
             response.status_code, message,
         )
 
-    def _error(self, what: str) -> EngineError:
-        return EngineError(f"The model server at {self.url} {what}")
+    def _error(self, what: str, kind: type[EngineError] = EngineError) -> EngineError:
+        return kind(f"The model server at {self.url} {what}")
 
 
 def _response_format(kind: str, schema: dict) -> dict:

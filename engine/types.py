@@ -8,7 +8,20 @@ from pydantic import BaseModel, Field
 
 
 class EngineError(Exception):
-    """A failure a clinician can read: the message says what went wrong and what to do."""
+    """A failure of the model, in words for the operator who runs it: what went wrong and where to look. The app
+    tells a clinician what it means for them by the error's kind."""
+
+
+class ModelUnreachable(EngineError):
+    """The model server could not be reached: it is down, or its address is wrong."""
+
+
+class ModelTimedOut(EngineError):
+    """Nothing came from the model server within its time limit: it is overloaded or hung."""
+
+
+class ModelBrokeOff(EngineError):
+    """The model server stopped in the middle of an answer: it failed, restarted or gave up on the request."""
 
 
 class PromptTooLong(EngineError):

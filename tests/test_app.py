@@ -28,6 +28,7 @@ from app.safety import DECISION_BOUNDARY
 from app import turns
 from app.render import turn_html
 from app.settings import Settings
+from app.waiting import Waiting
 from documents import Document
 from conftest import RecordingEngine
 from engine import EngineError, LocalEngine
@@ -79,6 +80,7 @@ def test_a_question_streams_an_answer_and_stores_it_with_the_question(
     # The record's own lines come first, before the model writes.
     assert isinstance(evidence, EvidenceFound)
     assert "Ortho Tri-Cyclen" in evidence.turn.checked.citations[0].quote
+    deltas = [delta for delta in deltas if not isinstance(delta, Waiting)]  # a slow machine's reading is said
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
     assert isinstance(answer, Answer) and answer.turn.text
     assert answer.turn.text == "".join(delta.text for delta in deltas).strip()

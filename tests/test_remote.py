@@ -19,6 +19,7 @@ import pytest
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.cli import main
 from app.settings import Settings
+from app.waiting import Waiting
 from bench.remote import LlamaServer
 from engine import (
     ChatMessage,
@@ -55,9 +56,10 @@ class ModelServer(ThreadingHTTPServer):
 
     def __init__(
         self, engine: LocalEngine, max_model_len: int | None = None, tokenize: bool = True, props: bool = False,
-        fault: Fault | None = None,
+        fault: Fault | None = None, hold: threading.Event | None = None,
     ):
         super().__init__(("127.0.0.1", 0), Handler)
+        self.hold = hold  # a slow server: the answer's first chunk waits until this is set
         self.engine = engine
         self.max_model_len = max_model_len or engine.context_window
         self.tokenize = tokenize
@@ -119,6 +121,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()  # no length: the stream ends when the connection closes, as HTTP/1.0 allows
         if self.server.fault == "silent":
             return
+        if self.server.hold is not None:
+            self.server.hold.wait()
         for event in self.server.engine.generate(messages, generation_params(body)):
             if isinstance(event, TextDelta):
                 self.send_event({"choices": [{"index": 0, "delta": {"content": event.text}, "finish_reason": None}]})
@@ -365,6 +369,7 @@ def test_the_assistant_answers_through_the_server_and_stores_the_answer(
     evidence, *deltas, answer = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
     assert isinstance(evidence, EvidenceFound) and evidence.turn.evidence is not None
+    deltas = [delta for delta in deltas if not isinstance(delta, Waiting)]  # a slow machine's reading is said
     assert deltas and all(isinstance(delta, AnswerDelta) for delta in deltas)
     assert isinstance(answer, Answer) and answer.turn.model == MODEL
     question, stored = list_messages(assistant.db, CLINICIAN.name, view.session.id)
@@ -376,16 +381,44 @@ def test_a_server_that_breaks_off_mid_answer_gives_the_clinician_a_notice_and_st
     serve: Callable[..., ModelServer], corpus: Path, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path, max_new_tokens=24)
-    assistant = Assistant(RemoteEngine(serve(fault="cut").url), open_database(tmp_path / "db.sqlite3"), settings)
+    server_url = serve(fault="cut").url
+    assistant = Assistant(RemoteEngine(server_url), open_database(tmp_path / "db.sqlite3"), settings)
     path = corpus / "mtsamples_allergic_rhinitis.txt"
     view = assistant.start_session(CLINICIAN, read_upload([(path, path.name)], 1 << 26))
     assert view is not None
 
     *_, last = assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?")
 
-    assert isinstance(last, Notice) and "broke off the answer" in last.text
+    assert isinstance(last, Notice) and "The model server stopped in the middle of its work" in last.text
+    assert server_url not in last.text  # the operator's detail is in the log
     [question] = list_messages(assistant.db, CLINICIAN.name, view.session.id)
     assert (question.role, question.state, question.grounding) == ("user", "failed", {"reason": last.text})
+
+
+def test_a_slow_server_is_waited_for_out_loud_and_one_gone_is_said_plainly(
+    serve: Callable[..., ModelServer], corpus: Path, tmp_path: Path
+) -> None:
+    hold = threading.Event()
+    server = serve(hold=hold)
+    settings = Settings(data_dir=tmp_path, max_new_tokens=16, waiting_notice_s=0.05)
+    assistant = Assistant(RemoteEngine(server.url), open_database(tmp_path / "db.sqlite3"), settings)
+    path = corpus / "mtsamples_allergic_rhinitis.txt"
+    view = assistant.start_session(CLINICIAN, read_upload([(path, path.name)], 1 << 26))
+    assert view is not None
+
+    events = []
+    for event in assistant.ask(CLINICIAN, view.session.id, "What medications is she taking?"):
+        events.append(event)
+        if isinstance(event, Waiting):
+            hold.set()  # the server answers only once the clinician has been told it is waited for
+    kinds = [type(event).__name__ for event in events]
+    assert kinds.index("Waiting") < kinds.index("AnswerDelta") and kinds[-1] == "Answer"
+    assert events[kinds.index("Waiting")].text.startswith("waiting for the model server, ")
+
+    server.shutdown()
+    server.server_close()
+    *_, last = assistant.ask(CLINICIAN, view.session.id, "Does she have allergies?")
+    assert isinstance(last, Notice) and last.text.startswith("Clinidoc could not reach its model server")
 
 
 def test_clinidoc_ask_answers_through_the_server_when_the_backend_is_remote(

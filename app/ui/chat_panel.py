@@ -22,7 +22,9 @@ from app.assistant import (
 )
 from app.render import Pages, evidence_html, turn_html
 from app.turns import SUMMARY_REQUEST, Turn
+from app.ui.plain_errors import plainly
 from app.ui.status_bar import last_answer_text
+from app.waiting import Waiting
 from prompts import disclaimer
 
 ChatHistory = list[dict[str, str]]
@@ -98,6 +100,7 @@ class ChatPanel:
         asked = asking.then(lambda: gr.Textbox(submit_btn=ASK, stop_btn=False), outputs=self.question, queue=False)
         return [asked, summarizing]
 
+    @plainly("question")
     def ask(
         self, session_id: int | None, question: str, history: ChatHistory, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
@@ -119,6 +122,8 @@ class ChatPanel:
             elif isinstance(event, AnswerDelta):
                 answer += event.text
                 yield [*history, _assistant(_writing(evidence, answer))], gr.skip(), gr.skip()
+            elif isinstance(event, Waiting):
+                yield [*history, _assistant(_writing(evidence, answer, event.text))], gr.skip(), gr.skip()
             elif isinstance(event, Answer):
                 done = _assistant(turn_html(event.turn, pages))
                 yield [*history, done], gr.skip(), last_answer_text(event.turn.stats)
@@ -127,6 +132,7 @@ class ChatPanel:
                 yield [*history, _assistant(notice)], gr.skip(), gr.skip()
 
 
+    @plainly("summary")
     def summarize(
         self, session_id: int | None, history: ChatHistory, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
@@ -135,8 +141,9 @@ class ChatPanel:
             return
         history = [*history, {"role": "user", "content": SUMMARY_REQUEST}]
         for event in self.assistant.summarize(user, session_id):
-            if isinstance(event, SummaryProgress):
-                drafting = f'<p class="hint">Drafting the summary: {event.tokens:,} tokens so far…</p>'
+            if isinstance(event, SummaryProgress | Waiting):
+                so_far = event.text if isinstance(event, Waiting) else f"{event.tokens:,} tokens so far…"
+                drafting = f'<p class="hint">Drafting the summary: {escape(so_far)}</p>'
                 yield [*history, _assistant(drafting)], gr.skip()
             elif isinstance(event, Summary):
                 done = _assistant(turn_html(event.turn, self.assistant.pages(user, session_id)))
@@ -151,12 +158,16 @@ def _bubbles(turn: Turn, pages: Pages) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}, _assistant(turn_html(turn, pages))]
 
 
-def _writing(evidence: str, answer: str) -> str:
-    """The answer while the model writes it: not yet checked, and never shown without the disclaimer."""
+def _writing(evidence: str, answer: str, waiting: str | None = None) -> str:
+    """The answer while the model writes it, or while it is waited for: not yet checked, and never shown without
+    the disclaimer."""
+    state = (
+        escape(waiting) if waiting is not None
+        else "the model is writing; each sentence is checked against the record when it ends."
+    )
     return (
         f'{evidence}<div class="answer streaming">{escape(answer)}</div>'
-        '<p class="hint app-note">Clinidoc: the model is writing; each sentence is checked against the record '
-        f'when it ends.</p><p class="disclaimer">{escape(disclaimer())}</p>'
+        f'<p class="hint app-note">Clinidoc: {state}</p><p class="disclaimer">{escape(disclaimer())}</p>'
     )
 
 

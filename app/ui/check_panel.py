@@ -11,6 +11,7 @@ import gradio as gr
 from app.accounts import User
 from app.assistant import Assistant
 from app.render import Checked, Note, Sources, html, tally
+from app.ui.plain_errors import plainly
 
 HINT = (
     '<p class="hint">Paste a text to see which of its statements the record supports, contradicts or does not '
@@ -40,6 +41,7 @@ class CheckPanel:
     def register(self, session_id: gr.State) -> None:
         self.button.click(self.check, inputs=[session_id, self.text], outputs=self.result)
 
+    @plainly("check")
     def check(self, session_id: int | None, text: str, request: gr.Request) -> str:
         user = self.user_of(request)
         if session_id is None or not text.strip():

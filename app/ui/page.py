@@ -15,6 +15,7 @@ from app.assistant import Assistant, SessionView, Upload, UploadProgress, not_st
 from app.ui.chat_panel import ChatPanel
 from app.ui.check_panel import CheckPanel
 from app.ui.documents_panel import DocumentsPanel, LockedFile
+from app.ui.plain_errors import plainly
 from app.ui.sessions_panel import SessionsPanel
 from app.ui.signed_in import signed_in_html
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
@@ -135,9 +136,11 @@ class Page:
     def _signed_in(self, request: gr.Request) -> str:
         return signed_in_html(self.user_of(request), encrypted=self.assistant.db.encrypted)
 
+    @plainly("session")
     def _new(self, request: gr.Request) -> list[Any]:
         return self._show(self.user_of(request), None)
 
+    @plainly("session")
     def _open(self, session_id: int, request: gr.Request) -> list[Any]:
         user = self.user_of(request)
         return self._show(user, self.assistant.open_session(user, session_id))
@@ -150,6 +153,7 @@ class Page:
         if (cancel := self._cancels.get(request.session_hash)) is not None:
             cancel.set()
 
+    @plainly("upload")
     def _start(
         self, session_id: int | None, paths: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()
     ) -> list[Any]:
@@ -176,12 +180,14 @@ class Page:
             upload = not_stored(upload, error)
         return self._show(user, view, upload, locked)
 
+    @plainly("session")
     def _remove_document(self, session_id: int | None, document_id: int | None, request: gr.Request) -> list[Any]:
         user = self.user_of(request)
         if session_id is None or document_id is None:
             return self._show(user, None if session_id is None else self.assistant.view(user, session_id))
         return self._show(user, self.assistant.remove_document(user, session_id, document_id))
 
+    @plainly("upload")
     def _unlock(
         self, session_id: int | None, password: str, locked: list[LockedFile], request: gr.Request,
         progress: gr.Progress = gr.Progress(),
@@ -204,11 +210,13 @@ class Page:
             _remove([path])
         return self._show(user, view, upload, rest)
 
+    @plainly("session")
     def _delete(self, session_id: int, request: gr.Request) -> list[Any]:
         user = self.user_of(request)
         self.assistant.delete_session(user, session_id)
         return self._show(user, None)
 
+    @plainly("session")
     def _list_sessions(self, session_id: int | None, request: gr.Request) -> list[Any]:
         return self.sessions.show(self.assistant.sessions(self.user_of(request)), session_id)
 

@@ -15,6 +15,7 @@ from app.assistant import Assistant
 from app.plots import event_label, series_svg, timeline_svg
 from app.render import references, sources_html
 from app.trends import Series, Trends
+from app.ui.plain_errors import plainly
 
 HINT = '<p class="hint">Open a record to see its results over time and its timeline.</p>'
 DRAWING = '<p class="hint">Drawing the record\'s results over time and its timeline…</p>'
@@ -38,6 +39,7 @@ class TrendsPanel:
     def register(self, session_id: gr.State) -> None:
         self.accordion.expand(self.draw, inputs=session_id, outputs=self.content)
 
+    @plainly("trends")
     def draw(self, session_id: int | None, request: gr.Request) -> str:
         if session_id is None:
             return HINT
