@@ -4,68 +4,32 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator, NamedTuple
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pypdf import PdfWriter
 
 from bench.accessibility import serious_violations, tab_walk, text_contrast
 from prompts import disclaimer
 from storage import list_documents, list_messages, list_sessions, open_database
 from conftest import CLINICIAN
+from serving import CHROMIUM_ARGS, CLINIDOC, add_accounts, answered, free_port, sign_in, wait_until_serving
 
-CLINIDOC = Path(sys.executable).with_name("clinidoc")
 RHINITIS = "mtsamples_allergic_rhinitis.txt"
 FHIR = "synthea_fhir_dennis_durgan.json"
 TKA_PDF = "mtsamples_tka_discharge_summary.pdf"
 CCDA = "ccda_ccd_eve_betterhalf.xml"
 CCDA_ADAM = "ccda_progress_note_adam_everyman.xml"
 QUESTION = "What medications is she taking?"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class Server(NamedTuple):
     url: str
     data_dir: Path
-
-
-# The accounts the server is set up with, as an administrator would with `clinidoc users add`.
-PASSWORDS = {CLINICIAN.name: "a long enough passphrase", "dr.other": "another long passphrase"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"clinidoc serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    pytest.fail(f"clinidoc serve did not answer within {timeout_s:.0f} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         **os.environ, "CLINIDOC_DATA_DIR": str(data_dir), "CLINIDOC_MAX_NEW_TOKENS": "48",
         "CLINIDOC_SUMMARY_TOKENS": "48",
     }
-    for name, password in PASSWORDS.items():
-        subprocess.run([str(CLINIDOC), "users", "add", name, "--password-stdin"], input=f"{password}\n", env=env,
-                       check=True, capture_output=True, text=True)
+    add_accounts(env)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(CLINIDOC), "serve", "--port", str(urlparse(url).port)], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -111,18 +73,8 @@ def open_page(browser: Browser, server: Server, requests: list[str], user: str =
     context.on("request", lambda request: requests.append(request.url))
     page = context.new_page()
     page.goto(server.url)
-    page.get_by_label("User name").fill(user)
-    page.get_by_label("Password").fill(PASSWORDS[user])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator(".signed-in")).to_contain_text(f"Signed in as {user}", timeout=60_000)
+    sign_in(page, user)
     return page
-
-
-def answered(message: Locator) -> None:
-    """Wait until the answer in `message` is finished: while the model writes, the disclaimer is already shown under
-    words that are still replaced, so only the end of streaming says the answer is there to use."""
-    expect(message.locator(".disclaimer")).to_be_visible(timeout=180_000)
-    expect(message.locator(".answer.streaming")).to_have_count(0, timeout=180_000)
 
 
 def upload(page: Page, path: Path) -> None:

@@ -191,7 +191,7 @@ def test_an_idle_browser_is_signed_out_and_an_active_one_is_not(served: Served) 
     assert idle.get("/signin/state").json() == {"signed_in": True}  # asking does not count as acting
     served.clock.now += limit * 0.6
     assert idle.get("/signin/state").json() == {"signed_in": False}
-    assert idle.get("/").headers["location"] == "/login"
+    assert idle.get("/").headers["location"] == "/login?ended=lapsed"  # told why at the sign-in page
     assert active.get("/").status_code == 200
     served.web.end_idle()
     assert any(event.action == "signout" and event.detail == "idle"

@@ -143,7 +143,7 @@ class ChatPanel:
         for event in self.assistant.summarize(user, session_id):
             if isinstance(event, SummaryProgress | Waiting):
                 so_far = event.text if isinstance(event, Waiting) else f"{event.tokens:,} tokens so far…"
-                drafting = f'<p class="hint">Drafting the summary: {escape(so_far)}</p>'
+                drafting = f'<p class="hint drafting">Drafting the summary: {escape(so_far)}</p>'
                 yield [*history, _assistant(drafting)], gr.skip()
             elif isinstance(event, Summary):
                 done = _assistant(turn_html(event.turn, self.assistant.pages(user, session_id)))

@@ -21,6 +21,7 @@ from app.ui.signed_in import signed_in_html
 from app.ui.status_bar import StatusBar, last_answer_text, last_stats
 from app.ui.trends_panel import TrendsPanel
 from engine import EngineError
+from storage import SessionNotFound
 
 HEADER = """
 <header class="page-header">
@@ -52,6 +53,10 @@ class Page:
         # Uploads are copied into Gradio's cache and deleted once read; the sweep catches any an error left behind.
         with gr.Blocks(title="Clinidoc", analytics_enabled=False, delete_cache=(600, 600)) as self.blocks:
             self.session_id = gr.State(None)
+            # The session open in this browser, kept in its local storage so that a page reloaded after a restart
+            # reopens it. Only its number and its owner's name: nothing of the record. The "secret" is Gradio's
+            # obfuscation of the stored value; fixed, so a restarted server still reads it.
+            self.last_open = gr.BrowserState(None, storage_key="clinidoc-open-session", secret="clinidoc")
             self.signed_in = gr.HTML()
             gr.HTML(HEADER)
             # In the page's order the upload comes first, then the question, then the earlier sessions: the order
@@ -81,10 +86,10 @@ class Page:
             *self.check.outputs,
             self.status.last_answer,
         ]
-        # Only the list of sessions changes between page loads; redrawing the upload here would clear a file
-        # dropped on it before the load's answer arrived.
+        self._outputs = outputs
         self.blocks.load(self._signed_in, outputs=self.signed_in)
-        self.blocks.load(self._list_sessions, inputs=self.session_id, outputs=self.sessions.outputs)
+        self.blocks.load(self._reopen, inputs=self.last_open, outputs=outputs)
+        self.session_id.change(self._remember, inputs=self.session_id, outputs=self.last_open, queue=False)
         self.sessions.new_button.click(self._new, outputs=outputs)
         self.sessions.sessions.input(self._open, inputs=self.sessions.sessions, outputs=outputs)
         self.sessions.confirm_button.click(self._delete, inputs=self.session_id, outputs=outputs)
@@ -144,6 +149,23 @@ class Page:
     def _open(self, session_id: int, request: gr.Request) -> list[Any]:
         user = self.user_of(request)
         return self._show(user, self.assistant.open_session(user, session_id))
+
+    @plainly("session")
+    def _reopen(self, last_open: dict | None, request: gr.Request) -> list[Any]:
+        """A page (re)loaded reopens the session this browser had open for this user, as after a restart; else
+        only the list of sessions is drawn, leaving the upload alone: redrawing it would clear a file dropped on
+        it before the load's answer arrived."""
+        user = self.user_of(request)
+        if last_open is not None and last_open.get("user") == user.name:
+            try:
+                return self._show(user, self.assistant.open_session(user, int(last_open["session"])))
+            except SessionNotFound:  # deleted since, or by retention
+                pass
+        sessions = self.sessions.show(self.assistant.sessions(user), None)
+        return [gr.skip(), *sessions, *[gr.skip()] * (len(self._outputs) - 1 - len(sessions))]
+
+    def _remember(self, session_id: int | None, request: gr.Request) -> dict | None:
+        return None if session_id is None else {"user": self.user_of(request).name, "session": session_id}
 
     def _arm(self, request: gr.Request) -> list[Any]:
         self._cancels[request.session_hash] = threading.Event()

@@ -68,6 +68,8 @@ CSS = """
   font-size: 0.85rem; font-style: italic; color: #334155;
 }
 :is(#chat, #check-result, #trends) .notice { color: #92400e; }
+/* A partial answer once the connection is lost (app/ui/connection.py): not to be mistaken for an answer. */
+#chat .incomplete { color: #92400e; font-weight: 600; border-left: 3px solid #92400e; padding-left: 0.5em; }
 :is(#chat, #check-result, #trends) .cite { color: var(--primary-700); font-weight: 600; margin-left: 0.1rem; }
 :is(#chat, #check-result, #trends) .cite-link { color: inherit; text-decoration: underline; }
 :is(#chat, #check-result, #trends) .cite-link:focus-visible, :is(#chat, #check-result, #trends) summary:focus-visible {

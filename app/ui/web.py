@@ -28,6 +28,7 @@ from app.export import ExportFormat
 from app.settings import Settings
 from app.ui.admin_page import AdminPage
 from app.ui.audit_page import AuditPage
+from app.ui.connection import CONNECTION_SCRIPT
 from app.ui.page import Page
 from app.ui.signins import COOKIE, SignIns
 from app.ui.sources import SOURCES_SCRIPT
@@ -39,18 +40,6 @@ HOMES: dict[UserRole, str] = {"clinician": "/", "administrator": "/admin/", "aud
 # Requests a user makes by acting (an event, an upload, opening a page); the page's polling and streaming do not
 # keep a sign-in alive.
 _ACTIONS = ("/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/run/", "/gradio_api/call/")
-# Asks the server every half minute whether this browser is still signed in, and goes to the sign-in page when not:
-# an idle screen does not keep showing a patient's record.
-_IDLE_CHECK = """
-<script>
-setInterval(async () => {
-  try {
-    const state = await (await fetch("/signin/state", {credentials: "same-origin", cache: "no-store"})).json();
-    if (!state.signed_in) window.location.assign("/login?ended=idle");
-  } catch (error) { /* the server restarting: the next check tells */ }
-}, 30000);
-</script>
-"""
 
 
 class Web:
@@ -104,7 +93,7 @@ class Web:
         settings = self.settings
         common: dict[str, Any] = dict(
             blocked_paths=[str(settings.data_dir)], max_file_size=settings.max_upload_bytes, ssr_mode=False,
-            enable_monitoring=False, show_error=True, theme=THEME, css=CSS, head=_IDLE_CHECK + SOURCES_SCRIPT,
+            enable_monitoring=False, show_error=True, theme=THEME, css=CSS, head=CONNECTION_SCRIPT + SOURCES_SCRIPT,
             footer_links=[],  # no links to an API page, to Gradio or to its settings
         )
         admin = AdminPage(self.accounts, self.page_user, self.signins)
@@ -126,7 +115,9 @@ class Web:
         if request.method == "GET" and path.rstrip("/") in ("", "/admin", "/audit"):
             user = self.user(request, action=True)
             if user is None:
-                return RedirectResponse("/login", status_code=303)
+                # A sign-in cookie the server does not know any more: ended by a restart, or idle and swept.
+                ended = "?ended=lapsed" if request.cookies.get(COOKIE) else ""
+                return RedirectResponse(f"/login{ended}", status_code=303)
             home = HOMES[user.role]
             if path.rstrip("/") != home.rstrip("/"):
                 return RedirectResponse(home, status_code=303)
@@ -141,7 +132,9 @@ class Web:
 
     def _login_page(self, ended: str | None = None) -> HTMLResponse:
         message = {"idle": "You were signed out after a time without activity.",
-                   "out": "You are signed out."}.get(ended or "", "")
+                   "out": "You are signed out.",
+                   "lapsed": "Your sign-in has ended: Clinidoc restarted, or the screen was idle. Sign in again "
+                             "to go on with the session you had open."}.get(ended or "", "")
         return HTMLResponse(_login_html(message))
 
     def _sign_in(self, request: Request, name: str = Form(""), password: str = Form("")) -> Response:
