@@ -16,6 +16,7 @@ from typing import Literal
 
 from app.citations import Citation
 from app.claims import CheckedSentence, CheckedText, Label
+from app.omissions import Omission
 from app.summary import ChartSummary, SummaryItem
 from app.turns import AnswerTurn, SummaryTurn, Turn, UnansweredTurn
 from app.words import fold_spaces
@@ -68,6 +69,13 @@ class Items:
 
 
 @dataclass
+class Omitted:
+    """What a checked text leaves out of the record, most weighty first."""
+
+    omissions: list[Omission]
+
+
+@dataclass
 class Note:
     text: str
     tone: Literal["note", "warning"] = "note"
@@ -90,7 +98,7 @@ class Disclaimer:
     text: str
 
 
-Block = Heading | Evidence | Checked | Items | Note | Unverified | Sources | Disclaimer
+Block = Heading | Evidence | Checked | Items | Omitted | Note | Unverified | Sources | Disclaimer
 
 
 def layout(turn: Turn) -> list[Block]:
@@ -170,6 +178,12 @@ def _rebased(sentences: Sequence[CheckedSentence], citations: list[Citation]) ->
     return CheckedText(sentences=rebased, citations=citations)
 
 
+def omitted_line(omissions: Sequence[Omission]) -> str:
+    if not omissions:
+        return "The text mentions every allergy, medication, problem, recent result and follow-up of the record."
+    return f"The text leaves out {len(omissions):,} of the record's facts, most weighty first:"
+
+
 def unverified_line(items: Sequence[SummaryItem]) -> str:
     count = len(items)
     return (
@@ -201,6 +215,9 @@ def markdown(blocks: Sequence[Block]) -> str:
                 if more:
                     lines.append(f"- … and {more:,} earlier, in the record")
                 parts.append(f"**{title}**\n" + "\n".join(lines))
+            case Omitted(omissions):
+                lines = [f"- {o.fact} _({o.category})_ [{o.citation.number}]" for o in omissions]
+                parts.append(f"**{omitted_line(omissions)}**" + "".join(f"\n{line}" for line in lines))
             case Note(text, tone):
                 # The app's own words are marked as the app's, apart from the model's.
                 parts.append(f"**Warning:** {text}" if tone == "warning" else f"Clinidoc: {text}")
@@ -280,6 +297,13 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
                                 for item in items)
                 parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
+            case Omitted(omissions):
+                lines = "".join(
+                    f'<li>{escape(o.fact)} <span class="origin">{escape(o.category)}</span>'
+                    f"{references([o.citation.number])}</li>"
+                    for o in omissions
+                )
+                parts.append(f'<h4 class="omissions">{escape(omitted_line(omissions))}</h4><ul>{lines}</ul>')
             case Note(text, tone):
                 parts.append(f'<p class="{tone} app-note"><span class="app-name">Clinidoc:</span> {escape(text)}</p>')
             case Unverified(items):

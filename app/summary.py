@@ -342,6 +342,21 @@ def _fact_items(
 
 def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -> tuple[list[SummaryItem], int]:
     """The latest value of each test, most recently measured first, with the values before it as its trend."""
+    recent, older = recent_results(read)
+    items = []
+    for group in recent:
+        document, latest = group[-1]
+        earlier = [f"{_value(fact)} ({fact.date})" if fact.date else _value(fact) for _, fact in group[-3:-1]]
+        text = fact_text(latest)
+        if earlier:
+            text += f" {_trend(group)}; before: {', '.join(reversed(earlier))}"
+        items.append(_fact_item(text, [(document, latest)], numbers))
+    return items, len(older)
+
+
+def recent_results(read: list[tuple[Document, Fact]]) -> tuple[list[list[tuple[Document, Fact]]], list[list[tuple[Document, Fact]]]]:
+    """Each test's values, in date order: the recent tests (most recently measured first, at least MAX_RESULTS of
+    them, in whole draws) and the older ones."""
     groups = by_concept(_blood_pressures(read))
     groups.sort(key=lambda group: group[-1][1].date or "", reverse=True)
     # Whole draws: the tests of the date that reaches the limit stay together, as a panel is read together.
@@ -350,15 +365,7 @@ def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -
         shown < MAX_RESULTS or groups[shown][-1][1].date == groups[shown - 1][-1][1].date
     ):
         shown += 1
-    items = []
-    for group in groups[:shown]:
-        document, latest = group[-1]
-        earlier = [f"{_value(fact)} ({fact.date})" if fact.date else _value(fact) for _, fact in group[-3:-1]]
-        text = fact_text(latest)
-        if earlier:
-            text += f" {_trend(group)}; before: {', '.join(reversed(earlier))}"
-        items.append(_fact_item(text, [(document, latest)], numbers))
-    return items, len(groups) - len(items)
+    return groups[:shown], groups[shown:]
 
 
 SYSTOLIC, DIASTOLIC = "http://loinc.org|8480-6", "http://loinc.org|8462-4"
