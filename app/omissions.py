@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from app.citations import Citation, CitationNumbers
 from app.claims import CheckedText, Record, check_text, same_number
-from app.summary import by_concept, fact_text, recent_results, span_located
+from app.summary import by_concept, fact_text, is_abnormal, is_active, recent_results, span_located
 from app.words import MINOR_WEIGHT, answer_sentences, read
 from documents import Document, Fact
 from documents.lexicons import Mention, diseases, drugs
@@ -141,30 +141,15 @@ def weighed_facts(documents: Sequence[Document]) -> list[_Weighed]:
     for group in by_concept(of("allergy")):
         weighed.append(_weigh(*group[-1], "allergy"))
     for group in by_concept(of("medication")):
-        weighed.append(_weigh(*group[-1], "active medication" if _active(group[-1][1]) else "medication"))
+        weighed.append(_weigh(*group[-1], "active medication" if is_active(group[-1][1]) else "medication"))
     for group in by_concept(of("condition")):
-        weighed.append(_weigh(*group[-1], "active problem" if _active(group[-1][1]) else "problem"))
+        weighed.append(_weigh(*group[-1], "active problem" if is_active(group[-1][1]) else "problem"))
     for group in recent_results(of("lab", "vital"))[0]:
         document, latest = group[-1]
-        weighed.append(_weigh(document, latest, "abnormal result" if abnormal(latest) else "result"))
+        weighed.append(_weigh(document, latest, "abnormal result" if is_abnormal(latest) else "result"))
     for document, fact in of("follow_up"):
         weighed.append(_weigh(document, fact, "pending follow-up"))
     return [fact for fact in weighed if fact.parts]
-
-
-def abnormal(fact: Fact) -> bool:
-    """Whether a result lies outside its reference range."""
-    try:
-        value = float(fact.value or "")
-    except ValueError:
-        return False
-    return (fact.reference_low is not None and value < fact.reference_low) or (
-        fact.reference_high is not None and value > fact.reference_high
-    )
-
-
-def _active(fact: Fact) -> bool:
-    return fact.status is None or fact.status.casefold() in ("active", "recurrence", "relapse")
 
 
 # --- What a fact's name says ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ suggestions that the record did not bear out, the sources, the disclaimer. The t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Literal
 
@@ -65,7 +65,8 @@ class Checked:
 class Items:
     title: str
     items: list[SummaryItem]
-    more: int = 0  # older entries of the record not listed
+    hidden: list[SummaryItem] = field(default_factory=list)  # the rest of the section, behind "show all"
+    more: int = 0  # how many are not shown first (a summary stored before `hidden` says only how many)
 
 
 @dataclass
@@ -158,7 +159,11 @@ def summary_layout(turn: SummaryTurn) -> list[Block]:
             blocks.append(Heading(f"{patient.label} ({', '.join(patient.documents)})"))
         if patient.identity:
             blocks.append(Items("Patient", patient.identity))
-        blocks += [Items(section.title, section.items, section.more) for section in patient.sections if section.items]
+        blocks += [
+            Items(section.title, section.items, section.hidden, section.more)
+            for section in patient.sections
+            if section.items
+        ]
     if summary.narrative:
         text = " ".join(sentence.text for sentence in summary.narrative)
         blocks.append(Heading("Narrative"))
@@ -176,6 +181,10 @@ def _rebased(sentences: Sequence[CheckedSentence], citations: list[Citation]) ->
         rebased.append(sentence.model_copy(update={"start": position, "end": position + len(sentence.text)}))
         position += len(sentence.text) + 1
     return CheckedText(sentences=rebased, citations=citations)
+
+
+def show_all_line(shown: int, more: int) -> str:
+    return f"Show all {shown + more:,} ({more:,} more, older, in the record)"
 
 
 def omitted_line(omissions: Sequence[Omission]) -> str:
@@ -210,9 +219,12 @@ def markdown(blocks: Sequence[Block]) -> str:
                     parts.append(_evidence_markdown(citations))
             case Checked(text, checked):
                 parts.append(checked.marked(text, _sentence_markdown).strip())
-            case Items(title, items, more):
+            case Items(title, items, hidden, more):
                 lines = [f"- {_item_markdown(item)}" for item in items]
-                if more:
+                if hidden:
+                    lines.append(f"- {show_all_line(len(items), more)}")
+                    lines += [f"  - {_item_markdown(item)}" for item in hidden]
+                elif more:
                     lines.append(f"- … and {more:,} earlier, in the record")
                 parts.append(f"**{title}**\n" + "\n".join(lines))
             case Omitted(omissions):
@@ -282,6 +294,10 @@ def _origin_html(item: SummaryItem) -> str:
 
 
 
+def _item_html(item: SummaryItem) -> str:
+    return f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
+
+
 def html(blocks: Sequence[Block], pages: Pages) -> str:
     parts: list[str] = []
     for block in blocks:
@@ -292,10 +308,13 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 parts.append(_evidence_html(citations, searched, pages))
             case Checked(text, checked):
                 parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
-            case Items(title, items, more):
+            case Items(title, items, hidden, more):
                 extra = f'<li class="more">… and {more:,} earlier, in the record</li>' if more else ""
-                lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
-                                for item in items)
+                if hidden:
+                    rest = "".join(_item_html(item) for item in hidden)
+                    extra = (f'<li class="more"><details><summary>{escape(show_all_line(len(items), more))}</summary>'
+                             f"<ul>{rest}</ul></details></li>")
+                lines = "".join(_item_html(item) for item in items)
                 parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
             case Omitted(omissions):
                 lines = "".join(

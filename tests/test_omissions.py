@@ -16,9 +16,9 @@ from app.citations import verify
 from app.claims import Record
 from app.omissions import WEIGHT_ORDER, omissions, review
 from app.render import Omitted, html, markdown
-from app.summary import SummaryDraft, build_summary
+from app.summary import DIASTOLIC, SYSTOLIC, SummaryDraft, build_summary, by_concept
 from bench.omissions import WORDINGS, Statement, Tally, counterparts, measure, statements
-from documents import Document
+from documents import Document, Fact
 
 from conftest import CORPUS
 
@@ -76,6 +76,32 @@ KNOWN_FALSE_FLAGS = {
     "ccda_referral_note_eve_betterhalf.xml", "ccda_progress_note_adam_everyman.xml",
     "ccda_discharge_summary_isabella_jones.xml", "synthea_fhir_reyna_ziemann.json",
 }
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".md"),
+                         ids=lambda path: path.name)
+def test_the_summary_accounts_for_every_fact_its_readers_found(
+    path: Path, corpus_documents: dict[str, Document]
+) -> None:
+    """Each listable fact is cited by an item of its section, shown or behind "show all"; an older value of a test,
+    by its test's item, whose trend it is."""
+    document = corpus_documents[path.name]
+    summary = build_summary([document], SummaryDraft())
+    numbers = {(c.page, c.start, c.end): c.number for c in summary.citations}
+    cited = {
+        number for patient in summary.patients for section in patient.sections
+        for item in section.items + section.hidden for number in item.citations
+    }
+
+    def is_cited(fact: Fact) -> bool:
+        return numbers.get((fact.span.page, fact.span.start, fact.span.end)) in cited
+
+    listable = [fact for fact in document.facts if fact.listable]
+    assert all(is_cited(fact) for fact in listable if fact.category not in ("lab", "vital")), document.name
+    results = [(document, fact) for fact in listable if fact.category in ("lab", "vital")]
+    # A blood pressure's two coded halves are cited as the one reading they make.
+    latest = [group[-1][1] for group in by_concept(results) if group[-1][1].code not in (SYSTOLIC, DIASTOLIC)]
+    assert all(is_cited(fact) for fact in latest), document.name
 
 
 @pytest.mark.parametrize("path", sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".md"),
