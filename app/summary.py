@@ -179,10 +179,11 @@ class ChartSummary(BaseModel):
     notes: list[str] = []
 
     def shown_as_fact(self) -> Iterable[tuple[SectionKey, SummaryItem]]:
-        """The items that the summary presents as facts of the record: those it could tie to a span."""
+        """The items that the summary presents as facts of the record, shown or behind "show all": those it could tie
+        to a span."""
         for patient in self.patients:
             for section in patient.sections:
-                for item in section.items:
+                for item in section.items + section.hidden:
                     if item.citations:
                         yield section.key, item
 
