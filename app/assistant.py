@@ -24,6 +24,7 @@ from app.evidence import Evidence, EvidenceIndex, EvidenceSearch, QuestionType, 
 from app.export import ExportFormat, session_markdown, session_pdf
 from app.failures import told
 from app.loop_guard import LoopGuard
+from app.omissions import ReviewedText, review
 from app.safety import patient_mismatch, scope_boundary
 from app.settings import Settings
 from app.summary import SUMMARY_QUERY, SummaryDraft, build_summary, draft_schema, parse_draft
@@ -491,12 +492,12 @@ class Assistant:
         self._audit(user, "answer", session_id, detail=f"{turn.model} {turn.prompt_version}")
         return Answer(turn=turn)
 
-    def check(self, user: User, session_id: int, text: str) -> CheckedText:
-        """Each sentence of a text written elsewhere, checked against the session's record; nothing is stored but
-        the fact of the check in the audit log."""
+    def check(self, user: User, session_id: int, text: str) -> ReviewedText:
+        """Each sentence of a text written elsewhere, checked against the session's record, and what of the record
+        the text leaves out; nothing is stored but the fact of the check in the audit log."""
         record = self._session_record(user, session_id).record
         self._audit(user, "check", session_id)
-        return check_text(text, record)
+        return review(text, record)
 
     def trends(self, user: User, session_id: int) -> Trends:
         """The session's results over time and its timeline, from the facts its documents were read for."""

@@ -18,7 +18,8 @@ from pathlib import Path
 from app.accounts import AccountError, Accounts, User
 from app.assistant import Answer, AnswerDelta, Assistant, EvidenceFound, Notice, read_upload
 from app.claims import ClaimCheck, check_claims
-from app.display import check_lines, memory_line, model_line, record_line, report_lines, stats_line
+from app.omissions import Omission, omissions
+from app.display import check_lines, memory_line, model_line, omission_lines, record_line, report_lines, stats_line
 from app.evaluation import evaluate
 from app.render import evidence_block, layout, markdown
 from app.audit_log import AuditFilters, audit_csv, read_events
@@ -262,10 +263,14 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     claims = [line.strip() for line in text.splitlines() if line.strip()]
     checks: list[ClaimCheck] = check_claims(claims, upload.documents)
+    omitted = omissions("\n".join(claims), upload.documents)
     if args.json:
-        print(json.dumps([_check_json(check) for check in checks], indent=2))
+        print(json.dumps(
+            {"claims": [_check_json(check) for check in checks], "omissions": [_omission_json(o) for o in omitted]},
+            indent=2,
+        ))
     else:
-        print("\n".join(check_lines(checks)))
+        print("\n".join(check_lines(checks) + omission_lines(omitted)))
     return 0
 
 
@@ -274,6 +279,11 @@ def _check_json(check: ClaimCheck) -> dict[str, object]:
         citation.model_dump(include={"document", "page", "start", "end", "quote"}) for citation in check.citations
     ]
     return {"text": check.text, "label": check.label, "citations": citations, "note": check.note}
+
+
+def _omission_json(omission: Omission) -> dict[str, object]:
+    citation = omission.citation.model_dump(include={"document", "page", "start", "end", "quote"})
+    return {"fact": omission.fact, "category": omission.category, "citation": citation}
 
 
 def _extract(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from app.claims import ClaimCheck
+from app.omissions import Omission
 from documents import Coverage
 from engine import EngineInfo, Stats
 from engine.memory import GIB, MemoryPlan
@@ -96,6 +97,18 @@ def check_lines(checks: list[ClaimCheck]) -> list[str]:
         f"{len(checks):,} statements: {counts['supported']:,} supported, {counts['contradicted']:,} contradicted, "
         f"{counts['not_found']:,} not found in the record."
     )
+    return lines
+
+
+def omission_lines(omissions: list[Omission]) -> list[str]:
+    """What `clinidoc check`'s text leaves out of the record, most weighty first, each with the words that say it."""
+    if not omissions:
+        return ["The text leaves out no allergy, medication, problem, recent result or follow-up of the record."]
+    lines = [f"{len(omissions):,} facts of the record the text does not mention, most weighty first:"]
+    for omission in omissions:
+        where = f"{omission.citation.document}, page {omission.citation.page}"
+        lines.append(f"OMITTED ({omission.category}): {omission.fact}")
+        lines.append(f"    the record says ({where}): \"{' '.join(omission.citation.quote.split())}\"")
     return lines
 
 

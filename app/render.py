@@ -10,12 +10,13 @@ suggestions that the record did not bear out, the sources, the disclaimer. The t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Literal
 
 from app.citations import Citation
 from app.claims import CheckedSentence, CheckedText, Label
+from app.omissions import Omission
 from app.summary import ChartSummary, SummaryItem
 from app.turns import AnswerTurn, SummaryTurn, Turn, UnansweredTurn
 from app.words import fold_spaces
@@ -64,7 +65,15 @@ class Checked:
 class Items:
     title: str
     items: list[SummaryItem]
-    more: int = 0  # older entries of the record not listed
+    hidden: list[SummaryItem] = field(default_factory=list)  # the rest of the section, behind "show all"
+    more: int = 0  # how many are not shown first (a summary stored before `hidden` says only how many)
+
+
+@dataclass
+class Omitted:
+    """What a checked text leaves out of the record, most weighty first."""
+
+    omissions: list[Omission]
 
 
 @dataclass
@@ -90,7 +99,7 @@ class Disclaimer:
     text: str
 
 
-Block = Heading | Evidence | Checked | Items | Note | Unverified | Sources | Disclaimer
+Block = Heading | Evidence | Checked | Items | Omitted | Note | Unverified | Sources | Disclaimer
 
 
 def layout(turn: Turn) -> list[Block]:
@@ -150,7 +159,11 @@ def summary_layout(turn: SummaryTurn) -> list[Block]:
             blocks.append(Heading(f"{patient.label} ({', '.join(patient.documents)})"))
         if patient.identity:
             blocks.append(Items("Patient", patient.identity))
-        blocks += [Items(section.title, section.items, section.more) for section in patient.sections if section.items]
+        blocks += [
+            Items(section.title, section.items, section.hidden, section.more)
+            for section in patient.sections
+            if section.items
+        ]
     if summary.narrative:
         text = " ".join(sentence.text for sentence in summary.narrative)
         blocks.append(Heading("Narrative"))
@@ -168,6 +181,16 @@ def _rebased(sentences: Sequence[CheckedSentence], citations: list[Citation]) ->
         rebased.append(sentence.model_copy(update={"start": position, "end": position + len(sentence.text)}))
         position += len(sentence.text) + 1
     return CheckedText(sentences=rebased, citations=citations)
+
+
+def show_all_line(shown: int, more: int) -> str:
+    return f"Show all {shown + more:,} ({more:,} more, older, in the record)"
+
+
+def omitted_line(omissions: Sequence[Omission]) -> str:
+    if not omissions:
+        return "The text mentions every allergy, medication, problem, recent result and follow-up of the record."
+    return f"The text leaves out {len(omissions):,} of the record's facts, most weighty first:"
 
 
 def unverified_line(items: Sequence[SummaryItem]) -> str:
@@ -196,11 +219,17 @@ def markdown(blocks: Sequence[Block]) -> str:
                     parts.append(_evidence_markdown(citations))
             case Checked(text, checked):
                 parts.append(checked.marked(text, _sentence_markdown).strip())
-            case Items(title, items, more):
+            case Items(title, items, hidden, more):
                 lines = [f"- {_item_markdown(item)}" for item in items]
-                if more:
+                if hidden:
+                    lines.append(f"- {show_all_line(len(items), more)}")
+                    lines += [f"  - {_item_markdown(item)}" for item in hidden]
+                elif more:
                     lines.append(f"- … and {more:,} earlier, in the record")
                 parts.append(f"**{title}**\n" + "\n".join(lines))
+            case Omitted(omissions):
+                lines = [f"- {o.fact} _({o.category})_ [{o.citation.number}]" for o in omissions]
+                parts.append(f"**{omitted_line(omissions)}**" + "".join(f"\n{line}" for line in lines))
             case Note(text, tone):
                 # The app's own words are marked as the app's, apart from the model's.
                 parts.append(f"**Warning:** {text}" if tone == "warning" else f"Clinidoc: {text}")
@@ -265,6 +294,10 @@ def _origin_html(item: SummaryItem) -> str:
 
 
 
+def _item_html(item: SummaryItem) -> str:
+    return f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
+
+
 def html(blocks: Sequence[Block], pages: Pages) -> str:
     parts: list[str] = []
     for block in blocks:
@@ -275,11 +308,21 @@ def html(blocks: Sequence[Block], pages: Pages) -> str:
                 parts.append(_evidence_html(citations, searched, pages))
             case Checked(text, checked):
                 parts.append(f'<div class="answer">{checked.marked(text, _sentence_html, escape)}</div>')
-            case Items(title, items, more):
+            case Items(title, items, hidden, more):
                 extra = f'<li class="more">… and {more:,} earlier, in the record</li>' if more else ""
-                lines = "".join(f"<li>{escape(item.text)}{_origin_html(item)}{references(item.citations)}</li>"
-                                for item in items)
+                if hidden:
+                    rest = "".join(_item_html(item) for item in hidden)
+                    extra = (f'<li class="more"><details><summary>{escape(show_all_line(len(items), more))}</summary>'
+                             f"<ul>{rest}</ul></details></li>")
+                lines = "".join(_item_html(item) for item in items)
                 parts.append(f"<h4>{escape(title)}</h4><ul>{lines}{extra}</ul>")
+            case Omitted(omissions):
+                lines = "".join(
+                    f'<li>{escape(o.fact)} <span class="origin">{escape(o.category)}</span>'
+                    f"{references([o.citation.number])}</li>"
+                    for o in omissions
+                )
+                parts.append(f'<h4 class="omissions">{escape(omitted_line(omissions))}</h4><ul>{lines}</ul>')
             case Note(text, tone):
                 parts.append(f'<p class="{tone} app-note"><span class="app-name">Clinidoc:</span> {escape(text)}</p>')
             case Unverified(items):

@@ -151,8 +151,11 @@ class SummaryItem(BaseModel):
 class SummarySection(BaseModel):
     key: SectionKey
     title: str
-    items: list[SummaryItem]
-    more: int = 0  # entries of the record not listed, older than those shown
+    items: list[SummaryItem]  # shown first, most weighty first
+    # The rest of what the record holds, older than those shown, behind a "show all" control: nothing read is left
+    # out of the summary.
+    hidden: list[SummaryItem] = []
+    more: int = 0  # how many items are not shown first: len(hidden), or what a summary stored before it said
 
 
 class PatientSummary(BaseModel):
@@ -176,10 +179,11 @@ class ChartSummary(BaseModel):
     notes: list[str] = []
 
     def shown_as_fact(self) -> Iterable[tuple[SectionKey, SummaryItem]]:
-        """The items that the summary presents as facts of the record: those it could tie to a span."""
+        """The items that the summary presents as facts of the record, shown or behind "show all": those it could tie
+        to a span."""
         for patient in self.patients:
             for section in patient.sections:
-                for item in section.items:
+                for item in section.items + section.hidden:
                     if item.citations:
                         yield section.key, item
 
@@ -265,11 +269,11 @@ def _patient_summary(
     sections = []
     for key, (title, category) in SECTIONS.items():
         read = [(document, fact) for document, fact in facts if fact.category == category]
-        items, more = _fact_items(key, read, numbers, died)
+        items, hidden = _fact_items(key, read, numbers, died)
         for section_key, item, place in drafted:
             if section_key == key and place is not None and place.document in names:
                 _merge(items, item, numbers.add(place))
-        sections.append(SummarySection(key=key, title=title, items=items, more=more))
+        sections.append(SummarySection(key=key, title=title, items=items, hidden=hidden, more=len(hidden)))
     return PatientSummary(
         label=_label(members), documents=[document.name for document, _ in members], identity=identity, died=died,
         sections=sections,
@@ -325,23 +329,50 @@ def _merge(items: list[SummaryItem], item: SummaryItem, citation: int) -> None:
 
 def _fact_items(
     key: SectionKey, read: list[tuple[Document, Fact]], numbers: CitationNumbers, died: str | None
-) -> tuple[list[SummaryItem], int]:
+) -> tuple[list[SummaryItem], list[SummaryItem]]:
+    """A section's items shown first and those behind its "show all" control."""
     if key in ("labs", "vitals"):
-        return _result_items(read, numbers)
+        recent, older = recent_results(read)
+        # Within the recent draws, a result out of its range comes before the normal ones.
+        recent.sort(key=lambda group: not is_abnormal(group[-1][1]))
+        return [_result_item(group, numbers) for group in recent], [_result_item(group, numbers) for group in older]
     if key == "encounters":
-        dated = sorted(read, key=lambda pair: pair[1].date or "")
-        shown = dated[-MAX_ENCOUNTERS:]
-        return [_fact_item(fact_text(f), [(d, f)], numbers) for d, f in shown], len(dated) - len(shown)
+        dated = sorted(read, key=lambda pair: pair[1].date or "", reverse=True)
+        items = [_fact_item(fact_text(f), [(d, f)], numbers) for d, f in dated]
+        # Shown in date order, the latest last, as a visit history reads.
+        return list(reversed(items[:MAX_ENCOUNTERS])), items[MAX_ENCOUNTERS:]
     groups = by_concept(read)
     # Current entries first: an active medication or problem matters more than a resolved one.
-    groups.sort(key=lambda group: (not _is_active(group[-1][1]), -_latest(group)))
+    groups.sort(key=lambda group: (not is_active(group[-1][1]), -_latest(group)))
+    items = [_group_item(group, numbers, died) for group in groups]
     limit = MAX_PROCEDURES if key == "procedures" else len(groups)
-    items = [_group_item(group, numbers, died) for group in groups[:limit]]
-    return items, len(groups) - len(items)
+    return items[:limit], items[limit:]
 
 
-def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -> tuple[list[SummaryItem], int]:
-    """The latest value of each test, most recently measured first, with the values before it as its trend."""
+def _result_item(group: list[tuple[Document, Fact]], numbers: CitationNumbers) -> SummaryItem:
+    """The latest value of a test, with the values before it as its trend."""
+    document, latest = group[-1]
+    earlier = [f"{_value(fact)} ({fact.date})" if fact.date else _value(fact) for _, fact in group[-3:-1]]
+    text = fact_text(latest)
+    if earlier:
+        text += f" {_trend(group)}; before: {', '.join(reversed(earlier))}"
+    return _fact_item(text, [(document, latest)], numbers)
+
+
+def is_abnormal(fact: Fact) -> bool:
+    """Whether a result lies outside its reference range."""
+    try:
+        value = float(fact.value or "")
+    except ValueError:
+        return False
+    return (fact.reference_low is not None and value < fact.reference_low) or (
+        fact.reference_high is not None and value > fact.reference_high
+    )
+
+
+def recent_results(read: list[tuple[Document, Fact]]) -> tuple[list[list[tuple[Document, Fact]]], list[list[tuple[Document, Fact]]]]:
+    """Each test's values, in date order: the recent tests (most recently measured first, at least MAX_RESULTS of
+    them, in whole draws) and the older ones."""
     groups = by_concept(_blood_pressures(read))
     groups.sort(key=lambda group: group[-1][1].date or "", reverse=True)
     # Whole draws: the tests of the date that reaches the limit stay together, as a panel is read together.
@@ -350,15 +381,7 @@ def _result_items(read: list[tuple[Document, Fact]], numbers: CitationNumbers) -
         shown < MAX_RESULTS or groups[shown][-1][1].date == groups[shown - 1][-1][1].date
     ):
         shown += 1
-    items = []
-    for group in groups[:shown]:
-        document, latest = group[-1]
-        earlier = [f"{_value(fact)} ({fact.date})" if fact.date else _value(fact) for _, fact in group[-3:-1]]
-        text = fact_text(latest)
-        if earlier:
-            text += f" {_trend(group)}; before: {', '.join(reversed(earlier))}"
-        items.append(_fact_item(text, [(document, latest)], numbers))
-    return items, len(groups) - len(items)
+    return groups[:shown], groups[shown:]
 
 
 SYSTOLIC, DIASTOLIC = "http://loinc.org|8480-6", "http://loinc.org|8462-4"
@@ -467,7 +490,7 @@ def by_concept(read: list[tuple[Document, Fact]]) -> list[list[tuple[Document, F
     return [sorted(group, key=lambda pair: pair[1].date or "") for group in groups.values()]
 
 
-def _is_active(fact: Fact) -> bool:
+def is_active(fact: Fact) -> bool:
     return fact.status is None or fact.status.casefold() in ("active", "recurrence", "relapse")
 
 

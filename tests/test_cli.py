@@ -86,14 +86,21 @@ def test_check_labels_each_line_of_a_text_against_the_record(corpus: Path, tmp_p
     result = clinidoc("check", str(record), "--claims", str(claims), "--json", data_dir=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    checked = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    checked = report["claims"]
     assert [item["label"] for item in checked] == ["supported", "contradicted", "supported", "not_found"]
     assert set(checked[0]) == {"text", "label", "citations", "note"}
     citation = checked[1]["citations"][0]
     assert set(citation) == {"document", "page", "start", "end", "quote"} and "NKDA" in citation["quote"]
+    # What the draft leaves out: the record's medications, problems and results it never names, most weighty first.
+    omitted = report["omissions"]
+    assert omitted and all(set(item) == {"fact", "category", "citation"} for item in omitted)
+    assert omitted[0]["category"] == "active medication" and "Celebrex" in " ".join(item["fact"] for item in omitted)
+    assert not any("hemoglobin" in item["fact"].casefold() for item in omitted)
     text = clinidoc("check", str(record), "--claims", str(claims), data_dir=tmp_path).stdout
     assert text.startswith("SUPPORTED: She has no known drug allergies.")
-    assert text.rstrip().endswith("4 statements: 2 supported, 1 contradicted, 1 not found in the record.")
+    assert "4 statements: 2 supported, 1 contradicted, 1 not found in the record." in text
+    assert f"{len(omitted)} facts of the record the text does not mention, most weighty first:" in text
 
 
 def test_check_refuses_an_unreadable_claims_file_or_record_with_a_reason(corpus: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from conftest import CCDA_FILES, FHIR_FILES, RecordingEngine
 from app.assistant import Assistant, Summary, SummaryProgress, read_upload
 from app.citations import verify
 from app.evaluation import compare_facts
-from app.render import layout, markdown
+from app.render import Items, layout, markdown
 from app.settings import Settings
 from app.summary import ChartSummary, SummaryDraft, SummarySection, build_summary, draft_schema, parse_draft
 from app.turns import SummaryTurn
@@ -69,16 +69,20 @@ def test_structured_records_give_every_coded_truth_fact_read_from_their_entries(
 def test_a_long_list_shows_its_latest_entries_and_says_how_many_more(corpus: Path) -> None:
     document = load(corpus / "synthea_fhir_dennis_durgan.json")
     labs = sections(build_summary([document], SummaryDraft()))["labs"]
-    assert len(labs.items) >= 12 and labs.more > 0
+    assert len(labs.items) >= 12 and labs.more == len(labs.hidden) > 0
     # The limit never splits a draw: the tests of the last date shown are all there.
     shown = {item.text.split(":")[0] for item in labs.items}
-    last_date = labs.items[-1].text.split("; ")[1]
+    last_date = min(item.text.split("; ")[1] for item in labs.items)
     labs_that_day = {fact.name for fact in document.facts if fact.category == "lab" and fact.date == last_date}
     assert labs_that_day <= shown
     # The latest value of each test comes with the values before it and the direction it moved.
     assert any("before:" in item.text and any(arrow in item.text for arrow in "↑↓→") for item in labs.items)
     encounters = sections(build_summary([document], SummaryDraft()))["encounters"]
-    assert encounters.more > 0
+    assert encounters.more == len(encounters.hidden) > 0
+    # Behind "show all", in the Markdown and the HTML alike.
+    shown = markdown([Items("Encounters", encounters.items, encounters.hidden, encounters.more)])
+    assert f"Show all {len(encounters.items) + encounters.more}" in shown
+    assert all(item.text in shown for item in encounters.hidden)
     dates = [item.text.split("; ")[-2] for item in encounters.items]
     assert dates == sorted(dates)
 

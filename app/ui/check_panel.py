@@ -10,12 +10,12 @@ import gradio as gr
 
 from app.accounts import User
 from app.assistant import Assistant
-from app.render import Checked, Note, Sources, html, tally
+from app.render import Checked, Note, Omitted, Sources, html, tally
 from app.ui.plain_errors import plainly
 
 HINT = (
     '<p class="hint">Paste a text to see which of its statements the record supports, contradicts or does not '
-    "hold.</p>"
+    "hold, and which of the record's facts it leaves out.</p>"
 )
 
 
@@ -46,6 +46,7 @@ class CheckPanel:
         user = self.user_of(request)
         if session_id is None or not text.strip():
             return HINT
-        checked = self.assistant.check(user, session_id, text)
-        blocks = [Checked(text, checked), Note(tally(checked)), Sources(checked.citations)]
+        reviewed = self.assistant.check(user, session_id, text)
+        checked = reviewed.checked
+        blocks = [Checked(text, checked), Note(tally(checked)), Omitted(reviewed.omissions), Sources(checked.citations)]
         return f'<div class="checked-text">{html(blocks, self.assistant.pages(user, session_id))}</div>'
