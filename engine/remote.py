@@ -1,4 +1,5 @@
-"""A model served by another machine: vLLM, SGLang or llama.cpp's server, through their OpenAI-compatible HTTP API.
+"""A model served by another machine: vLLM, SGLang, llama.cpp's servers or Ollama, through their OpenAI-compatible
+HTTP API.
 
 For sites that outgrow one machine. The app sees the same `Engine` as with the embedded one: chat messages in,
 `TextDelta` pieces and one `Stats` out, and the served model's own token counts to budget the record with.
@@ -99,7 +100,7 @@ class RemoteEngine:
         self._no_top_k = -1 if card.get("owned_by") in ("vllm", "sglang") else 0
         self._context_window = context_window or self._reported_window(card)
         hello = _chat_request([ChatMessage(role="user", content="Hi")])
-        self._counts_chats = self._probe_count("/tokenize", hello) is not None  # vLLM's /tokenize takes chats
+        self._counts_chats = bool(self._probe_count("/tokenize", hello))  # vLLM's /tokenize takes chats
         self._count_text = self._text_counter()
         # A local tokenizer counts only what the server cannot: the server's count is the one its window holds.
         needs_local = self._count_text is None or not self._counts_chats
@@ -296,16 +297,34 @@ class RemoteEngine:
         window = settings.get("n_ctx") if isinstance(settings, dict) else None
         if isinstance(window, int):
             return window
+        # Ollama states a model's window in its parameters only where it was set (num_ctx); its model_info holds the
+        # window the model was trained with, which Ollama does not serve unless told to, cutting longer prompts.
+        stated = re.search(r"^num_ctx\s+(\d+)", str((self._ollama_model or {}).get("parameters", "")), re.MULTILINE)
+        if stated:
+            return int(stated.group(1))
         raise self._error(
             f"does not report {self.model}'s context window: set CLINIDOC_CONTEXT (or --context) to the one it was "
-            "started with (llama-cpp-python's --n_ctx)."
+            "started with (llama-cpp-python's --n_ctx; Ollama's num_ctx or OLLAMA_CONTEXT_LENGTH)."
         )
+
+    @functools.cached_property
+    def _ollama_model(self) -> dict | None:
+        """Ollama's description of the served model (/api/show): its parameters and its Modelfile; None elsewhere."""
+        try:
+            return self._json("POST", "/api/show", {"model": self.model})
+        except ServerError as err:
+            if err.status in _NOT_SERVED:
+                return None
+            raise
 
     def _text_counter(self) -> Callable[[str], int] | None:
         """The server's own count of a text's tokens, where it has an endpoint for it: /tokenize on vLLM and SGLang,
         /extras/tokenize/count on llama-cpp-python's server; None where it has neither."""
-        if self._probe_count("/tokenize", {"prompt": "Hi", "add_special_tokens": False}) is not None:
+        if self._probe_count("/tokenize", {"prompt": "Hi", "add_special_tokens": False}):
             return lambda text: self._count("/tokenize", {"prompt": text, "add_special_tokens": False})
+        # llama.cpp's llama-server reads `content` (and answers a request without it with no tokens at all).
+        if self._probe_count("/tokenize", {"content": "Hi", "add_special": False}):
+            return lambda text: self._count("/tokenize", {"content": text, "add_special": False})
         # llama-cpp-python cannot be asked to leave out the tokens the model starts every text with (a BOS token, for
         # many models): an empty text's count is what it adds.
         added = self._probe_count("/extras/tokenize/count", {"input": ""})
@@ -323,6 +342,7 @@ class RemoteEngine:
             raise
 
     def _local_tokenizer(self, path: str | Path | None) -> Tokenizer:
+        path = path or self._served_gguf()
         if path is None:
             raise self._error(
                 "cannot count the tokens of a chat (it has no /tokenize that takes messages): "
@@ -331,7 +351,7 @@ class RemoteEngine:
             )
         path = Path(path)
         try:
-            if path.suffix == ".gguf":
+            if _is_gguf(path):
                 local = Tokenizer.from_gguf(path, eos_ids=())
             else:
                 # local_files_only: patient-facing machines do not reach the Hugging Face Hub, and must not try.
@@ -342,11 +362,26 @@ class RemoteEngine:
             raise EngineError(f"The tokenizer at {path} has no chat template, so it cannot count a chat's tokens.")
         return local
 
+    def _served_gguf(self) -> Path | None:
+        """The GGUF file the server loaded, where this machine can read it: llama-cpp-python names a model by the
+        path of its file, and Ollama's Modelfile says FROM which blob it was made."""
+        modelfile = str((self._ollama_model or {}).get("modelfile", ""))
+        blob = re.search(r"^FROM\s+(\S+)", modelfile, re.MULTILINE)
+        for candidate in (self.model, blob.group(1) if blob else None):
+            if candidate and _is_gguf(Path(candidate)):
+                return Path(candidate)
+        return None
+
     def _count(self, path: str, request: dict) -> int:
-        count = self._json("POST", path, {"model": self.model, **request}).get("count")
-        if not isinstance(count, int):
-            raise self._error(f"answered {path} without a token count.")
-        return count
+        """The server's count of the tokens in `request`: vLLM's and llama-cpp-python's `count`, or as many as the
+        `tokens` llama-server lists."""
+        answer = self._json("POST", path, {"model": self.model, **request})
+        count = answer.get("count")
+        if isinstance(count, int):
+            return count
+        if isinstance(answer.get("tokens"), list):
+            return len(answer["tokens"])
+        raise self._error(f"answered {path} without a token count.")
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
         with self._reaching():
@@ -393,6 +428,15 @@ class RemoteEngine:
 
     def _error(self, what: str, kind: type[EngineError] = EngineError) -> EngineError:
         return kind(f"The model server at {self.url} {what}")
+
+
+def _is_gguf(path: Path) -> bool:
+    """A GGUF file, by its magic bytes: Ollama's blobs are GGUF files named by their hash, without the suffix."""
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def _response_format(kind: str, schema: dict) -> dict:

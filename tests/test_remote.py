@@ -104,8 +104,16 @@ def test_it_describes_the_served_model(local_engine: LocalEngine, server: ModelS
     assert RemoteEngine(server.url, context_window=4096).context_window == 4096
 
 
-def test_a_llama_cpp_server_reports_its_window_in_props(serve: Callable[..., ModelServer]) -> None:
-    assert RemoteEngine(serve(max_model_len=2048, props=True).url).context_window == 2048
+def test_a_llama_server_reports_its_window_in_props_counts_text_and_names_the_file_that_counts_chats(
+    local_engine: LocalEngine, serve: Callable[..., ModelServer]
+) -> None:
+    server = serve(max_model_len=2048, props=True)
+    engine = RemoteEngine(server.url)
+
+    assert engine.context_window == 2048 and engine.info.model_name == "SmolLM2-135M-Instruct.Q4_1"
+    text = "Loratadine 10 mg daily."
+    assert engine.count_tokens(text) == len(local_engine.tokenizer.encode(text))  # by the server's /tokenize
+    assert engine.count_prompt_tokens(MESSAGES) == local_engine.count_prompt_tokens(MESSAGES)  # by its GGUF file
 
 
 def test_tokens_are_counted_by_the_servers_tokenizer(local_engine: LocalEngine, server: ModelServer) -> None:
@@ -127,6 +135,19 @@ def test_a_server_without_tokenize_is_counted_with_a_local_copy_of_its_tokenizer
     text = "Loratadine 10 mg daily."
     assert engine.count_tokens(text) == local_engine.count_tokens(text)
     assert engine.count_prompt_tokens(MESSAGES) == local_engine.count_prompt_tokens(MESSAGES)
+
+
+def test_an_ollama_server_states_its_window_as_num_ctx_and_its_model_file_gives_the_tokenizer(
+    local_engine: LocalEngine, serve: Callable[..., ModelServer], tmp_path: Path
+) -> None:
+    blob = tmp_path / "sha256-5f2c"  # Ollama names its GGUF blobs by their hash, without a suffix
+    blob.symlink_to(default_model_path())
+    engine = RemoteEngine(serve(ollama=blob, tokenize=False, max_model_len=4096).url)
+
+    assert engine.context_window == 4096  # its num_ctx, not the 8192 the model was trained with
+    assert engine.count_prompt_tokens(MESSAGES) == local_engine.count_prompt_tokens(MESSAGES)
+    text = "Loratadine 10 mg daily."
+    assert engine.count_tokens(text) == len(local_engine.tokenizer.encode(text))
 
 
 def test_a_server_without_tokenize_and_no_local_tokenizer_is_refused_at_once(serve: Callable[..., ModelServer]) -> None:
@@ -312,8 +333,8 @@ def test_clinidoc_with_the_remote_backend_and_no_url_says_what_to_set(
 
 
 # llama-cpp-python's own server on the bundled GGUF. It reports no context window and counts the tokens of text, not
-# of chats (/extras/tokenize/count), so the engine is given both, as an operator sets CLINIDOC_CONTEXT and
-# CLINIDOC_REMOTE_TOKENIZER for it. Its answers are greedy, so each request has one answer to compare with.
+# of chats (/extras/tokenize/count), so the engine is given the window, as an operator sets CLINIDOC_CONTEXT, and
+# counts chats with the GGUF file the server names. Its answers are greedy, so each request has one answer to compare with.
 N_CTX = 2048
 # An answer of hundreds of tokens, to leave while it is being written.
 ESSAY = [ChatMessage(role="user", content="Write a detailed essay on the history of vaccination.")]
@@ -384,6 +405,9 @@ def test_llama_cpp_server_stops_at_the_limit_at_a_stop_string_and_when_the_reade
 def test_llama_cpp_server_window_is_set_here_and_a_prompt_beyond_it_is_refused(llama_server: LlamaServer) -> None:
     with pytest.raises(EngineError, match="does not report .* context window: set CLINIDOC_CONTEXT"):
         RemoteEngine(llama_server.url, tokenizer=default_model_path())
+    # It names its model by the path of the file it loaded, whose tokenizer counts chats on this machine.
+    found = RemoteEngine(llama_server.url, context_window=N_CTX)
+    assert found.count_prompt_tokens(MESSAGES) == llama_engine(llama_server).count_prompt_tokens(MESSAGES)
     long = [ChatMessage(role="user", content="The patient reports sneezing. " * 600)]  # about 3,000 tokens
 
     with pytest.raises(PromptTooLong) as refused:
