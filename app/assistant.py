@@ -77,6 +77,11 @@ UNSUPPORTED_ANSWER = (
 Asked = Literal["question", "summary"]
 _FAILED: dict[str, str] = {"question": "question_unanswered", "summary": "summary_failed"}
 # Said when a session holds no document, so that nothing is answered from nothing.
+# What a clinician can do about a record the model cannot read even in part.
+TOO_LONG_NEXT = (
+    "Start a new session with fewer or shorter documents; if records like this one are common, ask your IT service "
+    "desk for a model that reads more at once."
+)
 NO_RECORD = "This session holds no document, so there is nothing to answer from: upload the patient's record."
 # The evidence lines given to the model beside the question are kept out of the record's budget.
 EVIDENCE_TOKENS = 256
@@ -97,6 +102,8 @@ class FileFailure(BaseModel):
     reason: str
     # An encrypted PDF: the UI offers to read it again with its password.
     needs_password: bool = False
+    # The file itself was refused (damaged, empty, of a kind not read, too large), not the model's counting of it.
+    refused: bool = True
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
@@ -115,7 +122,7 @@ def not_stored(upload: Upload, error: EngineError) -> Upload:
     """The upload as the clinician should see it when the model could not count it: every document it read listed
     as not kept, with why and what to do."""
     reason = told(error, "upload")
-    failures = [FileFailure(name=document.name, reason=reason) for document in upload.documents]
+    failures = [FileFailure(name=document.name, reason=reason, refused=False) for document in upload.documents]
     return Upload(documents=[], failures=upload.failures + failures)
 
 
@@ -455,7 +462,7 @@ class Assistant:
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
             text = (
                 f"This record has {assembled.record_tokens:,} tokens; the model can read only "
-                f"{assembled.budget:,} at once, too few for even one passage of it."
+                f"{assembled.budget:,} at once, too few for even one passage of it. {TOO_LONG_NEXT}"
             )
             return self._failed(user, session_id, question_id, "question", text, "record too long")
 
@@ -528,7 +535,9 @@ class Assistant:
             return self._failed(user, session_id, request_id, "summary", NO_RECORD, "no record")
         assembled, prompt = self._summary_prompt(session.documents)
         if not assembled.fits or (assembled.retrieval is not None and assembled.retrieval.passages_used == 0):
-            text = f"The model can read only {assembled.budget:,} tokens at once, too few for this record."
+            text = (
+                f"The model can read only {assembled.budget:,} tokens at once, too few for this record. {TOO_LONG_NEXT}"
+            )
             return self._failed(user, session_id, request_id, "summary", text, "record too long")
         params = GenerationParams(max_new_tokens=self.summary_tokens, json_schema=draft_schema(session.documents))
         generated = yield from self._generate(prompt, params, stream=False)

@@ -37,7 +37,7 @@ _TELL_IT = "if it keeps happening, tell your IT service desk, who will find the 
 
 def told(error: EngineError, work: Work) -> str:
     """The clinician's words for a failure of the model during `work`, the operator's detail logged."""
-    log.error("The model failed during a %s: %s: %s", work, type(error).__name__, error)
+    log.error("The model failed (%s): %s: %s", work, type(error).__name__, error)
     not_done, again = _NOT_DONE[work], _AGAIN[work]
     if isinstance(error, PromptTooLong):
         return (

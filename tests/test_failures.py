@@ -6,13 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
+from app.assistant import FileFailure, Upload, not_stored
 from app.failures import told
+from app.ui.documents_panel import _failures
 from app.ui.plain_errors import NOT_YOURS, UNEXPECTED, plainly
 from app.waiting import Waiting, with_waiting
+from documents import load
 from engine import EngineError, ModelBrokeOff, ModelTimedOut, ModelUnreachable, PromptTooLong
 from storage import SessionNotFound
 
@@ -136,3 +140,19 @@ def test_page_handlers_show_failures_in_plain_words_never_in_an_operators(caplog
     assert next(stream) == "evidence"
     with pytest.raises(gr.Error, match="stopped in the middle"):
         next(stream)
+
+
+def test_a_refused_file_says_what_to_do_and_an_upload_the_model_could_not_count_says_to_try_again(
+    corpus: Path,
+) -> None:
+    refused = FileFailure(name="tool.exe", reason="not a supported document type")
+    assert "upload it again, or ask for another copy" in _failures([refused])
+
+    note = load(corpus / "mtsamples_allergic_rhinitis.txt")
+    uncounted = not_stored(Upload(documents=[note], failures=[refused]),
+                           ModelTimedOut(f"The model server at {URL} gave no answer within 300 s."))
+
+    kept, failure = uncounted.failures
+    assert kept == refused and uncounted.documents == []
+    assert not failure.refused and failure.reason.startswith("The model server did not answer in time")
+    assert "another copy" not in _failures([failure])

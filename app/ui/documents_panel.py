@@ -89,7 +89,14 @@ def _failures(failures: Sequence[FileFailure]) -> str:
         + "</li>"
         for f in failures
     )
-    return f'<div class="upload-failed"><p>Not read:</p><ul>{items}</ul></div>'
+    # A refusal the clinician can act on: a password typed below, or another copy of the file.
+    others = [f for f in failures if f.refused and not f.needs_password]
+    next_step = (
+        '<p class="hint">Nothing of these files was kept. Check that each is the patient\'s record as exported '
+        "(PDF, Word, text, FHIR JSON or C-CDA XML) and upload it again, or ask for another copy.</p>"
+        if others else ""
+    )
+    return f'<div class="upload-failed"><p>Not read:</p><ul>{items}</ul>{next_step}</div>'
 
 
 def _document(info: DocumentInfo, coverage: Coverage | None) -> str:
