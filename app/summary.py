@@ -370,7 +370,10 @@ def is_abnormal(fact: Fact) -> bool:
     )
 
 
-def recent_results(read: list[tuple[Document, Fact]]) -> tuple[list[list[tuple[Document, Fact]]], list[list[tuple[Document, Fact]]]]:
+Read = list[tuple[Document, Fact]]  # facts with the document each was read from
+
+
+def recent_results(read: Read) -> tuple[list[Read], list[Read]]:
     """Each test's values, in date order: the recent tests (most recently measured first, at least MAX_RESULTS of
     them, in whole draws) and the older ones."""
     groups = by_concept(_blood_pressures(read))
