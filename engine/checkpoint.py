@@ -103,11 +103,10 @@ class Checkpoint:
         """Every tensor in fp32, whatever its block type: the engine has no kernel that reads GGUF blocks, so the
         blocks are dequantized here, K-quants (Q4_K/Q5_K/Q6_K, as Q4_K_M files hold them) and Q4_0/Q4_1/Q8_0 alike.
         Loaded in fp32, the model computes with exactly the values the blocks encode. `--quantize int4` and `int8`
-        then requantize the projections (engine/quantize.py), and only Q4_1 blocks are sure to come back as they
-        were: int4 is Q4_1's layout (16 levels up from a low value per 32 inputs, step and low in fp16). A Q4_0 block
-        (levels around zero) comes back nearly so where it uses its lowest and highest level (its low value rounds
-        to fp16), else up to half a step off; int8 keeps one scale per output row where Q8_0 keeps one per 32
-        inputs, and int4 holds Q8_0's 8 bits in 4: those lose precision (tests/test_gguf_bailing.py)."""
+        then requantize the projections (engine/quantize.py), and Q4_1 and Q4_0 blocks come back as they were: int4
+        is Q4_1's layout (16 levels up from a low value per 32 inputs, step and low in fp16), and it finds Q4_0's
+        levels around zero where a block is on them. int8 keeps one scale per output row where Q8_0 keeps one per
+        32 inputs, and int4 holds Q8_0's 8 bits in 4: those lose precision (tests/test_gguf_bailing.py)."""
         from gguf import GGMLQuantizationType, dequantize
 
         for t in self._reader.tensors:

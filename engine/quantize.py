@@ -3,7 +3,8 @@
 A decode step multiplies a few rows of activations by every weight of the model, so on a CPU it costs the bytes
 of the weights: 540 MB per token for SmolLM2-135M in fp32. "int8" holds each projection as int8 with one scale per
 output channel (a quarter of fp32's bytes); "int4" packs two 4-bit values per byte with an fp16 scale and low value
-per block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1, so a Q4_1 checkpoint requantizes to its own values.
+per block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1, so a Q4_1 checkpoint requantizes to its own values, and
+so does a Q4_0 one (levels around zero, `_zero_centred_grid`).
 
 Up to NARROW_ROWS rows (decode steps, draft verification, small batches) multiply in our own AVX2 kernels
 (engine/kernels/int_matmul.cpp), which quantize each activation row to int8 per block of 32, as llama.cpp does, and
@@ -28,6 +29,8 @@ from engine.kernels import cpu_kernels
 from engine.scratch import NARROW_ROWS, SCRATCH
 
 IntMode = Literal["int8", "int4"]
+# Groups looked at first for a 4-bit grid (`_zero_centred_grid`): a weight none of them is on is not searched further.
+GRID_SAMPLE = 64
 # How a model holds its projection and expert weights: as loaded (full or half precision), in block FP8
 # (engine/fp8.py), or in int8/int4.
 WeightFormat = Literal["full", "fp8", "int8", "int4"]
@@ -102,14 +105,46 @@ def _scale_rows_(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """W [..., out, in] → (q uint8 [..., out, in] in 0..15, scale and low fp16 [..., out, in/group]) with
     W ≈ q · scale + low per group of `group` inputs: each group's range cut into 15 equal steps. Scale and low are
-    fp16, as GGUF's Q4_1 holds them (so its blocks come back as they are), and q is rounded on that fp16 grid."""
+    fp16, as GGUF's Q4_1 holds them (so its blocks come back as they are), and q is rounded on that fp16 grid. A
+    group already on a 4-bit grid around zero, as a GGUF Q4_0 block is, keeps that grid (`_zero_centred_grid`)."""
     *lead, cols = weight.shape
     w = weight.float().view(*lead, cols // group, group)
     low = w.amin(dim=-1).half()
     # fp16's smallest subnormal is 6e-8: a floor above it keeps a constant group's step from rounding to zero.
     scale = ((w.amax(dim=-1) - low.float()) / 15).clamp(min=1e-7).half()
+    on_grid, grid_scale, grid_low = _zero_centred_grid(w)
+    scale, low = torch.where(on_grid, grid_scale, scale), torch.where(on_grid, grid_low, low)
     q = torch.round((w - low.float()[..., None]) / scale.float()[..., None]).clamp_(0, 15).to(torch.uint8)
     return q.view(weight.shape), scale, low
+
+
+def _zero_centred_grid(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For groups [..., groups, size] whose values are all j · d for integers j in -8..7 and one fp16 step d (GGUF's
+    Q4_0: value = (level - 8) · d, d of either sign), the scale and low that hold them exactly: d and -8d, or -d and
+    8d for a negative step; both multiply d by a power of two, so fp16 holds them exactly too. Returns (whether each
+    group is on such a grid, scale, low). A group's largest magnitude is k · |d| for some k in 1..8: each k is tried,
+    and a group is on a grid where every value divided by that step is a whole number in range."""
+    on_grid = torch.zeros(w.shape[:-1], dtype=torch.bool, device=w.device)
+    scale = torch.ones(w.shape[:-1], dtype=torch.float16, device=w.device)
+    low = torch.zeros_like(scale)
+    # Weights that were never on a grid (every checkpoint but a GGUF of Q4_0 blocks) are told by a few groups.
+    sample = w.reshape(-1, w.shape[-1])[:GRID_SAMPLE]
+    if w.numel() > sample.numel() and not _zero_centred_grid(sample)[0].any():
+        return on_grid, scale, low
+    magnitude = w.abs().amax(dim=-1)
+    # llama.cpp's Q4_0 gives a block's largest value level 0, so k = 8 finds nearly every block at once.
+    for k in range(8, 0, -1):
+        if on_grid.all():
+            break
+        step = (magnitude / k).half()
+        levels = w / step.float()[..., None]
+        whole = (levels == levels.round()).all(dim=-1) & (step > 0)
+        for sign, lowest, highest in ((1, -8, 7), (-1, -7, 8)):  # a negative d puts the levels at -7..8 of |d|
+            fits = whole & ~on_grid & (levels.amin(dim=-1) >= lowest) & (levels.amax(dim=-1) <= highest)
+            scale = torch.where(fits, sign * step, scale)
+            low = torch.where(fits, -8 * sign * step, low)
+            on_grid |= fits
+    return on_grid, scale, low
 
 
 def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> torch.Tensor:

@@ -116,9 +116,8 @@ def test_q8_0_gguf_logits_stay_near_the_checkpoints(directory, vocabulary, safet
 
 
 def test_what_int4_and_int8_keep_of_gguf_blocks():
-    """What `--quantize int4`/`int8` make of blocks loaded in fp32 (engine/checkpoint.py): Q4_1 blocks come back
-    as they were; Q4_0 blocks that use their lowest and highest level nearly so (their low value rounds to fp16),
-    others up to half a step off; Q8_0 blocks change under int8's one scale per row."""
+    """What `--quantize int4`/`int8` make of blocks loaded in fp32 (engine/checkpoint.py): Q4_1 and Q4_0 blocks come
+    back as they were, steps of either sign included; Q8_0 blocks change under int8's one scale per row."""
     from gguf import GGMLQuantizationType as Q, dequantize, quantize
 
     rows = np.random.default_rng(0).normal(0, 0.1, (64, 256)).astype(np.float32)
@@ -133,11 +132,8 @@ def test_what_int4_and_int8_keep_of_gguf_blocks():
     q4_0 = values(blocks, Q.Q4_0)
     # A Q4_0 block is its step d in fp16, then 16 bytes of 4-bit levels: value = (level - 8) · d.
     step = torch.from_numpy(blocks.reshape(64, -1, 18)[..., :2].copy().view(np.float16).astype(np.float32))[..., 0]
-    grouped = q4_0.view(64, -1, 32)
-    all_levels = grouped.amax(-1) - grouped.amin(-1) == 15 * step.abs()
-    error = (dequantize_int4(*quantize_int4(q4_0)) - q4_0).abs().view(64, -1, 32).amax(-1) / step.abs()
-    assert all_levels.any() and (error[all_levels] < 0.01).all()
-    assert (~all_levels).any() and error[~all_levels].max() > 0.25
+    assert (step > 0).any() and (step < 0).any()
+    assert torch.equal(dequantize_int4(*quantize_int4(q4_0)), q4_0)
 
     q8_0 = values(quantize(rows, Q.Q8_0), Q.Q8_0)
     assert not torch.equal(dequantize_int8(*quantize_int8(q8_0)), q8_0)
