@@ -128,6 +128,8 @@ def test_killed_during_an_answer_a_summary_and_an_upload_clinidoc_keeps_what_it_
 
             # 3. Mid-upload, into a new session: read, and held while the model server counts its tokens.
             page.get_by_role("button", name="New session").click()
+            # The new session's empty panel first: its redraw would clear a file chosen before it.
+            expect(page.get_by_text("Patient record (PDF")).to_be_visible(timeout=30_000)
             hold_counts.clear()
             page.locator("input[type=file]").set_input_files(corpus / CCDA)
             assert model.counts_waiting.wait(timeout=120)

@@ -178,6 +178,9 @@ def test_the_gradio_api_refuses_another_clinicians_session(served: Served, sessi
         with pytest.raises(Exception) as refused:
             api.predict(session_id, api_name=endpoint)
         assert CCDA not in str(refused.value)
+    # A page load naming the session as the one this browser had open gets only their own list of sessions.
+    for stored in ({"user": "dr.other", "session": session_id}, {"user": "dr.other", "session": str(session_id)}, [1]):
+        assert CCDA not in str(api.predict(stored, api_name="/_reopen"))
     # Nothing of the session was read for them.
     assert not [event for event in list_events(served.web.assistant.db, session_id=session_id)
                 if event.user == "dr.other"]

@@ -151,14 +151,16 @@ class Page:
         return self._show(user, self.assistant.open_session(user, session_id))
 
     @plainly("session")
-    def _reopen(self, last_open: dict | None, request: gr.Request) -> list[Any]:
+    def _reopen(self, last_open: object, request: gr.Request) -> list[Any]:
         """A page (re)loaded reopens the session this browser had open for this user, as after a restart; else
         only the list of sessions is drawn, leaving the upload alone: redrawing it would clear a file dropped on
         it before the load's answer arrived."""
         user = self.user_of(request)
-        if last_open is not None and last_open.get("user") == user.name:
+        # The browser's stored value is the client's word, checked like any other: its shape, then its owner.
+        stored = last_open if isinstance(last_open, dict) else {}
+        if stored.get("user") == user.name and isinstance(stored.get("session"), int):
             try:
-                return self._show(user, self.assistant.open_session(user, int(last_open["session"])))
+                return self._show(user, self.assistant.open_session(user, stored["session"]))
             except SessionNotFound:  # deleted since, or by retention
                 pass
         sessions = self.sessions.show(self.assistant.sessions(user), None)
