@@ -76,12 +76,12 @@ UNSUPPORTED_ANSWER = (
 # "{asked}_stopped" and "{asked}_interrupted").
 Asked = Literal["question", "summary"]
 _FAILED: dict[str, str] = {"question": "question_unanswered", "summary": "summary_failed"}
-# Said when a session holds no document, so that nothing is answered from nothing.
 # What a clinician can do about a record the model cannot read even in part.
 TOO_LONG_NEXT = (
     "Start a new session with fewer or shorter documents; if records like this one are common, ask your IT service "
     "desk for a model that reads more at once."
 )
+# Said when a session holds no document, so that nothing is answered from nothing.
 NO_RECORD = "This session holds no document, so there is nothing to answer from: upload the patient's record."
 # The evidence lines given to the model beside the question are kept out of the record's budget.
 EVIDENCE_TOKENS = 256

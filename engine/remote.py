@@ -266,7 +266,7 @@ class RemoteEngine:
                 "closed the answer before it began, without a reason (its log has one). A prompt longer than the "
                 "server's context window does this on llama-cpp-python: check CLINIDOC_CONTEXT against its --n_ctx."
             )
-        raise self._error(f"broke off the answer: the stream ended before [DONE].", ModelBrokeOff)
+        raise self._error("broke off the answer: the stream ended before [DONE].", ModelBrokeOff)
 
     def _model_card(self, model: str | None) -> dict:
         """The served model's entry in /v1/models: its id and, on vLLM and SGLang, its max_model_len."""
