@@ -103,10 +103,11 @@ class Checkpoint:
         """Every tensor in fp32, whatever its block type: the engine has no kernel that reads GGUF blocks, so the
         blocks are dequantized here, K-quants (Q4_K/Q5_K/Q6_K, as Q4_K_M files hold them) and Q4_0/Q4_1/Q8_0 alike.
         Loaded in fp32, the model computes with exactly the values the blocks encode. `--quantize int4` and `int8`
-        then requantize the projections (engine/quantize.py), and Q4_1 and Q4_0 blocks come back as they were: int4
-        is Q4_1's layout (16 levels up from a low value per 32 inputs, step and low in fp16), and it finds Q4_0's
-        levels around zero where a block is on them. int8 keeps one scale per output row where Q8_0 keeps one per
-        32 inputs, and int4 holds Q8_0's 8 bits in 4: those lose precision (tests/test_gguf_bailing.py)."""
+        then requantize the projections (engine/quantize.py), and the blocks of their own layout come back as they
+        were: int4 is Q4_1's (16 levels up from a low value per 32 inputs, step and low in fp16) and finds Q4_0's
+        levels around zero where a block is on them; int8 is Q8_0's (a step in fp16 per 32 inputs). int4 holds
+        Q8_0's 8 bits in 4, and K-quants' blocks within blocks are requantized: those lose precision
+        (tests/test_gguf_bailing.py)."""
         from gguf import GGMLQuantizationType, dequantize
 
         for t in self._reader.tensors:

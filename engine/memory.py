@@ -17,8 +17,9 @@ from engine.config import ModelConfig
 
 GIB = 1 << 30
 # Bytes per weight value as each precision holds a projection: int4 packs two values per byte with an fp16 scale
-# and low per group of 32; int8 and fp8 add a scale per row or per 128×128 block, a rounding error here.
-_PROJECTION_BYTES = {"int4": 0.5 + 4 / 32, "int8": 1.0, "fp8": 1.0, "bf16": 2.0}
+# and low per group of 32, int8 adds an fp16 scale per group of 32; fp8's scale per 128×128 block is a rounding
+# error here.
+_PROJECTION_BYTES = {"int4": 0.5 + 4 / 32, "int8": 1.0 + 2 / 32, "fp8": 1.0, "bf16": 2.0}
 # The int4 model's output head stays int8 (engine/quantize.py); an FP8 model's stays in the compute dtype
 # (engine/layers.py, output_weights).
 _HEAD_BYTES = {"int4": 1.0}

@@ -1,10 +1,10 @@
 """Weight-only int8 and int4 linears for CPU decoding (`--quantize int8`, `--quantize int4`), gpt-fast style.
 
 A decode step multiplies a few rows of activations by every weight of the model, so on a CPU it costs the bytes
-of the weights: 540 MB per token for SmolLM2-135M in fp32. "int8" holds each projection as int8 with one scale per
-output channel (a quarter of fp32's bytes); "int4" packs two 4-bit values per byte with an fp16 scale and low value
-per block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1, so a Q4_1 checkpoint requantizes to its own values, and
-so does a Q4_0 one (levels around zero, `_zero_centred_grid`).
+of the weights: 540 MB per token for SmolLM2-135M in fp32. "int8" holds each projection as int8 with an fp16 scale
+per block of 32 inputs, GGUF's Q8_0 (about a quarter of fp32's bytes); "int4" packs two 4-bit values per byte with
+an fp16 scale and low value per block of 32 inputs: W ≈ q · scale + low, GGUF's Q4_1. Checkpoints of Q8_0, Q4_1
+and Q4_0 blocks (levels around zero, `_zero_centred_grid`) requantize to their own values.
 
 Up to NARROW_ROWS rows (decode steps, draft verification, small batches) multiply in our own AVX2 kernels
 (engine/kernels/int_matmul.cpp), which quantize each activation row to int8 per block of 32, as llama.cpp does, and
@@ -52,8 +52,9 @@ def register_integer(module: nn.Module, name: str, shape: tuple[int, ...], mode:
         module.register_buffer(name + "_scale", torch.empty(blocks, dtype=torch.float16, device=device))
         module.register_buffer(name + "_low", torch.empty(blocks, dtype=torch.float16, device=device))
     else:
+        blocks = (*lead, rows, cols // int8_group(cols))
         module.register_buffer(name, torch.empty(shape, dtype=torch.int8, device=device))
-        module.register_buffer(name + "_scale", torch.empty(*lead, rows, device=device))
+        module.register_buffer(name + "_scale", torch.empty(blocks, dtype=torch.float16, device=device))
 
 
 def quantized(weight: torch.Tensor, mode: IntMode) -> dict[str, torch.Tensor]:
@@ -80,26 +81,36 @@ def dequantized(
 ) -> torch.Tensor:
     """The weight the kernels multiply by, in `dtype`, in the reusable buffer of `site` (int4 when `low` is given)."""
     if low is None:
-        return _scale_rows_(SCRATCH.converted(site, q, dtype), scale)
+        return _scale_blocks_(SCRATCH.converted(site, q, dtype), scale)
     return _scale_groups_(SCRATCH.converted(site, unpack_int4(q), dtype), scale, low)
 
 
+def int8_group(cols: int) -> int:
+    """int8's inputs per scale: blocks of 32, as GGUF's Q8_0, where the inputs come in whole blocks (the kernels
+    need them); else the whole row."""
+    return INT4_GROUP if cols % INT4_GROUP == 0 else cols
+
+
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """W [..., out, in] → (q int8 [..., out, in], scale fp32 [..., out]) with W ≈ q · scale[..., None], symmetric
-    per output row."""
-    w = weight.float()
-    scale = w.abs().amax(dim=-1).clamp(min=1e-10) / 127
-    q = torch.round(w / scale[..., None]).clamp_(-127, 127).to(torch.int8)
-    return q, scale
+    """W [..., out, in] → (q int8 [..., out, in], scale fp16 [..., out, in / group]) with W ≈ q · scale per group
+    of `int8_group` inputs, symmetric: GGUF's Q8_0 (step in fp16, the largest magnitude at ±127), so a Q8_0
+    checkpoint requantizes to its own values."""
+    *lead, cols = weight.shape
+    w = weight.float().view(*lead, -1, int8_group(cols))
+    # fp16's smallest subnormal is 6e-8: a floor above it keeps an all-zero group's step from rounding to zero.
+    scale = (w.abs().amax(dim=-1) / 127).clamp(min=1e-7).half()
+    q = torch.round(w / scale.float()[..., None]).clamp_(-127, 127).to(torch.int8)
+    return q.view(weight.shape), scale
 
 
 def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """fp32 q · scale, the weight the kernel multiplies by."""
-    return _scale_rows_(q.float(), scale)
+    return _scale_blocks_(q.float(), scale)
 
 
-def _scale_rows_(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return w.mul_(scale[..., None])
+def _scale_blocks_(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    w.view(*scale.shape, -1).mul_(scale.float()[..., None])
+    return w
 
 
 def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,7 +164,7 @@ def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> 
 
 
 def _scale_groups_(w: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    w.view(*scale.shape, -1).mul_(scale.float()[..., None]).add_(low.float()[..., None])
+    _scale_blocks_(w, scale).view(*scale.shape, -1).add_(low.float()[..., None])
     return w
 
 
@@ -208,7 +219,8 @@ class _IntegerLinear(nn.Module):
 
 
 class Int8Linear(_IntegerLinear):
-    """W held as int8 `weight` and an fp32 `weight_scale` per output channel."""
+    """W held as int8 `weight` and an fp16 `weight_scale` per block of 32 inputs: 34 bytes per 32 weights, as
+    GGUF's Q8_0."""
 
     integer = "int8"
 

@@ -9,7 +9,7 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("int8_matmul", &clinidoc::int8_matmul, "x · (int8 q · per-row scale)ᵀ, x quantized to int8 per block of 32");
+  m.def("int8_matmul", &clinidoc::int8_matmul, "x · (int8 q · scale per block of 32)ᵀ, x quantized to int8 per block of 32");
   m.def("int4_matmul", &clinidoc::int4_matmul,
         "x · (4-bit q · scale + low per block of 32)ᵀ, x quantized to int8 per block of 32");
   py::class_<clinidoc::IntWeight>(m, "IntWeight")

@@ -36,20 +36,20 @@ void int8_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n,
   const int8_t* xm = x.values.data() + m * K;
   const float* x_scales = x.scales.data() + m * blocks;
   const int8_t* weights = static_cast<const int8_t*>(w.weight_data) + n * K;
-  const float* row_scales = w.row_scales + n;
+  const uint16_t* w_scales = w.block_scales + n * blocks;
   __m256 acc[R];
   for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
     const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
-    const __m256 x_scale = _mm256_set1_ps(x_scales[b]);
     for (int64_t r = 0; r < R; ++r) {
       const __m256i wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + r * K + b * kBlock));
       // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
       const __m256i products = dot_bytes(_mm256_sign_epi8(wb, wb), _mm256_sign_epi8(xb, wb));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), x_scale, acc[r]);
+      const __m256 both = _mm256_set1_ps(x_scales[b] * _cvtsh_ss(w_scales[r * blocks + b]));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), both, acc[r]);
     }
   }
-  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]) * row_scales[r];
+  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]);
 }
 
 // Rows n .. n + R of an int4 weight times one quantized activation row. The fp16 scales and lows are widened eight
@@ -192,7 +192,8 @@ IntWeight::IntWeight(at::Tensor weight_, at::Tensor scale_, c10::optional<at::Te
   } else {
     in_features = weight.size(1);
     TORCH_CHECK(weight.dtype() == at::kChar, "int8 weight: int8 [out, in]");
-    TORCH_CHECK(scale.dtype() == at::kFloat && scale.numel() == out_features, "int8 scale: fp32 [out]");
+    TORCH_CHECK(scale.dtype() == at::kHalf && scale.dim() == 2 && scale.size(0) == out_features &&
+                    scale.size(1) * kBlock == in_features, "int8 scale: fp16 [out, in / 32]");
   }
   TORCH_CHECK(in_features % kBlock == 0, "inputs must be a multiple of 32, not ", in_features);
   if (bias_.has_value()) {
@@ -201,12 +202,8 @@ IntWeight::IntWeight(at::Tensor weight_, at::Tensor scale_, c10::optional<at::Te
     bias_data = bias.data_ptr<float>();
   }
   weight_data = weight.data_ptr();
-  if (int4) {
-    block_scales = reinterpret_cast<const uint16_t*>(scale.data_ptr<at::Half>());
-    block_lows = reinterpret_cast<const uint16_t*>(low.data_ptr<at::Half>());
-  } else {
-    row_scales = scale.data_ptr<float>();
-  }
+  block_scales = reinterpret_cast<const uint16_t*>(scale.data_ptr<at::Half>());
+  if (int4) block_lows = reinterpret_cast<const uint16_t*>(low.data_ptr<at::Half>());
 }
 
 void IntWeight::multiply(const QuantizedRows& x, float* y) const {

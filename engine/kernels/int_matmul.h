@@ -30,16 +30,17 @@ struct QuantizedRows {
   void quantize(const float* x, int64_t rows, int64_t cols);
 };
 
-// A projection's weight held in integers (engine/quantize.py): int8 [out, in] with an fp32 scale per output row, or
-// 4-bit values packed [out, in / 2] with an fp16 scale and low per block of 32 inputs (W = q · scale + low).
+// A projection's weight held in integers (engine/quantize.py): int8 [out, in] with an fp16 scale per block of 32
+// inputs (GGUF's Q8_0), or 4-bit values packed [out, in / 2] with an fp16 scale and low per block of 32 inputs
+// (W = q · scale + low).
 struct IntWeight {
   at::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
   int64_t out_features = 0, in_features = 0;
   bool int4 = false;
   // The tensors' data, looked up once: a tensor's data_ptr checks its type on every call.
   const void* weight_data = nullptr;
-  const float *row_scales = nullptr, *bias_data = nullptr;  // int8's scales
-  const uint16_t *block_scales = nullptr, *block_lows = nullptr;  // int4's, as fp16 bits
+  const float* bias_data = nullptr;
+  const uint16_t *block_scales = nullptr, *block_lows = nullptr;  // as fp16 bits; lows: int4 only
 
   IntWeight(at::Tensor weight, at::Tensor scale, c10::optional<at::Tensor> low,
             c10::optional<at::Tensor> bias);
