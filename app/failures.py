@@ -16,21 +16,14 @@ log = logging.getLogger("clinidoc")
 
 # What the failed work was: the words for it in a sentence.
 Work = Literal["question", "summary", "upload", "session", "check", "trends"]
-_NOT_DONE: dict[Work, str] = {
-    "question": "this question was not answered",
-    "summary": "the summary was not made",
-    "upload": "this upload was not stored",
-    "session": "the session could not be shown",
-    "check": "the text was not checked",
-    "trends": "the results over time could not be drawn",
-}
-_AGAIN: dict[Work, str] = {
-    "question": "Ask it again",
-    "summary": "Summarise again",
-    "upload": "Upload the files again",
-    "session": "Open it again",
-    "check": "Check it again",
-    "trends": "Open them again",
+# For each, what was not done, and how to do it again.
+_WORDS: dict[Work, tuple[str, str]] = {
+    "question": ("this question was not answered", "Ask it again"),
+    "summary": ("the summary was not made", "Summarise again"),
+    "upload": ("this upload was not stored", "Upload the files again"),
+    "session": ("the session could not be shown", "Open it again"),
+    "check": ("the text was not checked", "Check it again"),
+    "trends": ("the results over time could not be drawn", "Open them again"),
 }
 _TELL_IT = "if it keeps happening, tell your IT service desk, who will find the details in Clinidoc's log."
 
@@ -38,7 +31,7 @@ _TELL_IT = "if it keeps happening, tell your IT service desk, who will find the 
 def told(error: EngineError, work: Work) -> str:
     """The clinician's words for a failure of the model during `work`, the operator's detail logged."""
     log.error("The model failed (%s): %s: %s", work, type(error).__name__, error)
-    not_done, again = _NOT_DONE[work], _AGAIN[work]
+    not_done, again = _WORDS[work]
     if isinstance(error, PromptTooLong):
         return (
             f"This is too long for the model to read at once ({error.prompt_tokens:,} tokens with the record and "
