@@ -8,8 +8,9 @@ and Q4_0 blocks (levels around zero, `_zero_centred_grid`) requantize to their o
 
 Up to NARROW_ROWS rows (decode steps, draft verification, small batches) multiply in our own AVX2 kernels
 (engine/kernels/int_matmul.cpp), which quantize each activation row to int8 per block of 32, as llama.cpp does, and
-take the dot products on 8-bit integers. Each output row depends only on its own input row, so a row comes out the
-same whatever the number of rows beside it. Longer prefills, and every matmul where the kernels cannot be built,
+take the dot products on 8-bit integers, eight weight rows at a time: the buffers hold their rows interleaved in
+groups of eight (`interleave_rows`) so that one load brings four inputs of each. Each output row depends only on
+its own input row, so a row comes out the same whatever the number of rows beside it. Longer prefills, and every matmul where the kernels cannot be built,
 dequantize the weight into a reusable fp32 buffer and run an fp32 GEMM (bound by arithmetic there, not by bytes).
 
 A model whose config says `integer` builds its projections (`engine.layers.linear`) as these layers and its routed
@@ -35,6 +36,8 @@ GRID_SAMPLE = 64
 # (engine/fp8.py), or in int8/int4.
 WeightFormat = Literal["full", "fp8", "int8", "int4"]
 INT4_GROUP = 32
+# Weight rows the kernels multiply at once, interleaved in memory (`interleave_rows`).
+GROUP_ROWS = 8
 
 
 def int_mode(mode: IntMode, *in_features: int) -> IntMode:
@@ -59,12 +62,14 @@ def register_integer(module: nn.Module, name: str, shape: tuple[int, ...], mode:
 
 def quantized(weight: torch.Tensor, mode: IntMode) -> dict[str, torch.Tensor]:
     """A full-precision weight [..., out, in] as the buffers `register_integer` makes, by the suffix each adds to the
-    weight's name."""
+    weight's name, in the order the kernels read them (`interleave_rows`)."""
     if mode == "int4":
         q, scale, low = quantize_int4(weight)
-        return {"": pack_int4(q), "_scale": scale, "_low": low}
-    q, scale = quantize_int8(weight)
-    return {"": q, "_scale": scale}
+        parts = {"": pack_int4(q), "_scale": scale, "_low": low}
+    else:
+        q, scale = quantize_int8(weight)
+        parts = {"": q, "_scale": scale}
+    return {suffix: interleave_rows(t, scale.shape[-1], weight.shape[-1]) for suffix, t in parts.items()}
 
 
 def kernel_matmul(
@@ -79,10 +84,53 @@ def kernel_matmul(
 def dequantized(
     q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor | None, dtype: torch.dtype, site: str
 ) -> torch.Tensor:
-    """The weight the kernels multiply by, in `dtype`, in the reusable buffer of `site` (int4 when `low` is given)."""
+    """The weight the kernels multiply by, in `dtype`, in the reusable buffer of `site` (int4 when `low` is given),
+    from the buffers as `quantized` stores them."""
+    blocks, cols = scale.shape[-1], q.shape[-1] * (1 if low is None else 2)
+    q, scale = deinterleave_rows(q, blocks, cols), deinterleave_rows(scale, blocks, cols)
     if low is None:
         return _scale_blocks_(SCRATCH.converted(site, q, dtype), scale)
+    low = deinterleave_rows(low, blocks, cols)
     return _scale_groups_(SCRATCH.converted(site, unpack_int4(q), dtype), scale, low)
+
+
+def interleave_rows(t: torch.Tensor, blocks: int, cols: int) -> torch.Tensor:
+    """A weight's values, scales or lows [..., out, blocks · width] (`width` bytes or values per row and block) as the
+    kernels read them (engine/kernels/int_matmul.cpp): rows in groups of GROUP_ROWS, and within a group, block by
+    block, four bytes of the first row, four of the next, and so on (one value each for scales and lows), so that
+    one 32-byte load holds four inputs of every row of the group. A last group of fewer rows is laid out the same
+    with the rows it has. Only weights of whole blocks of 32 inputs (`cols`), which the kernels read, are
+    interleaved; the shape is kept."""
+    return _regroup(t, blocks, cols, stored=False)
+
+
+def deinterleave_rows(t: torch.Tensor, blocks: int, cols: int) -> torch.Tensor:
+    """The inverse of `interleave_rows`: one row after another."""
+    return _regroup(t, blocks, cols, stored=True)
+
+
+def _regroup(t: torch.Tensor, blocks: int, cols: int, stored: bool) -> torch.Tensor:
+    if cols % INT4_GROUP:
+        return t
+    *lead, rows, width = t.shape
+    chunk = 4 if width // blocks % 4 == 0 else 1
+    parts = []
+    whole = rows - rows % GROUP_ROWS
+    for first, count in ((0, whole), (whole, rows % GROUP_ROWS)):
+        if count == 0:
+            continue
+        size = min(GROUP_ROWS, count)
+        # Rows as [..., groups, rows of a group, blocks, chunks, chunk]; stored as [..., groups, blocks, chunks,
+        # rows of a group, chunk].
+        by_row = (*lead, count // size, size, blocks, width // blocks // chunk, chunk)
+        by_lane = (*lead, count // size, blocks, width // blocks // chunk, size, chunk)
+        part = t[..., first : first + count, :]
+        if stored:
+            part = part.reshape(by_lane).movedim(-2, -4)
+        else:
+            part = part.reshape(by_row).movedim(-4, -2)
+        parts.append(part.reshape(*lead, count, width))
+    return torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0].contiguous()
 
 
 def int8_group(cols: int) -> int:

@@ -16,6 +16,9 @@ from engine.quantize import (
     Int8Linear,
     dequantize_int4,
     dequantize_int8,
+    dequantized as stored_weight,
+    deinterleave_rows,
+    interleave_rows,
     pack_int4,
     quantize_int4,
     quantize_int8,
@@ -88,11 +91,10 @@ def test_integer_linear_against_fp32(layer_class, tolerance, out_features, in_fe
     layer = layer_class(in_features, out_features)
     for name, tensor in quantized(w, layer.integer).items():
         getattr(layer, "weight" + name).copy_(tensor)
-    dequantized = (
-        dequantize_int8(layer.weight, layer.weight_scale)
-        if layer_class is Int8Linear
-        else dequantize_int4(unpack_int4(layer.weight), layer.weight_scale, layer.weight_low)
-    )
+    low = getattr(layer, "weight_low", None)
+    dequantized = stored_weight(layer.weight, layer.weight_scale, low, torch.float32, "test").clone()
+    # The stored buffers, interleaved for the kernels, hold the weight as quantized.
+    assert torch.equal(dequantized, dequantize_int8(*quantize_int8(w)) if low is None else dequantize_int4(*quantize_int4(w)))
     for rows in (1, 8, 3 * NARROW_ROWS):
         x = torch.randn(1, rows, in_features)
         got = layer(x)
@@ -121,12 +123,31 @@ def test_int4_packing_round_trips_and_is_what_the_kernel_reads():
     assert packed.shape == (192, 288) and packed.dtype == torch.uint8
     assert torch.equal(unpack_int4(packed), q)
     layer = Int4Linear(576, 192)
-    layer.weight.copy_(packed)
+    layer.weight.copy_(interleave_rows(packed, 576 // INT4_GROUP, 576))
     layer.weight_scale.fill_(1.0)
     layer.weight_low.zero_()
     # With scale 1 and low 0, one-hot rows read back the values, column by column, on both paths.
     for rows in (NARROW_ROWS, 576):
         assert torch.equal(layer(torch.eye(576)[:rows]).t(), q[:, :rows].float())
+
+
+@pytest.mark.parametrize("rows", [8, 24, 13, 3])
+def test_interleaved_rows_round_trip_and_put_four_inputs_of_each_row_side_by_side(rows):
+    """The kernels' layout: in each group of eight rows (or the last group's fewer) and each block, four bytes of the
+    first row, four of the next, and so on; scales one per row. A width of no whole blocks stays as it is."""
+    q = torch.arange(rows * 64, dtype=torch.int32).view(rows, 64)  # int8-like: 64 inputs, 2 blocks, 32 bytes each
+    stored = interleave_rows(q, 2, 64)
+    assert torch.equal(deinterleave_rows(stored, 2, 64), q)
+    size = min(8, rows)
+    first_group = stored.flatten()[: size * 64]
+    # Block 0: chunk 0 of rows 0..size-1, then chunk 1, ...; then block 1.
+    assert torch.equal(first_group[: 4 * size].view(size, 4), q[:size, :4])
+    assert torch.equal(first_group[4 * size : 8 * size].view(size, 4), q[:size, 4:8])
+    assert torch.equal(first_group[32 * size : 36 * size].view(size, 4), q[:size, 32:36])
+    scales = torch.arange(rows * 2).view(rows, 2)
+    assert torch.equal(interleave_rows(scales, 2, 64).flatten()[: 2 * size].view(2, size), scales[:size].t())
+    odd = torch.arange(rows * 40).view(rows, 40)
+    assert torch.equal(interleave_rows(odd, 1, 40), odd)
 
 
 def test_the_cpu_kernels_are_built_here():

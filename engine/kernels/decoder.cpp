@@ -173,31 +173,47 @@ void RoutedExperts::apply(const float* x, int64_t rows, float* out) const {
   // Each expert's slots (row · k + rank) among the rows that chose it.
   std::vector<std::vector<int64_t>> slots(experts);
   for (int64_t s = 0; s < rows * k; ++s) slots[ids[s]].push_back(s);
-  std::vector<float> results(rows * k * H), inputs, gate_out, up_out, act, expert_out;
-  QuantizedRows quantized;
-  for (int64_t e = 0; e < experts; ++e) {
-    const int64_t n = static_cast<int64_t>(slots[e].size()), I = down[e].in_features;
-    if (n == 0) continue;
-    inputs.resize(n * H);
-    for (int64_t i = 0; i < n; ++i) std::copy_n(x + slots[e][i] / k * H, H, inputs.data() + i * H);
-    quantized.quantize(inputs.data(), n, H);
-    gate_out.resize(n * I);
-    up_out.resize(n * I);
-    gate[e].multiply(quantized, gate_out.data());
-    up[e].multiply(quantized, up_out.data());
-    act.resize(n * I);
-    for (int64_t i = 0; i < n; ++i) silu_times(gate_out.data() + i * I, up_out.data() + i * I, I, act.data() + i * I);
-    quantized.quantize(act.data(), n, I);
-    expert_out.resize(n * H);
-    down[e].multiply(quantized, expert_out.data());
-    for (int64_t i = 0; i < n; ++i) std::copy_n(expert_out.data() + i * H, H, results.data() + slots[e][i] * H);
+  std::vector<int64_t> chosen;
+  for (int64_t e = 0; e < experts; ++e)
+    if (!slots[e].empty()) chosen.push_back(e);
+  // Per chosen expert: its rows' inputs, the gate and up outputs side by side, and the activations between.
+  const size_t count = chosen.size();
+  std::vector<QuantizedRows> inputs(count), activations(count);
+  std::vector<std::vector<float>> gate_up(count), results(count);
+  std::vector<Product> products;
+  std::vector<float> row_inputs;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t e = chosen[i], n = static_cast<int64_t>(slots[e].size()), I = down[e].in_features;
+    row_inputs.resize(n * H);
+    for (int64_t j = 0; j < n; ++j) std::copy_n(x + slots[e][j] / k * H, H, row_inputs.data() + j * H);
+    inputs[i].quantize(row_inputs.data(), n, H);
+    gate_up[i].resize(2 * n * I);
+    products.push_back({&gate[e], &inputs[i], gate_up[i].data()});
+    products.push_back({&up[e], &inputs[i], gate_up[i].data() + n * I});
   }
+  multiply_each(products);
+  products.clear();
+  std::vector<float> act;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t e = chosen[i], n = static_cast<int64_t>(slots[e].size()), I = down[e].in_features;
+    act.resize(n * I);
+    const float* g = gate_up[i].data();
+    for (int64_t j = 0; j < n; ++j) silu_times(g + j * I, g + (n + j) * I, I, act.data() + j * I);
+    activations[i].quantize(act.data(), n, I);
+    results[i].resize(n * H);
+    products.push_back({&down[e], &activations[i], results[i].data()});
+  }
+  multiply_each(products);
+  // Each slot's expert output, in the order of the rows' choices.
+  std::vector<const float*> output(rows * k);
+  for (size_t i = 0; i < count; ++i)
+    for (size_t j = 0; j < slots[chosen[i]].size(); ++j) output[slots[chosen[i]][j]] = results[i].data() + j * H;
   for (int64_t r = 0; r < rows; ++r) {
     float* o = out + r * H;
     std::fill(o, o + H, 0.f);
     for (int64_t j = 0; j < k; ++j) {
       const float w = weights[r * k + j];
-      const float* y = results.data() + (r * k + j) * H;
+      const float* y = output[r * k + j];
       for (int64_t d = 0; d < H; ++d) o[d] += w * y[d];
     }
   }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace clinidoc {
 namespace {
@@ -22,103 +23,123 @@ inline __m256i dot_bytes(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-// Output rows per task: enough weight rows that a thread's share is worth waking it for.
-constexpr int64_t kGrain = 16;
+// A weight's rows are stored in groups of kGroupRows, interleaved (engine/quantize.py, `interleave_rows`): in each
+// block of 32 inputs, one 32-byte load holds four consecutive inputs of every row of the group, a row per 32-bit
+// lane. Four inputs of x, broadcast to every lane, then multiply all eight rows in one instruction, and the lanes
+// sum eight rows' dot products side by side: nothing is summed across lanes, and each block's scale is applied to
+// eight rows at once. The last group of a weight whose rows are not a multiple of eight holds the rows it has.
+constexpr int64_t kGroupRows = 8;
 
-// Weight rows per pass over an activation row: each block of x is loaded once for all of them, and their
-// accumulators are independent chains, so the FMA latency of one row hides behind the others.
-constexpr int64_t kRowsAtOnce = 4;
+// Groups per task: enough weight rows that a thread's share is worth waking it for.
+constexpr int64_t kGrain = 2;
 
-// Rows n .. n + R of an int8 weight times one quantized activation row.
-template <int64_t R>
-void int8_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, float* y) {
-  const int64_t K = x.cols, blocks = K / kBlock;
+// The lanes of a group's rows: all eight but in a weight's last, narrower group.
+inline __m256i lane_mask(int64_t rows) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rows)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Four bytes of each of a group's rows (a whole group's 32 bytes, or the last group's masked lanes).
+template <bool Whole>
+inline __m256i load_lanes(const void* p, __m256i mask) {
+  if constexpr (Whole) return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  return _mm256_maskload_epi32(static_cast<const int*>(p), mask);
+}
+
+// One fp16 value per row of a group (a block's scales or lows) as fp32; the lanes of missing rows are zero.
+template <bool Whole>
+inline __m256 load_halves(const uint16_t* p, int64_t rows) {
+  if constexpr (Whole) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  alignas(16) uint16_t h[kGroupRows] = {};
+  std::copy_n(p, rows, h);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
+template <bool Whole>
+inline void store_lanes(float* y, __m256 v, __m256i mask) {
+  if constexpr (Whole) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    _mm256_maskstore_ps(y, mask, v);
+  }
+}
+
+// Four consecutive inputs of x in every lane.
+inline __m256i four_inputs(const int8_t* x) {
+  int32_t v;
+  std::memcpy(&v, x, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// The group of `rows` weight rows from row n times quantized activation row m.
+template <bool Whole>
+void int8_group(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, int64_t rows, float* y) {
+  const int64_t K = x.cols, blocks = K / kBlock, stride = Whole ? kGroupRows : rows;
   const int8_t* xm = x.values.data() + m * K;
   const float* x_scales = x.scales.data() + m * blocks;
   const int8_t* weights = static_cast<const int8_t*>(w.weight_data) + n * K;
   const uint16_t* w_scales = w.block_scales + n * blocks;
-  __m256 acc[R];
-  for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i mask = lane_mask(rows);
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
-    for (int64_t r = 0; r < R; ++r) {
-      const __m256i wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + r * K + b * kBlock));
-      // maddubs multiplies unsigned by signed bytes: move w's sign onto x.
-      const __m256i products = dot_bytes(_mm256_sign_epi8(wb, wb), _mm256_sign_epi8(xb, wb));
-      const __m256 both = _mm256_set1_ps(x_scales[b] * _cvtsh_ss(w_scales[r * blocks + b]));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), both, acc[r]);
+    const int8_t* block = weights + b * stride * kBlock;
+    __m256i total = _mm256_setzero_si256();
+    for (int64_t j = 0; j < kBlock / 4; ++j) {
+      const __m256i wv = load_lanes<Whole>(block + j * 4 * stride, mask);
+      const __m256i xv = four_inputs(xm + b * kBlock + 4 * j);
+      // maddubs multiplies unsigned by signed bytes, each pair summed in int16, which 127 · 127 · 2 fills: move w's
+      // sign onto x, and widen to int32 at once.
+      total = _mm256_add_epi32(total, dot_bytes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)));
     }
+    const __m256 both = _mm256_mul_ps(load_halves<Whole>(w_scales + b * stride, rows), _mm256_set1_ps(x_scales[b]));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), both, acc);
   }
-  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(acc[r]);
+  store_lanes<Whole>(y + m * w.out_features + n, acc, mask);
 }
 
-// Rows n .. n + R of an int4 weight times one quantized activation row. The fp16 scales and lows are widened eight
-// blocks at a time (F16C), so the loop over a block's 32 weights holds no scalar conversion.
-template <int64_t R>
-void int4_rows(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, float* y) {
-  const int64_t K = x.cols, blocks = K / kBlock;
+// The same for an int4 weight: a 32-byte load holds, for every row, inputs 4j .. 4j + 3 of a block in its low
+// nibbles and 16 + 4j .. 16 + 4j + 3 in its high ones.
+template <bool Whole>
+void int4_group(const IntWeight& w, const QuantizedRows& x, int64_t m, int64_t n, int64_t rows, float* y) {
+  const int64_t K = x.cols, blocks = K / kBlock, stride = Whole ? kGroupRows : rows;
   const int8_t* xm = x.values.data() + m * K;
   const float* x_scales = x.scales.data() + m * blocks;
   const float* x_sums = x.sums.data() + m * blocks;
   const uint8_t* weights = static_cast<const uint8_t*>(w.weight_data) + n * (K / 2);
   const uint16_t* w_scales = w.block_scales + n * blocks;
   const uint16_t* w_lows = w.block_lows + n * blocks;
-  const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-  __m256 acc[R], offset[R];  // offset: the lows' share, Σ over blocks of low · x's scale · Σ x's values
-  for (int64_t r = 0; r < R; ++r) acc[r] = offset[r] = _mm256_setzero_ps();
-  alignas(32) float both[R][8];  // x's scale times each row's weight scale, for eight blocks
-  for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
-    const int64_t count = std::min<int64_t>(8, blocks - b0);
-    __m256 xs, xsum;
-    if (count == 8) {
-      xs = _mm256_loadu_ps(x_scales + b0);
-      xsum = _mm256_loadu_ps(x_sums + b0);
-    } else {  // the last few blocks of a row whose block count is not a multiple of eight; the rest lanes are zero
-      alignas(32) float s[8] = {}, t[8] = {};
-      std::copy_n(x_scales + b0, count, s);
-      std::copy_n(x_sums + b0, count, t);
-      xs = _mm256_load_ps(s);
-      xsum = _mm256_load_ps(t);
+  const __m256i mask = lane_mask(rows), nibble = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps(), offset = _mm256_setzero_ps();  // offset: Σ over blocks of low · x's block sum
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = weights + b * stride * (kBlock / 2);
+    const int8_t* xb = xm + b * kBlock;
+    // Products of 4-bit weights and int8 inputs, |q · x| ≤ 15 · 127, summed in pairs: eight such sums fit in int16.
+    __m256i pairs = _mm256_setzero_si256();
+    for (int64_t j = 0; j < 4; ++j) {
+      const __m256i wv = load_lanes<Whole>(block + j * 4 * stride, mask);
+      const __m256i low = _mm256_and_si256(wv, nibble), high = _mm256_and_si256(_mm256_srli_epi16(wv, 4), nibble);
+      pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(low, four_inputs(xb + 4 * j)));
+      pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(high, four_inputs(xb + 16 + 4 * j)));
     }
-    for (int64_t r = 0; r < R; ++r) {
-      alignas(16) uint16_t s[8] = {}, l[8] = {};
-      std::copy_n(w_scales + r * blocks + b0, count, s);
-      std::copy_n(w_lows + r * blocks + b0, count, l);
-      const __m256 scales = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(s)));
-      const __m256 lows = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(l)));
-      _mm256_store_ps(both[r], _mm256_mul_ps(scales, xs));
-      offset[r] = _mm256_fmadd_ps(lows, xsum, offset[r]);
-    }
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t b = b0 + i;
-      const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + b * kBlock));
-      for (int64_t r = 0; r < R; ++r) {
-        const __m128i bytes =
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(weights + r * (K / 2) + b * kBlock / 2));
-        const __m256i wb = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibbles),
-                                            _mm_and_si128(bytes, low_nibbles));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_bytes(wb, xb)), _mm256_broadcast_ss(&both[r][i]), acc[r]);
-      }
-    }
+    const __m256i total = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    const __m256 both = _mm256_mul_ps(load_halves<Whole>(w_scales + b * stride, rows), _mm256_set1_ps(x_scales[b]));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), both, acc);
+    offset = _mm256_fmadd_ps(load_halves<Whole>(w_lows + b * stride, rows), _mm256_set1_ps(x_sums[b]), offset);
   }
-  for (int64_t r = 0; r < R; ++r) y[m * w.out_features + n + r] = horizontal_sum(_mm256_add_ps(acc[r], offset[r]));
+  store_lanes<Whole>(y + m * w.out_features + n, _mm256_add_ps(acc, offset), mask);
 }
 
-// y = x · Wᵀ, kRowsAtOnce weight rows at a time (one at a time for a range's last few), each read once for all of
-// x's rows while it is in the cache.
-template <typename Rows, typename Row>
-void multiply_rows(const IntWeight& w, const QuantizedRows& x, float* y, Rows rows, Row row) {
-  at::parallel_for(0, w.out_features, kGrain, [&](int64_t first, int64_t last) {
-    for (int64_t n = first; n < last; n += kRowsAtOnce) {
-      for (int64_t m = 0; m < x.rows; ++m) {
-        if (n + kRowsAtOnce <= last) {
-          rows(w, x, m, n, y);
-        } else {
-          for (int64_t tail = n; tail < last; ++tail) row(w, x, m, tail, y);
-        }
-      }
+int64_t groups_of(const IntWeight& w) { return (w.out_features + kGroupRows - 1) / kGroupRows; }
+
+// The group of rows from row n times every row of x, the group read once for all of them while it is in the cache.
+void multiply_group(const IntWeight& w, const QuantizedRows& x, int64_t n, float* y) {
+  const int64_t rows = std::min(kGroupRows, w.out_features - n);
+  for (int64_t m = 0; m < x.rows; ++m) {
+    if (w.int4) {
+      (rows == kGroupRows ? int4_group<true> : int4_group<false>)(w, x, m, n, rows, y);
+    } else {
+      (rows == kGroupRows ? int8_group<true> : int8_group<false>)(w, x, m, n, rows, y);
     }
-  });
+  }
 }
 
 void check_rows(const at::Tensor& x) {
@@ -207,16 +228,30 @@ IntWeight::IntWeight(at::Tensor weight_, at::Tensor scale_, c10::optional<at::Te
 }
 
 void IntWeight::multiply(const QuantizedRows& x, float* y) const {
-  TORCH_CHECK(x.cols == in_features, "x has ", x.cols, " columns, the weight ", in_features, " inputs");
-  if (int4) {
-    multiply_rows(*this, x, y, int4_rows<kRowsAtOnce>, int4_rows<1>);
-  } else {
-    multiply_rows(*this, x, y, int8_rows<kRowsAtOnce>, int8_rows<1>);
-  }
+  multiply_each({{this, &x, y}});
   if (bias_data != nullptr) {
     for (int64_t m = 0; m < x.rows; ++m)
       for (int64_t n = 0; n < out_features; ++n) y[m * out_features + n] += bias_data[n];
   }
+}
+
+void multiply_each(const std::vector<Product>& products) {
+  std::vector<int64_t> ends;  // each product's last group + 1, counting the groups of all products before it
+  int64_t total = 0;
+  for (const Product& p : products) {
+    TORCH_CHECK(p.x->cols == p.weight->in_features, "x has ", p.x->cols, " columns, the weight ",
+                p.weight->in_features, " inputs");
+    total += groups_of(*p.weight);
+    ends.push_back(total);
+  }
+  at::parallel_for(0, total, kGrain, [&](int64_t first, int64_t last) {
+    auto i = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), first) - ends.begin());
+    for (int64_t g = first; g < last; ++g) {
+      if (g == ends[i]) ++i;
+      const Product& p = products[i];
+      multiply_group(*p.weight, *p.x, (g - ends[i] + groups_of(*p.weight)) * kGroupRows, p.y);
+    }
+  });
 }
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale) {

@@ -32,7 +32,8 @@ struct QuantizedRows {
 
 // A projection's weight held in integers (engine/quantize.py): int8 [out, in] with an fp16 scale per block of 32
 // inputs (GGUF's Q8_0), or 4-bit values packed [out, in / 2] with an fp16 scale and low per block of 32 inputs
-// (W = q · scale + low).
+// (W = q · scale + low, GGUF's Q4_1). Values, scales and lows are stored with their rows interleaved in groups of
+// eight (`interleave_rows`), as int_matmul.cpp reads them.
 struct IntWeight {
   at::Tensor weight, scale, low, bias;  // low: int4 only; bias: may be undefined
   int64_t out_features = 0, in_features = 0;
@@ -48,6 +49,17 @@ struct IntWeight {
   // y [x.rows, out_features] = x · Wᵀ (+ bias). Each row of y depends only on its own row of x.
   void multiply(const QuantizedRows& x, float* y) const;
 };
+
+// y [x.rows, W's outputs] = x · Wᵀ, without W's bias.
+struct Product {
+  const IntWeight* weight;
+  const QuantizedRows* x;
+  float* y;
+};
+
+// Several products in one parallel pass over all their weights' rows: a MoE layer's experts, each a small matmul,
+// wake the threads once rather than once each.
+void multiply_each(const std::vector<Product>& products);
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale);
 at::Tensor int4_matmul(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scale,
