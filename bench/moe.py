@@ -53,11 +53,11 @@ def bench_moe(args, tokenizer: Tokenizer) -> None:
     --dtype bfloat16 the engine holds bf16 weights (on a CPU it still computes in fp32, as it serves); on a CPU it
     also runs with int8 and int4 weights, and each of its rows is set beside the memory roofline: the bytes one
     decode step reads (attention, router, shared expert, the chosen experts, head, KV) at the read bandwidth
-    measured here."""
+    measured in its own process just before and after its runs: this machine's bandwidth drifts with its
+    neighbours' load, so a roofline measured at another moment would not be the one the runner had."""
     dtype = getattr(torch, args.dtype)
     ids = tokenizer.encode(DEFAULT_PROMPT * 8)[: args.prompt_tokens]
     formats = ["bf16" if dtype == torch.bfloat16 else None] + (["int8", "int4"] if args.device == "cpu" else [])
-    bandwidth_before = isolated(read_bandwidth) if args.device == "cpu" else 0.0
     with tempfile.TemporaryDirectory() as directory:
         bailing, glm4 = Path(directory, "bailing"), Path(directory, "glm4")
         wide_moe_checkpoint(bailing, tokenizer).save_pretrained(glm4)
@@ -73,28 +73,29 @@ def bench_moe(args, tokenizer: Tokenizer) -> None:
                 save_as_bailing_gguf(bailing, gguf, vocabulary, block_type)
                 peers.append(isolated(_llama_row, gguf, block_type, ids, args.new_tokens, args.runs))
         accuracy = isolated(_accuracy, bailing, ids, formats[1:]) if args.device == "cpu" else []
-    # Measured before and after the runners, the higher kept.
-    bandwidth = max(bandwidth_before, isolated(read_bandwidth)) if args.device == "cpu" else None
 
     print(f"tiny-but-wide BailingMoeV2: hidden 1024, 64 experts top-8 + 1 shared, 8 layers; {args.dtype} weights on "
           f"{args.device}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
     print(f"prompt: {len(ids)} tokens, new tokens: {args.new_tokens}, greedy, no drafting, median of {args.runs} runs "
           f"after a warm-up, each runner in a process of its own")
-    if bandwidth:
-        print(f"memory read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s (the best of torch reductions over 1 GiB, "
-              "before and after the runners)")
+    on_cpu = args.device == "cpu"
+    if on_cpu:
+        print("memory read bandwidth: the best of torch reductions over 1 GiB, just before and after each engine run")
     if args.device == "cpu" and importlib.util.find_spec("llama_cpp") is None:
         print("llama.cpp: skipped (llama_cpp is not installed: pip install -e '.[bench]')")
     header = "\n| runner | prefill tokens/s | decode tokens/s |"
     header += "".join(f" decode vs {name} |" for name, *_ in peers)
-    header += " bytes read per token (MB) | share of the memory roofline |" if bandwidth else ""
+    header += " bytes read per token (MB) | read bandwidth (GB/s) | share of the memory roofline |" if on_cpu else ""
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for name, ttft, decode, *read in rows + peers:
         line = f"| {name} | {len(ids) / ttft:.0f} | {decode:.1f} |"
         line += "".join(f" {decode / peer_decode:.2f}x |" for _, _, peer_decode, *_ in peers)
-        if bandwidth:
-            line += f" {read[0] / 1e6:.0f} | {decode * read[0] / bandwidth:.0%} |" if read else " — | — |"
+        if on_cpu and read:
+            read_bytes, bandwidth = read
+            line += f" {read_bytes / 1e6:.0f} | {bandwidth / 1e9:.1f} | {decode * read_bytes / bandwidth:.0%} |"
+        elif on_cpu:
+            line += " — | — | — |"
         print(line)
     if accuracy:
         print("\nint8/int4 weights against fp32 on the same prompt: logits of a prefill (PyTorch, experts dequantized) "
@@ -105,7 +106,7 @@ def bench_moe(args, tokenizer: Tokenizer) -> None:
             print(f"| {quantize} | {kind} | {error:.4f} | {agreement:.3f} |")
 
 
-def _engine_row(args, path: Path, quantize: str | None, ids: list[int]) -> tuple[str, float, float, float]:
+def _engine_row(args, path: Path, quantize: str | None, ids: list[int]) -> tuple:
     compute = torch.float32 if args.device == "cpu" else getattr(torch, args.dtype)
     engine = LocalEngine(path, device=args.device, dtype=compute, quantize=quantize)
 
@@ -113,9 +114,14 @@ def _engine_row(args, path: Path, quantize: str | None, ids: list[int]) -> tuple
         engine.prefix_cache.clear()  # every run prefills the whole prompt, as the peers do
         return bench_engine(engine, ids, args.new_tokens, draft_tokens=0)
 
+    on_cpu = args.device == "cpu"
+    bandwidth = read_bandwidth() if on_cpu else None
     ttft, decode = median_runs(uncached, args.runs)
     label = engine.info.precision.split("→ ")[-1]
-    return f"clinidoc engine, {label}", ttft, decode, step_bytes(engine, len(ids) + args.new_tokens // 2)
+    name = f"clinidoc engine, {label}"
+    if not on_cpu:
+        return name, ttft, decode
+    return name, ttft, decode, step_bytes(engine, len(ids) + args.new_tokens // 2), max(bandwidth, read_bandwidth())
 
 
 def _transformers_row(args, path: Path, experts: str, ids: list[int]) -> tuple[str, float, float]:

@@ -3,6 +3,8 @@ that do not disturb each other, and SmolLM2 loaded with `quantize="int8"` and `"
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,6 +117,20 @@ def test_rows_get_what_they_get_alone(layer_class):
     alone = torch.cat([layer(x[r : r + 1]) for r in range(NARROW_ROWS)])
     for rows in range(2, NARROW_ROWS + 1):
         assert torch.equal(layer(x[:rows]), alone[:rows])
+
+
+def test_kernels_called_from_several_threads_at_once_give_each_its_own_result():
+    """The kernels' worker threads (engine/kernels/workers.cpp) run one loop at a time: callers on other threads, as
+    two engines' schedulers would be, wait their turn and get what they would alone."""
+    layer = Int4Linear(576, 1536)
+    for name, tensor in quantized(_weight(1536, 576), layer.integer).items():
+        getattr(layer, "weight" + name).copy_(tensor)
+    inputs = [torch.randn(r + 1, 576) for r in range(6)]
+    alone = [layer(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(5):
+            together = list(pool.map(layer, inputs))
+            assert all(torch.equal(a, b) for a, b in zip(alone, together))
 
 
 def test_int4_packing_round_trips_and_is_what_the_kernel_reads():

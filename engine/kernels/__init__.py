@@ -20,7 +20,7 @@ from types import ModuleType
 import torch
 from platformdirs import user_cache_dir
 
-_SOURCES = [str(Path(__file__).with_name(name)) for name in ("int_matmul.cpp", "decoder.cpp", "bindings.cpp")]
+_SOURCES = [str(Path(__file__).with_name(name)) for name in ("int_matmul.cpp", "decoder.cpp", "workers.cpp", "bindings.cpp")]
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"]
 
 

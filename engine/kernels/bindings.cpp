@@ -9,9 +9,11 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("int8_matmul", &clinidoc::int8_matmul, "x · (int8 q · scale per block of 32)ᵀ, x quantized to int8 per block of 32");
+  m.def("int8_matmul", &clinidoc::int8_matmul, "x · (int8 q · scale per block of 32)ᵀ, x quantized to int8 per block of 32",
+        py::call_guard<py::gil_scoped_release>());
   m.def("int4_matmul", &clinidoc::int4_matmul,
-        "x · (4-bit q · scale + low per block of 32)ᵀ, x quantized to int8 per block of 32");
+        "x · (4-bit q · scale + low per block of 32)ᵀ, x quantized to int8 per block of 32",
+        py::call_guard<py::gil_scoped_release>());
   py::class_<clinidoc::IntWeight>(m, "IntWeight")
       .def(py::init<torch::Tensor, torch::Tensor, c10::optional<torch::Tensor>, c10::optional<torch::Tensor>>(),
            py::arg("weight"), py::arg("scale"), py::arg("low"), py::arg("bias"));

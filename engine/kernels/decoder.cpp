@@ -9,7 +9,7 @@
 
 #include "decoder.h"
 
-#include <ATen/Parallel.h>
+#include "workers.h"
 #include <immintrin.h>
 
 #include <algorithm>
@@ -285,7 +285,7 @@ void Decoder::attend(const float* qkv, const Batch& batch, int64_t layer, std::v
   // Per task and query head: the weighted sum of values (D), then the chunk's max score and sum of weights.
   const int64_t stride = D + 2;
   partial.resize(tasks.size() * group * stride);
-  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> weights(group * kAttentionChunk);
     for (int64_t i = begin; i < end; ++i) {
       const Batch::AttentionTask& task = tasks[i];

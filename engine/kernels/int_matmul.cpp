@@ -8,7 +8,7 @@
 
 #include "int_matmul.h"
 
-#include <ATen/Parallel.h>
+#include "workers.h"
 #include <immintrin.h>
 
 #include <algorithm>
@@ -257,7 +257,7 @@ void multiply_each(const std::vector<Product>& products) {
     total += groups_of(*p.weight);
     ends.push_back(total);
   }
-  at::parallel_for(0, total, kGrain, [&](int64_t first, int64_t last) {
+  parallel_for(0, total, kGrain, [&](int64_t first, int64_t last) {
     auto i = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), first) - ends.begin());
     for (int64_t g = first; g < last; ++g) {
       if (g == ends[i]) ++i;
