@@ -1,7 +1,8 @@
 """CPU kernels of our own, in C++, compiled on first use with the machine's compiler and cached.
 
 `cpu_kernels()` holds the int8 / int4 weight matmuls of a decode step (`int_matmul.cpp`, engine/quantize.py) and a
-Llama-family forward pass of a few tokens in one call over those weights (`decoder.cpp`, engine/cpu_decoder.py). They
+Llama-family forward pass of a few tokens in one call over those weights (`decoder.cpp`, engine/cpu_decoder.py),
+whose loops share worker threads of their own (`workers.cpp`). They
 need an x86 CPU with AVX2, FMA and F16C (what PyTorch reports as AVX2 or AVX512) and a C++ compiler; without either,
 `cpu_kernels()` is None and the model runs in PyTorch ops, its quantized layers multiplying by their dequantized
 weights in fp32, which is correct but slower. The first build takes about a minute; later processes load the cached
