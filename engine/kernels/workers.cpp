@@ -18,9 +18,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // How long an idle worker waits for the next loop before it sleeps: first with pause instructions, then yielding
-// its CPU to any other thread that wants it (the scheduler's own Python work, a request's reader).
+// its CPU to any other thread that wants it (the scheduler's own Python work, a request's reader). A step's loops
+// follow each other within microseconds; between steps one wake-up costs little, and spinning longer would take the
+// CPUs from the PyTorch work (prefill, sampling) that runs between them.
 constexpr auto kPause = std::chrono::microseconds(50);
-constexpr auto kYield = std::chrono::milliseconds(2);
+constexpr auto kYield = std::chrono::microseconds(250);
 
 thread_local bool in_part = false;
 
