@@ -10,8 +10,8 @@ Up to NARROW_ROWS rows (decode steps, draft verification, small batches) multipl
 (engine/kernels/int_matmul.cpp), which quantize each activation row to int8 per block of 32, as llama.cpp does, and
 take the dot products on 8-bit integers, eight weight rows at a time: the buffers hold their rows interleaved in
 groups of eight (`interleave_rows`) so that one load brings four inputs of each. Each output row depends only on
-its own input row, so a row comes out the same whatever the number of rows beside it. Longer prefills, and every matmul where the kernels cannot be built,
-dequantize the weight into a reusable fp32 buffer and run an fp32 GEMM (bound by arithmetic there, not by bytes).
+its own input row, so a row comes out the same whatever the number of rows beside it. Longer prefills, and every
+matmul where the kernels cannot be built, dequantize the weight into a reusable fp32 buffer and run an fp32 GEMM (bound by arithmetic there, not by bytes).
 
 A model whose config says `integer` builds its projections (`engine.layers.linear`) as these layers and its routed
 experts (engine/moe.py) in the same formats; `engine.weights.load_weights` fills them, quantizing each
@@ -130,7 +130,7 @@ def _regroup(t: torch.Tensor, blocks: int, cols: int, stored: bool) -> torch.Ten
         else:
             part = part.reshape(by_row).movedim(-4, -2)
         parts.append(part.reshape(*lead, count, width))
-    return torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0].contiguous()
+    return torch.cat(parts, dim=-2)
 
 
 def int8_group(cols: int) -> int:
